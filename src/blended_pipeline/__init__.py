@@ -1,0 +1,23 @@
+"""Blended Diffusion (Avrahami et al., CVPR 2022) on Hugging Face diffusers."""
+
+from pathlib import Path
+
+from blended_pipeline.augment import ProjectiveAugmentation
+from blended_pipeline.blending import BlendCallback, ProgressiveDilationBlendCallback
+from blended_pipeline.guidance import BackgroundPreservationLoss, CLIPGuidance, GuidanceObjective
+from blended_pipeline.pipeline import BlendedDiffusionPipeline, BlendedDiffusionPipelineOutput
+
+SHAPES_CHECKPOINT = str(Path(__file__).parent / "shapes" / "checkpoint")
+"""A diffusers pipeline directory of the shapes world's trained models, shipped with the package."""
+
+__all__ = [
+    "BackgroundPreservationLoss",
+    "BlendCallback",
+    "BlendedDiffusionPipeline",
+    "BlendedDiffusionPipelineOutput",
+    "CLIPGuidance",
+    "GuidanceObjective",
+    "ProgressiveDilationBlendCallback",
+    "ProjectiveAugmentation",
+    "SHAPES_CHECKPOINT",
+]

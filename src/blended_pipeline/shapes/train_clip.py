@@ -1,0 +1,200 @@
+"""Train the shapes world's CLIP contrastively on (view, caption) pairs, and its tokenizer.
+
+Guidance and ranking show CLIP the masked region on a grey surround, so besides whole scenes it is trained on
+box views of one shape ("a red circle"), of bare background ("a blue background") and on scenes whose object
+is greyed out ("a blue background"), some warped like the extending augmentations. Several images in a batch
+share a caption, so the contrastive target spreads over all matching captions. Resumable, like the UNet::
+
+    python -m blended_pipeline.shapes.train_clip --out runs/clip --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+from blended_pipeline.augment import ProjectiveAugmentation
+from blended_pipeline.guidance import clip_pixel_values
+from blended_pipeline.shapes.tokenizer import build_tokenizer
+from blended_pipeline.shapes.train_unet import RESOLUTION, learning_rate
+from blended_pipeline.shapes.training_utils import atomic_torch_save, to_model_range
+from blended_pipeline.shapes.world import (
+    SHAPE_PROMPTS,
+    VOCABULARY,
+    Scene,
+    background_phrase,
+    box_mask,
+    random_box,
+    random_scene,
+    render,
+    shape_mask,
+)
+
+OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def build_clip(tokenizer: CLIPTokenizer) -> CLIPModel:
+    """A 1.1M-parameter CLIP: a ViT with 4x4 patches on 32x32 images and a 3-layer text transformer."""
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=3,
+            num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=0, eos_token_id=1, pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=RESOLUTION, patch_size=4, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+            num_attention_heads=4,
+        ),
+        projection_dim=64,
+    )
+    return CLIPModel(config)
+
+
+def build_feature_extractor() -> CLIPImageProcessor:
+    return CLIPImageProcessor(
+        size={"shortest_edge": RESOLUTION},
+        crop_size={"height": RESOLUTION, "width": RESOLUTION},
+        image_mean=OPENAI_CLIP_MEAN,
+        image_std=OPENAI_CLIP_STD,
+    )
+
+
+def training_view(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """(image uint8 HxWx3, keep-mask bool HxW, caption): one view of the kinds guidance and ranking show."""
+    kind = rng.choice(["scene", "shape_box", "background_box", "object_removed"], p=[0.3, 0.4, 0.15, 0.15])
+    if kind == "scene":
+        scene = random_scene(rng, RESOLUTION)
+        objects = " and ".join(f"a {s.colour} {s.kind}" for s in scene.shapes)
+        caption = scene.caption() if rng.random() < 0.5 else objects
+        return render(scene, RESOLUTION), np.ones((RESOLUTION, RESOLUTION), bool), caption
+    if kind == "shape_box":
+        scene = random_scene(rng, RESOLUTION, num_shapes=1 if rng.random() < 0.7 else 2)
+        shape = scene.shapes[-1]
+        side = int(round(rng.uniform(0.45, 0.65) * RESOLUTION))
+        side = max(side, int(np.ceil(shape.size)) + 1)
+        low = np.clip(np.array(shape.center) + shape.size / 2 - side, 0, RESOLUTION - side)
+        high = np.clip(np.array(shape.center) - shape.size / 2, 0, RESOLUTION - side)
+        left, top = (int(rng.integers(int(lo), int(max(lo, hi)) + 1)) for lo, hi in zip(low, high))
+        return render(scene, RESOLUTION), box_mask((left, top, left + side, top + side), RESOLUTION), (
+            f"a {shape.colour} {shape.kind}"
+        )
+    scene = random_scene(rng, RESOLUTION, num_shapes=1, two_bands=False)
+    shape = scene.shapes[0]
+    covered = shape_mask(shape.kind, shape.center, shape.size, RESOLUTION)
+    if kind == "background_box":
+        box = random_box(rng, RESOLUTION, (0.35, 0.55))
+        keep = box_mask(box, RESOLUTION)
+        image = render(Scene(scene.background, scene.split, ()), RESOLUTION)
+        return image, keep, background_phrase(scene.background)
+    grown = np.zeros_like(covered)
+    ys, xs = np.nonzero(covered)
+    margin = int(rng.integers(0, 4))
+    grown[max(0, ys.min() - margin) : ys.max() + margin + 1, max(0, xs.min() - margin) : xs.max() + margin + 1] = True
+    return render(scene, RESOLUTION), ~grown, background_phrase(scene.background)
+
+
+def view_batch(seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, list[str]]:
+    """Views in [-1, 1] with the masked-out part grey (0), half of them projectively warped."""
+    rng = np.random.default_rng([seed, step])
+    views = [training_view(rng) for _ in range(batch_size)]
+    images = to_model_range(np.stack([v[0] for v in views]))
+    keep = torch.from_numpy(np.stack([v[1] for v in views]))[:, None].float()
+    images = images * keep
+    warped = ProjectiveAugmentation()(images, 2, torch.Generator().manual_seed(seed * 7919 + step))[batch_size:]
+    chosen = torch.from_numpy(rng.random(batch_size) < 0.5).view(-1, 1, 1, 1)
+    return torch.where(chosen, warped, images), [v[2] for v in views]
+
+
+def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """Cross-entropy both ways, with the target spread evenly over every matching caption."""
+    same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
+    target = same / same.sum(dim=1, keepdim=True)
+    return 0.5 * (
+        torch.sum(-target * F.log_softmax(logits_per_image, dim=1), dim=1).mean()
+        + torch.sum(-target * F.log_softmax(logits_per_image.t(), dim=1), dim=1).mean()
+    )
+
+
+@torch.no_grad()
+def zero_shot_accuracy(
+    model: CLIPModel, tokenizer: CLIPTokenizer, feature_extractor: CLIPImageProcessor, count: int = 240, seed: int = 10**6
+) -> float:
+    """Accuracy choosing "a {colour} {shape}" among all 24 for held-out single-shape scenes."""
+    rng = np.random.default_rng(seed)
+    scenes = [random_scene(rng, RESOLUTION, num_shapes=1) for _ in range(count)]
+    images = to_model_range(np.stack([render(s, RESOLUTION) for s in scenes]))
+    tokens = tokenizer(list(SHAPE_PROMPTS), padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    output = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+                   pixel_values=clip_pixel_values(images, feature_extractor))
+    predicted = output.logits_per_image.argmax(dim=1)
+    truth = torch.tensor([SHAPE_PROMPTS.index(f"a {s.shapes[0].colour} {s.shapes[0].kind}") for s in scenes])
+    return float((predicted == truth).float().mean())
+
+
+def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_every: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tokenizer, feature_extractor = build_tokenizer(VOCABULARY), build_feature_extractor()
+    model = build_clip(tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    state_path, start = out / "state.pt", 0
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        print(f"resumed at step {start}", flush=True)
+    began, losses = time.time(), []
+    for step in range(start, steps):
+        images, captions = view_batch(seed, step, batch_size)
+        tokens = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+        output = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+                       pixel_values=clip_pixel_values(images, feature_extractor))
+        loss = contrastive_loss(output.logits_per_image, captions)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, steps, lr, warmup=200)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, np.log(100))
+        losses.append(loss.item())
+        done = step + 1
+        if done % 100 == 0:
+            rate = (time.time() - began) / (done - start)
+            print(f"step {done} loss {np.mean(losses[-100:]):.4f} {rate:.2f} s/step", flush=True)
+        if done % save_every == 0 or done == steps:
+            model.eval()
+            print(f"step {done} zero-shot accuracy {zero_shot_accuracy(model, tokenizer, feature_extractor):.3f}", flush=True)
+            model.train()
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, state_path)
+            model.save_pretrained(out / "clip_model")
+            tokenizer.save_pretrained(out / "tokenizer")
+            feature_extractor.save_pretrained(out / "feature_extractor")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds state.pt)")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--save-every", type=int, default=250)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every)
+
+
+if __name__ == "__main__":
+    main()

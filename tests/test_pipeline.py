@@ -1,0 +1,256 @@
+"""The pipeline's contract, on tiny random components."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import fast_call, tiny_clip_parts, tiny_pipeline, tiny_unet
+from diffusers import (
+    DDIMScheduler,
+    DDPMPipeline,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+)
+
+from blended_pipeline import BlendedDiffusionPipeline
+
+
+def keep_region(mask: PIL.Image.Image) -> np.ndarray:
+    return np.asarray(mask) == 0
+
+
+def assert_background_exact(images: np.ndarray, image: PIL.Image.Image, mask: PIL.Image.Image) -> None:
+    source = np.asarray(image.convert("RGB")).astype(np.float32) / 255
+    keep = keep_region(mask)
+    for result in images:
+        assert np.array_equal(result[keep], source[keep])
+
+
+def count_unet_calls(pipe: BlendedDiffusionPipeline) -> list[int]:
+    calls = [0]
+    pipe.unet.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("output_type", ["np", "pt", "pil"])
+def test_output_types_sizes_and_ranking(pipe, image, mask, output_type):
+    out = fast_call(pipe, image, mask, num_images_per_prompt=3, output_type=output_type)
+    assert len(out.scores) == 3
+    assert out.scores == sorted(out.scores, reverse=True)
+    if output_type == "np":
+        assert out.images.shape == (3, 24, 40, 3) and out.images.dtype == np.float32
+        assert 0 <= out.images.min() and out.images.max() <= 1
+    elif output_type == "pt":
+        assert out.images.shape == (3, 3, 24, 40)
+    else:
+        assert [im.size for im in out.images] == [(40, 24)] * 3
+        keep = keep_region(mask)
+        for result in out.images:
+            assert np.array_equal(np.asarray(result)[keep], np.asarray(image)[keep])
+
+
+def test_background_is_bit_exact_and_edit_changes_the_mask(pipe, image, mask):
+    out = fast_call(pipe, image, mask)
+    assert_background_exact(out.images, image, mask)
+    source = np.asarray(image).astype(np.float32) / 255
+    inside = ~keep_region(mask)
+    assert np.abs(out.images[:, inside] - source[inside]).mean() > 0.05
+
+
+def test_same_seed_same_output_other_seed_other_output(pipe, image, mask):
+    first = fast_call(pipe, image, mask)
+    second = fast_call(pipe, image, mask)
+    other = fast_call(pipe, image, mask, generator=torch.Generator().manual_seed(1))
+    assert np.array_equal(first.images, second.images) and first.scores == second.scores
+    assert not np.array_equal(first.images, other.images)
+
+
+def test_generator_list_one_per_image(pipe, image, mask):
+    generators = [torch.Generator().manual_seed(s) for s in (3, 4)]
+    out = fast_call(pipe, image, mask, generator=generators)
+    again = fast_call(pipe, image, mask, generator=[torch.Generator().manual_seed(s) for s in (3, 4)])
+    assert np.array_equal(out.images, again.images)
+
+
+def test_strength_runs_that_fraction_of_the_schedule(pipe, image, mask):
+    calls = count_unet_calls(pipe)
+    fast_call(pipe, image, mask, num_inference_steps=8, strength=0.5)
+    # Guidance steps plus none for ranking (the UNet is not used to rank).
+    assert calls[0] == 4
+
+
+def test_save_and_load_round_trip(pipe, image, mask, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    loaded = BlendedDiffusionPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.scheduler) is DDPMScheduler
+    before, after = fast_call(pipe, image, mask), fast_call(loaded, image, mask)
+    # Loaded CLIP may pick another attention kernel than the one built in memory: equal to float rounding.
+    assert np.allclose(before.images, after.images, atol=1e-4)
+    assert np.allclose(before.scores, after.scores, atol=1e-5)
+
+
+def test_plain_ddpm_directory_plus_clip_parts_loads(image, mask, tmp_path):
+    DDPMPipeline(unet=tiny_unet(), scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(tmp_path)
+    loaded = BlendedDiffusionPipeline.from_pretrained(tmp_path, **tiny_clip_parts())
+    loaded.set_progress_bar_config(disable=True)
+    out = fast_call(loaded, image, mask)
+    assert_background_exact(out.images, image, mask)
+
+
+@pytest.mark.parametrize("scheduler_class", [DDIMScheduler, DPMSolverMultistepScheduler])
+def test_scheduler_swap_by_from_config(pipe, image, mask, scheduler_class):
+    ddpm = fast_call(pipe, image, mask).images
+    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    out = fast_call(pipe, image, mask)
+    assert np.isfinite(out.images).all() and not np.array_equal(out.images, ddpm)
+    assert_background_exact(out.images, image, mask)
+
+
+def test_sigma_scaled_scheduler_is_refused(pipe, image, mask):
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    with pytest.raises(ValueError, match="init_noise_sigma"):
+        fast_call(pipe, image, mask)
+
+
+@pytest.mark.parametrize("variance_type", ["learned_range", "fixed_small"])
+def test_learned_variance_unet_with_six_channels(image, mask, variance_type):
+    pipe = tiny_pipeline(out_channels=6, variance_type=variance_type)
+    out = fast_call(pipe, image, mask)
+    assert np.isfinite(out.images).all()
+    assert_background_exact(out.images, image, mask)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    assert np.isfinite(fast_call(pipe, image, mask).images).all()
+
+
+def test_guidance_raises_the_clip_score(image, mask):
+    pipe = tiny_pipeline()
+    unguided = fast_call(pipe, image, mask, clip_guidance_scale=0.0, num_images_per_prompt=4)
+    guided = fast_call(pipe, image, mask, clip_guidance_scale=2000.0, num_images_per_prompt=4)
+    assert np.mean(guided.scores) > np.mean(unguided.scores)
+
+
+@pytest.mark.parametrize("option", [{"backprop_through_unet": False}, {"clip_input": "mixed"}, {"blend": False}])
+def test_named_options_change_the_result(pipe, image, mask, option):
+    default = fast_call(pipe, image, mask).images
+    changed = fast_call(pipe, image, mask, **option)
+    assert np.isfinite(changed.images).all() and not np.array_equal(default, changed.images)
+    assert_background_exact(changed.images, image, mask)
+
+
+def test_cheap_gradient_skips_the_unet_backward(pipe, image, mask):
+    grads = []
+    pipe.unet.conv_out.register_full_backward_hook(lambda *_: grads.append(1))
+    fast_call(pipe, image, mask, backprop_through_unet=False)
+    assert grads == []
+    fast_call(pipe, image, mask)
+    assert len(grads) == 4
+
+
+def test_bf16_autocast_on_cpu(pipe, image, mask):
+    out = fast_call(pipe, image, mask, mixed_precision="bf16")
+    assert np.isfinite(out.images).all() and all(np.isfinite(out.scores))
+    assert_background_exact(out.images, image, mask)
+    assert not np.array_equal(out.images, fast_call(pipe, image, mask).images)
+
+
+def test_bf16_weights_via_to(pipe, image, mask):
+    pipe.to("cpu", torch.bfloat16)
+    assert pipe.unet.dtype == torch.bfloat16 and pipe.clip_model.dtype == torch.bfloat16
+    out = fast_call(pipe, image, mask)
+    assert np.isfinite(out.images).all()
+    assert_background_exact(out.images, image, mask)
+
+
+def test_accelerator_sets_device_and_precision(pipe, image, mask):
+    from accelerate import Accelerator
+
+    pipe.prepare_with(Accelerator(cpu=True, mixed_precision="bf16"))
+    assert pipe.default_mixed_precision == "bf16"
+    assert np.array_equal(
+        fast_call(pipe, image, mask).images, fast_call(pipe, image, mask, mixed_precision="bf16").images
+    )
+
+
+def test_rgba_and_grayscale_images_are_converted(pipe, image, mask):
+    rgba = image.convert("RGBA")
+    assert_background_exact(fast_call(pipe, rgba, mask).images, image, mask)
+    gray = image.convert("L")
+    out = fast_call(pipe, gray, mask)
+    assert_background_exact(out.images, gray.convert("RGB"), mask)
+
+
+def test_soft_mask_is_thresholded_and_smaller_mask_resized(pipe, image, mask):
+    soft = PIL.Image.fromarray((np.asarray(mask) * 0.6).astype(np.uint8))  # 153 > 127.5: edit
+    faint = PIL.Image.fromarray(np.where(np.asarray(mask) > 0, 255, 100).astype(np.uint8))  # 100 < 127.5: keep
+    assert_background_exact(fast_call(pipe, image, soft).images, image, mask)
+    assert_background_exact(fast_call(pipe, image, faint).images, image, mask)
+    half = mask.resize((20, 12), PIL.Image.NEAREST)
+    assert_background_exact(fast_call(pipe, image, half).images, image, mask)
+
+
+def test_numpy_and_tensor_inputs(pipe, image, mask):
+    array = np.asarray(image)
+    tensor = torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
+    by_array = fast_call(pipe, array, np.asarray(mask)).images
+    by_tensor = fast_call(pipe, tensor, torch.from_numpy(np.asarray(mask) / 255.0)).images
+    assert np.array_equal(by_array, fast_call(pipe, image, mask).images)
+    assert np.allclose(by_array, by_tensor, atol=1e-6)
+
+
+BAD_INPUTS = [
+    ({"mask_image": PIL.Image.new("L", (40, 24), 0)}, ValueError, "empty"),
+    ({"mask_image": PIL.Image.new("L", (24, 24), 255)}, ValueError, "aspect ratio"),
+    ({"strength": 0.0}, ValueError, "strength"),
+    ({"strength": 1.5}, ValueError, "strength"),
+    ({"num_inference_steps": 0}, ValueError, "num_inference_steps"),
+    ({"prompt": ""}, ValueError, "prompt is empty"),
+    ({"prompt": None}, TypeError, "prompt must be a string"),
+    ({"prompt": ["a", "b"]}, TypeError, "prompt must be a string"),
+    ({"generator": [torch.Generator()]}, ValueError, "generators"),
+    ({"output_type": "latent"}, ValueError, "output_type"),
+    ({"num_images_per_prompt": 0}, ValueError, "num_images_per_prompt"),
+    ({"num_augmentations": 0}, ValueError, "num_augmentations"),
+    ({"clip_input": "x_t"}, ValueError, "clip_input"),
+    ({"image": "image.png"}, TypeError, "PIL image"),
+    ({"callback_on_step_end_tensor_inputs": ["secret"], "blend": False, "callback_on_step_end": lambda *a: a[-1]},
+     ValueError, "not offered"),
+]
+
+
+@pytest.mark.parametrize("arguments, error, message", BAD_INPUTS)
+def test_bad_input_is_refused_before_any_denoising(pipe, image, mask, arguments, error, message):
+    calls = count_unet_calls(pipe)
+    with pytest.raises(error, match=message):
+        fast_call(pipe, **{"image": image, "mask_image": mask, **arguments})
+    assert calls[0] == 0
+
+
+def test_scheduler_without_alphas_cumprod_is_refused(pipe, image, mask):
+    class NoAlphas:
+        config = {}
+        order = 1
+
+        def step(self, *args): ...
+
+        def add_noise(self, *args): ...
+
+        def set_timesteps(self, *args, **kwargs): ...
+
+    pipe.scheduler = NoAlphas()
+    calls = count_unet_calls(pipe)
+    with pytest.raises(ValueError, match="alphas_cumprod"):
+        fast_call(pipe, image, mask)
+    assert calls[0] == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_fp16_and_model_cpu_offload(image, mask):
+    pipe = tiny_pipeline()
+    pipe.enable_model_cpu_offload()
+    out = fast_call(pipe, image, mask, mixed_precision="fp16")
+    assert np.isfinite(out.images).all()
+    assert_background_exact(out.images, image, mask)
