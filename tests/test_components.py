@@ -1,0 +1,300 @@
+"""Each composable piece on its own: augmentations, blending callbacks, guidance, ranking, image I/O."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import fast_call, tiny_clip_parts
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+from blended_pipeline import (
+    BackgroundPreservationLoss,
+    BlendCallback,
+    CLIPGuidance,
+    ProgressiveDilationBlendCallback,
+    ProjectiveAugmentation,
+)
+from blended_pipeline.augment import warp
+from blended_pipeline.guidance import clip_pixel_values, range_loss, spherical_distance
+from blended_pipeline.image_io import load_mask, paste, to_resolution
+from blended_pipeline.ranking import rank
+
+
+def images(batch: int = 2, size: int = 16) -> torch.Tensor:
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+# Augmentations
+
+
+def test_augmentation_layout_first_view_untouched_and_reproducible():
+    x = images()
+    augment = ProjectiveAugmentation()
+    views = augment(x, 8, torch.Generator().manual_seed(0))
+    assert views.shape == (16, 3, 16, 16)
+    assert torch.equal(views[:2], x)
+    assert torch.equal(views, augment(x, 8, torch.Generator().manual_seed(0)))
+    assert not torch.equal(views, augment(x, 8, torch.Generator().manual_seed(1)))
+    assert not torch.allclose(views[2:4], x)
+
+
+def test_augmentation_is_differentiable():
+    x = images().requires_grad_(True)
+    ProjectiveAugmentation()(x, 4, torch.Generator().manual_seed(0))[2:].pow(2).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_augmentation_with_probability_zero_is_identity():
+    x = images()
+    augment = ProjectiveAugmentation(affine_p=0.0, perspective_p=0.0)
+    assert torch.allclose(augment(x, 3, torch.Generator().manual_seed(0)), x.repeat(3, 1, 1, 1), atol=1e-6)
+
+
+def test_augmentation_uses_one_generator_per_image():
+    x = images()
+    augment = ProjectiveAugmentation()
+    pair = augment(x, 4, [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)])
+    alone = augment(x[:1], 4, [torch.Generator().manual_seed(5)])
+    assert torch.equal(pair[0::2], alone)
+    with pytest.raises(ValueError, match="one per image"):
+        augment(x, 4, [torch.Generator()])
+
+
+def test_warp_translation_moves_content():
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 2, 2] = 1
+    shift = torch.tensor([[[1.0, 0.0, -0.25], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # 1/8 of the width
+    moved = warp(x, shift)
+    assert moved[0, 0, 2, 3] == pytest.approx(1.0)
+
+
+# Blending
+
+
+class Recorder(PipelineCallback):
+    tensor_inputs = ["latents", "noised_image", "mask", "image"]
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.seen.append({k: v.clone() for k, v in callback_kwargs.items()})
+        return callback_kwargs
+
+
+def test_blend_callback_alone():
+    latents, noised = torch.full((1, 3, 4, 4), 5.0), torch.full((1, 3, 4, 4), -5.0)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2] = 1
+    out = BlendCallback()(type("P", (), {"num_timesteps": 1})(), 0, 10, {"latents": latents, "noised_image": noised, "mask": mask})
+    assert torch.all(out["latents"][..., :2] == 5) and torch.all(out["latents"][..., 2:] == -5)
+
+
+def test_default_blending_keeps_outside_at_the_next_noise_level(pipe, image, mask):
+    recorder = Recorder()
+    fast_call(pipe, image, mask, callback_on_step_end=MultiPipelineCallbacks([BlendCallback(), recorder]),
+              num_images_per_prompt=4)
+    timesteps = pipe.scheduler.timesteps
+    assert len(recorder.seen) == 4
+    for step, seen in enumerate(recorder.seen):
+        outside = seen["mask"] == 0
+        outside = outside.expand_as(seen["latents"])
+        assert torch.equal(seen["latents"][outside], seen["noised_image"][outside])
+        residual = seen["noised_image"] - seen["image"] * 0  # the noised input itself
+        if step + 1 < len(timesteps):
+            # Noise level of t-1 (the sample after this step), not t: the std of x_bg - sqrt(abar) x is sqrt(1-abar).
+            alpha_bar = pipe.scheduler.alphas_cumprod[timesteps[step + 1]]
+            noise = residual - alpha_bar.sqrt() * seen["image"]
+            assert noise.std().item() == pytest.approx(math.sqrt(1 - alpha_bar), rel=0.1)
+        else:
+            assert torch.equal(seen["noised_image"], seen["image"].expand_as(seen["noised_image"]))
+
+
+def test_user_callback_runs_after_default_blending(pipe, image, mask):
+    recorder = Recorder()
+    fast_call(pipe, image, mask, callback_on_step_end=recorder)
+    last = recorder.seen[-1]
+    outside = (last["mask"] == 0).expand_as(last["latents"])
+    assert torch.equal(last["latents"][outside], last["image"].expand_as(last["latents"])[outside])
+
+
+def test_blending_can_be_replaced(pipe, image, mask):
+    calls = []
+
+    class CountingBlend(BlendCallback):
+        def mask_at(self, mask, step_index, num_steps):
+            calls.append(step_index)
+            return mask
+
+    fast_call(pipe, image, mask, callback_on_step_end=CountingBlend())
+    assert calls == [0, 1, 2, 3]
+
+
+def test_plain_function_callback_without_blending(pipe, image, mask):
+    seen = []
+    fast_call(pipe, image, mask, blend=False, callback_on_step_end=lambda p, i, t, kw: seen.append(sorted(kw)) or kw,
+              callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"])
+    assert seen == [["latents", "pred_original_sample"]] * 4
+
+
+def test_contradictory_blending_requests_are_refused(pipe, image, mask):
+    with pytest.raises(ValueError, match="blend=False"):
+        fast_call(pipe, image, mask, blend=False, callback_on_step_end=BlendCallback())
+    with pytest.raises(TypeError, match="MultiPipelineCallbacks"):
+        fast_call(pipe, image, mask, callback_on_step_end=lambda p, i, t, kw: kw)
+
+
+def test_progressive_dilation_shrinks_to_the_real_mask():
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 7:9, 7:9] = 1
+    callback = ProgressiveDilationBlendCallback(max_dilation=3, shrink_until=0.5)
+    areas = [callback.mask_at(mask, step, 10).sum().item() for step in range(10)]
+    assert areas[0] == 64  # 2 + 2 * 3 = 8 pixels wide
+    assert areas == sorted(areas, reverse=True)
+    assert areas[5:] == [4.0] * 5
+    with pytest.raises(ValueError, match="max_dilation"):
+        ProgressiveDilationBlendCallback(max_dilation=-1)
+
+
+def test_progressive_dilation_in_the_pipeline_keeps_the_background_exact(pipe, image, mask):
+    out = fast_call(pipe, image, mask, callback_on_step_end=ProgressiveDilationBlendCallback(max_dilation=2))
+    keep = np.asarray(mask) == 0
+    source = np.asarray(image).astype(np.float32) / 255
+    assert all(np.array_equal(result[keep], source[keep]) for result in out.images)
+
+
+# Guidance and ranking
+
+
+def test_clip_pixel_values_match_the_feature_extractor():
+    parts = tiny_clip_parts()
+    x = images(1, 16)
+    pil = PIL.Image.fromarray(((x[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy())
+    expected = parts["feature_extractor"](pil, return_tensors="pt").pixel_values
+    quantised = torch.from_numpy(np.array(pil)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    assert torch.allclose(clip_pixel_values(quantised, parts["feature_extractor"]), expected, atol=1e-5)
+    assert clip_pixel_values(images(2, 40), parts["feature_extractor"]).shape == (2, 3, 16, 16)
+
+
+def test_clip_guidance_loss_score_and_gradient():
+    guidance = CLIPGuidance(**tiny_clip_parts())
+    target = guidance.prepare("a red ball", torch.device("cpu"))
+    x = images(3).requires_grad_(True)
+    loss = guidance.loss(x, target)
+    score = guidance.score(x, target)
+    assert loss.shape == score.shape == (3,)
+    assert torch.all(loss >= 0)
+    # The spherical distance falls as the cosine similarity rises.
+    assert torch.argsort(loss).tolist() == torch.argsort(score, descending=True).tolist()
+    loss.sum().backward()
+    assert x.grad.abs().sum() > 0
+
+
+def test_spherical_distance_and_range_loss():
+    u = torch.tensor([[1.0, 0.0]])
+    assert spherical_distance(u, u).item() == 0
+    assert spherical_distance(u, torch.tensor([[0.0, 1.0]])).item() == pytest.approx(2 * (math.pi / 4) ** 2)
+    assert range_loss(torch.zeros(1, 3, 2, 2)).item() == 0
+    assert range_loss(torch.full((1, 3, 2, 2), 2.0)).item() == pytest.approx(1.0)
+
+
+def test_rank_sorts_best_first():
+    class ByMean:
+        def score(self, x, target):
+            return x.mean(dim=(1, 2, 3))
+
+    x = torch.stack([torch.full((3, 4, 4), v) for v in (0.1, 0.9, 0.5)])
+    order, scores = rank(ByMean(), x, torch.ones(1, 1, 4, 4), None)
+    assert order.tolist() == [1, 2, 0]
+    assert scores.tolist() == pytest.approx([0.9, 0.5, 0.1])
+
+
+def test_custom_objective_plugs_in(pipe, image, mask):
+    class Brightness:
+        def prepare(self, prompt, device):
+            return None
+
+        def loss(self, views, target):
+            return -views.mean(dim=(1, 2, 3))
+
+        def score(self, x, target):
+            return x.mean(dim=(1, 2, 3))
+
+    pipe.custom_guidance = Brightness()
+    out = fast_call(pipe, image, mask, num_images_per_prompt=3)
+    assert out.scores == sorted(out.scores, reverse=True)
+    inside = np.asarray(mask) > 0
+    brighter = fast_call(pipe, image, mask, num_images_per_prompt=3, clip_guidance_scale=5000.0)
+    assert brighter.images[:, inside].mean() > out.images[:, inside].mean()
+
+
+def lpips_with_random_backbone() -> BackgroundPreservationLoss:
+    import lpips
+
+    torch.manual_seed(0)
+    return BackgroundPreservationLoss(lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval())
+
+
+def test_background_loss_looks_only_outside_the_mask():
+    loss = lpips_with_random_backbone()
+    x = images(1)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    changed_inside = x.clone()
+    changed_inside[..., 4:12, 4:12] = 0.3
+    changed_outside = x.clone()
+    changed_outside[..., :4, :] = 0.3
+    assert loss(x, changed_inside, mask).item() == pytest.approx(0, abs=1e-6)
+    assert loss(x, changed_outside, mask).item() > 0.01
+
+
+def test_algorithm_1_with_background_loss(pipe, image, mask):
+    pipe.background_loss = lpips_with_random_backbone()
+    plain = fast_call(pipe, image, mask, blend=False)
+    with_loss = fast_call(pipe, image, mask, blend=False, background_loss_scale=1000.0)
+    assert np.isfinite(with_loss.images).all() and not np.array_equal(plain.images, with_loss.images)
+
+
+def test_missing_lpips_weights_say_where_to_put_them(monkeypatch, pipe, image, mask):
+    import lpips
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(lpips, "LPIPS", offline)
+    with pytest.raises(RuntimeError, match="alexnet-owt-7be5be79.pth"):
+        fast_call(pipe, image, mask, blend=False, background_loss_scale=1.0)
+
+
+# Image I/O
+
+
+def test_mask_at_model_resolution_covers_every_masked_pixel():
+    mask = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    mask[..., 10, 10] = True  # one pixel
+    _, small = to_resolution(torch.zeros(1, 3, 64, 64), mask, (16, 16))
+    assert small.sum() == 1 and small[0, 0, 2, 2] == 1
+
+
+def test_paste_keeps_the_input_outside_the_mask():
+    source = torch.rand(1, 3, 10, 14)
+    mask = torch.zeros(1, 1, 10, 14, dtype=torch.bool)
+    mask[..., 2:5, 3:9] = True
+    out = paste(torch.ones(2, 3, 8, 8), source, mask)
+    assert out.shape == (2, 3, 10, 14)
+    assert torch.equal(out[:, :, ~mask[0, 0]], source[:, :, ~mask[0, 0]].expand(2, -1, -1))
+    assert torch.allclose(out[:, :, mask[0, 0]], torch.tensor(1.0))
+
+
+def test_load_mask_errors():
+    with pytest.raises(ValueError, match="empty"):
+        load_mask(np.zeros((4, 4), np.uint8), (4, 4))
+    with pytest.raises(ValueError, match="aspect ratio"):
+        load_mask(np.full((4, 8), 255, np.uint8), (4, 4))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        load_mask(np.full((4, 4), 3.0, np.float32), (4, 4))
