@@ -1,0 +1,82 @@
+"""The shapes world: renderer, captions, tokenizer and the pixel judge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blended_pipeline.shapes.edits import edit_case, ideal_edit
+from blended_pipeline.shapes.judge import judge, parse_prompt
+from blended_pipeline.shapes.tokenizer import build_tokenizer, unknown_words
+from blended_pipeline.shapes.world import COLOURS, PALETTE, SHAPES, VOCABULARY, random_scene, render
+
+
+def test_scenes_follow_the_rules():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scene = random_scene(rng, 32)
+        image = render(scene, 32)
+        assert image.shape == (32, 32, 3) and 1 <= len(scene.shapes) <= 2
+        assert len(scene.background) in (1, 2)
+        for shape in scene.shapes:
+            assert shape.colour not in scene.background
+            assert 0.30 * 32 <= shape.size <= 0.45 * 32
+        colours = {tuple(p) for p in image.reshape(-1, 3)}
+        assert colours <= {PALETTE[c] for c in COLOURS}
+        assert scene.caption().endswith("background") and scene.caption().startswith("a ")
+
+
+def test_rendering_is_reproducible():
+    a = render(random_scene(np.random.default_rng(7), 32), 32)
+    b = render(random_scene(np.random.default_rng(7), 32), 32)
+    assert np.array_equal(a, b)
+
+
+def test_tokenizer_spells_every_word_as_one_token_and_tolerates_others():
+    tokenizer = build_tokenizer(VOCABULARY)
+    for word in VOCABULARY:
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1
+    ids = tokenizer("a zebra circle").input_ids
+    assert len(ids) > 5  # unknown words fall back to letters
+    assert unknown_words("A zebra circle, please", VOCABULARY) == ["zebra", "please"]
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_judge_accepts_ideal_edits(resolution):
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        case = edit_case(rng, resolution)
+        verdict = judge(ideal_edit(case, rng), case.mask, case.prompt)
+        assert verdict.ok, (case.prompt, verdict.reason)
+
+
+def test_judge_refuses_wrong_shapes_colours_and_untouched_images():
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        case = edit_case(rng, 32)
+        other_shape = str(rng.choice([s for s in SHAPES if s != case.shape]))
+        other_colour = str(rng.choice([c for c in COLOURS if c != case.colour]))
+        assert not judge(ideal_edit(case, rng, shape=other_shape), case.mask, case.prompt).ok
+        assert not judge(ideal_edit(case, rng, colour=other_colour), case.mask, case.prompt).ok
+        assert not judge(case.image, case.mask, case.prompt).ok
+
+
+def test_judge_refuses_a_blob_too_small():
+    rng = np.random.default_rng(3)
+    case = edit_case(rng, 32)
+    image = case.image.copy()
+    left, top = case.box[:2]
+    image[top + 2 : top + 5, left + 2 : left + 5] = PALETTE[case.colour]
+    assert "too small" in judge(image, case.mask, case.prompt).reason
+
+
+def test_judge_background_prompts():
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:] = PALETTE["blue"]
+    mask = np.ones((32, 32), bool)
+    mask[10:20, 10:20] = False
+    image[10:20, 10:20] = PALETTE["red"]
+    assert judge(image, mask, "a blue background").ok
+    assert not judge(image, mask, "a green background").ok
+    with pytest.raises(ValueError, match="judge understands"):
+        parse_prompt("a zebra")
