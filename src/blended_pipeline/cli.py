@@ -1,0 +1,223 @@
+"""``blended-edit``: edit the masked region of an image to match a prompt.
+
+    blended-edit --image IN.png --mask MASK.png --prompt "a red circle" --out OUT.png
+    blended-edit --demo --out DIR
+
+Writes the best result to OUT.png, every ranked result beside it (OUT-1.png, OUT-2.png, ... with
+OUT-scores.json), and OUT-grid.png (input | mask | results). Argument and file errors print one line and exit
+with status 2 before anything is written; outputs are written under temporary names, then renamed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+
+from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline.image_io import load_image, load_mask
+
+SCHEDULERS = ("ddpm", "ddim")
+DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+class UsageError(Exception):
+    """A problem with the command's arguments or files: reported in one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blended-edit", description=__doc__.splitlines()[0])
+    parser.add_argument("--image", type=Path, help="input image")
+    parser.add_argument("--mask", type=Path, help="mask image: white = edit, black = keep")
+    parser.add_argument("--prompt", help='what the masked region should show, e.g. "a red circle"')
+    parser.add_argument("--out", type=Path, required=True, help="output PNG (with --demo: an output directory)")
+    parser.add_argument("--demo", action="store_true", help="render a shapes scene and a mask, and edit it")
+    parser.add_argument("--model", default=SHAPES_CHECKPOINT, help="pipeline directory or hub id (default: shapes)")
+    parser.add_argument("--clip", help="separate CLIP checkpoint (directory or hub id) for a DDPM-only --model")
+    parser.add_argument("--samples", type=int, default=4, help="results to generate and rank (default 4)")
+    parser.add_argument("--steps", type=int, default=100, help="steps of the full schedule (default 100)")
+    parser.add_argument("--strength", type=float, default=0.75, help="fraction of the schedule run (default 0.75)")
+    parser.add_argument("--guidance-scale", type=float, default=1000.0, help="CLIP guidance weight (default 1000)")
+    parser.add_argument("--augmentations", type=int, default=8, help="augmented views per result (default 8)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (UsageError, ValueError, TypeError, OSError) as error:
+        print(f"blended-edit: error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    if args.demo:
+        image, mask, prompt = demo_inputs(args.seed)
+    else:
+        image, mask, prompt = open_image(args.image, "--image"), open_image(args.mask, "--mask"), args.prompt
+    load_mask(mask, load_image(image).shape[-2:])  # a bad mask is refused before the model loads
+    pipe = load_pipeline(args.model, args.clip, args.scheduler, args.device)
+    warn_about_unknown_words(pipe, prompt)
+    out = pipe(
+        prompt=prompt, image=image, mask_image=mask, num_inference_steps=args.steps, strength=args.strength,
+        num_images_per_prompt=args.samples, clip_guidance_scale=args.guidance_scale,
+        num_augmentations=args.augmentations, mixed_precision=DTYPES[args.dtype],
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    written = write_outputs(args, image, mask, prompt, out.images, out.scores)
+    for path in written:
+        print(path)
+    return 0
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if args.demo:
+        if args.image or args.mask:
+            raise UsageError("--demo makes its own image and mask; drop --image/--mask")
+    else:
+        missing = [flag for flag, value in (("--image", args.image), ("--mask", args.mask), ("--prompt", args.prompt))
+                   if value is None]
+        if missing:
+            raise UsageError(f"missing {', '.join(missing)} (or use --demo)")
+        if args.out.suffix.lower() != ".png":
+            raise UsageError(f"--out must be a .png file, got {args.out}")
+        if not args.out.parent.resolve().is_dir():
+            raise UsageError(f"--out's directory {args.out.parent} does not exist")
+    for flag, value, low in (("--samples", args.samples, 1), ("--steps", args.steps, 1), ("--augmentations", args.augmentations, 1)):
+        if value < low:
+            raise UsageError(f"{flag} must be at least {low}, got {value}")
+    if not 0 < args.strength <= 1:
+        raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
+    if args.prompt is not None and not args.prompt.strip():
+        raise UsageError("--prompt is empty")
+
+
+def open_image(path: Path, flag: str) -> PIL.Image.Image:
+    if not path.is_file():
+        raise UsageError(f"{flag} {path}: no such file")
+    try:
+        with PIL.Image.open(path) as image:
+            return image.copy()
+    except PIL.UnidentifiedImageError as error:
+        raise UsageError(f"{flag} {path}: not an image PIL can read") from error
+
+
+def demo_inputs(seed: int) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
+    """A shapes scene, a box mask, and a prompt whose colour the scene lacks."""
+    from blended_pipeline.shapes.edits import edit_case
+
+    case = edit_case(np.random.default_rng(seed), 32)
+    return PIL.Image.fromarray(case.image), PIL.Image.fromarray(case.mask.astype(np.uint8) * 255), case.prompt
+
+
+def load_pipeline(model: str, clip: str | None, scheduler: str, device: str):
+    import diffusers
+    import transformers
+    from diffusers import DDIMScheduler, DDPMScheduler
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    from blended_pipeline import BlendedDiffusionPipeline
+
+    diffusers.utils.logging.disable_progress_bar()  # the denoising bar stays; loading bars are noise
+    transformers.utils.logging.disable_progress_bar()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available")
+    clip_parts = {}
+    if clip:
+        clip_parts = dict(
+            clip_model=CLIPModel.from_pretrained(clip),
+            tokenizer=CLIPTokenizer.from_pretrained(clip),
+            feature_extractor=CLIPImageProcessor.from_pretrained(clip),
+        )
+    try:
+        pipe = BlendedDiffusionPipeline.from_pretrained(model, **clip_parts)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--model {model}: cannot load a pipeline ({str(error).splitlines()[0]})") from error
+    scheduler_class = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[scheduler]
+    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    return pipe.to(device)
+
+
+def warn_about_unknown_words(pipe, prompt: str) -> None:
+    """The shapes CLIP knows a closed vocabulary: name the words it never saw."""
+    from blended_pipeline.shapes.tokenizer import unknown_words
+    from blended_pipeline.shapes.world import VOCABULARY
+
+    if Path(str(pipe.name_or_path)).resolve() == Path(SHAPES_CHECKPOINT).resolve():
+        unknown = unknown_words(prompt, VOCABULARY)
+        if unknown:
+            print(f"blended-edit: warning: the shapes model does not know {', '.join(unknown)}", file=sys.stderr)
+
+
+def write_outputs(
+    args: argparse.Namespace,
+    image: PIL.Image.Image,
+    mask: PIL.Image.Image,
+    prompt: str,
+    results: list[PIL.Image.Image],
+    scores: list[float],
+) -> list[Path]:
+    """Everything is written to temporary names first and renamed only when all of it is written."""
+    if args.demo:
+        args.out.mkdir(parents=True, exist_ok=True)
+        best = args.out / "result.png"
+        files = {args.out / "input.png": image.convert("RGB"), args.out / "mask.png": mask.convert("L")}
+    else:
+        best, files = args.out, {}
+    files[best] = results[0]
+    for rank, result in enumerate(results, start=1):
+        files[best.with_name(f"{best.stem}-{rank}.png")] = result
+    files[best.with_name(f"{best.stem}-grid.png")] = grid([image, mask, *results])
+    scores_path = best.with_name(f"{best.stem}-scores.json")
+    ranked = [{"rank": r, "file": best.with_name(f"{best.stem}-{r}.png").name, "score": s}
+              for r, s in enumerate(scores, start=1)]
+    temporary: list[tuple[str, Path]] = []
+    try:
+        for path, picture in files.items():
+            temporary.append((_temporary_name(path), path))
+            picture.save(temporary[-1][0], format="PNG")
+        temporary.append((_temporary_name(scores_path), scores_path))
+        Path(temporary[-1][0]).write_text(json.dumps({"prompt": prompt, "results": ranked}, indent=2))
+    except BaseException:
+        for name, _ in temporary:
+            Path(name).unlink(missing_ok=True)
+        raise
+    for name, path in temporary:
+        os.replace(name, path)
+    return [path for _, path in temporary]
+
+
+def grid(pictures: list[PIL.Image.Image], cell: int = 128) -> PIL.Image.Image:
+    """Side by side, each scaled (nearest, so small images stay crisp) to ``cell`` pixels high."""
+    scaled = [p.convert("RGB").resize((max(1, round(cell * p.width / p.height)), cell), PIL.Image.NEAREST)
+              for p in pictures]
+    canvas = PIL.Image.new("RGB", (sum(p.width for p in scaled) + 4 * (len(scaled) - 1), cell), (255, 255, 255))
+    x = 0
+    for picture in scaled:
+        canvas.paste(picture, (x, 0))
+        x += picture.width + 4
+    return canvas
+
+
+def _temporary_name(path: Path) -> str:
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    return name
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The blended-edit command: outputs, the demo, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+from conftest import tiny_pipeline
+
+from blended_pipeline import SHAPES_CHECKPOINT, cli
+
+FAST = ["--steps", "4", "--samples", "2", "--augmentations", "2"]
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    path = tmp_path / "model"
+    tiny_pipeline().save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def files(tmp_path, image, mask):
+    image.save(tmp_path / "in.png")
+    mask.save(tmp_path / "mask.png")
+    return tmp_path
+
+
+def test_edit_writes_best_ranked_results_scores_and_grid(files, tiny_model, image, mask):
+    out = files / "out.png"
+    code = cli.main(["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball",
+                     "--out", str(out), "--model", tiny_model, *FAST])
+    assert code == 0
+    names = sorted(p.name for p in files.iterdir() if p.name.startswith("out"))
+    assert names == ["out-1.png", "out-2.png", "out-grid.png", "out-scores.json", "out.png"]
+    scores = json.loads((files / "out-scores.json").read_text())
+    assert scores["prompt"] == "a red ball" and [r["rank"] for r in scores["results"]] == [1, 2]
+    assert np.array_equal(np.asarray(PIL.Image.open(out)), np.asarray(PIL.Image.open(files / "out-1.png")))
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(np.asarray(PIL.Image.open(out))[keep], np.asarray(image)[keep])
+    assert not list(files.glob(".*tmp"))
+
+
+def test_demo_runs_offline_on_the_shipped_checkpoint(tmp_path, capsys):
+    code = cli.main(["--demo", "--out", str(tmp_path / "demo"), *FAST])
+    assert code == 0
+    written = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"input.png", "mask.png", "result.png", "result-grid.png", "result-scores.json"} <= written
+    scene = np.asarray(PIL.Image.open(tmp_path / "demo" / "input.png"))
+    keep = np.asarray(PIL.Image.open(tmp_path / "demo" / "mask.png")) == 0
+    assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / "demo" / "result.png"))[keep], scene[keep])
+
+
+def test_unknown_words_are_named_in_a_warning(files, capsys):
+    cli.main(["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a zebra circle",
+              "--out", str(files / "out.png"), "--model", SHAPES_CHECKPOINT, *FAST])
+    assert "does not know zebra" in capsys.readouterr().err
+
+
+def error_cases(files, tiny_model):
+    base = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball",
+            "--model", tiny_model, *FAST]
+    empty = files / "empty.png"
+    PIL.Image.new("L", (40, 24), 0).save(empty)
+    (files / "text.png").write_text("not an image")
+    out = ["--out", str(files / "out.png")]
+    return {
+        "missing image file": ["--image", str(files / "nope.png"), *base[2:], *out],
+        "not an image": ["--image", str(files / "text.png"), *base[2:], *out],
+        "missing prompt": [*base[:4], *base[6:], *out],
+        "empty mask": [*base[:2], "--mask", str(empty), *base[4:], *out],
+        "bad strength": [*base, *out, "--strength", "0"],
+        "bad samples": [*base, *out, "--samples", "0"],
+        "out not png": [*base, "--out", str(files / "out.jpg")],
+        "out dir missing": [*base, "--out", str(files / "no" / "out.png")],
+        "model missing": [*base, *out, "--model", str(files / "no-model")],
+    }
+
+
+@pytest.mark.parametrize("case", ["missing image file", "not an image", "missing prompt", "empty mask", "bad strength",
+                                  "bad samples", "out not png", "out dir missing", "model missing"])
+def test_errors_print_one_line_exit_2_and_write_nothing(files, tiny_model, capsys, case):
+    arguments = error_cases(files, tiny_model)[case]
+    before = set(files.iterdir())
+    assert cli.main(arguments) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("blended-edit: error:") and "\n" not in err
+    assert set(files.iterdir()) == before
