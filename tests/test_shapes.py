@@ -80,3 +80,18 @@ def test_judge_background_prompts():
     assert not judge(image, mask, "a green background").ok
     with pytest.raises(ValueError, match="judge understands"):
         parse_prompt("a zebra")
+
+
+def test_scene_judge_accepts_renderings_and_refuses_noise_and_blanks():
+    from blended_pipeline.shapes.judge import judge_scene
+
+    rng = np.random.default_rng(4)
+    verdicts = [judge_scene(render(random_scene(rng, 32), 32)) for _ in range(300)]
+    # Two shapes of one colour that overlap can merge into one large object: rare, and refused.
+    assert np.mean([v.ok for v in verdicts]) >= 0.95
+    assert all(judge_scene(render(random_scene(rng, 32, num_shapes=1), 32)).ok for _ in range(100))
+    noise = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    assert not judge_scene(noise).ok
+    blank = np.zeros((32, 32, 3), np.uint8)
+    blank[:] = PALETTE["red"]
+    assert not judge_scene(blank).ok

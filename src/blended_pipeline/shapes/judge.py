@@ -102,3 +102,41 @@ def largest_component(pixels: np.ndarray) -> np.ndarray | None:
         if size > best_size:
             best, best_size = current, size
     return labels == best if best else None
+
+
+def judge_scene(image: np.ndarray) -> Verdict:
+    """Whether an (S, S, 3) uint8 image is a valid scene of the world (used on unconditional samples).
+
+    Rules: nearly every pixel is a palette colour; the background is one colour, or two horizontal bands
+    (the commonest colours of the top and bottom 35%) split between 35% and 65% of the height; the pixels of
+    each other colour form objects (specks of two pixels or fewer are ignored); there are one or two objects,
+    each 20-55% of the side, at least one a clean circle, square or triangle (the other may be partly hidden).
+    """
+    size = image.shape[0]
+    labels = colour_labels(image)
+    if (labels >= 0).mean() < 0.9:
+        return Verdict(False, f"only {(labels >= 0).mean():.0%} of the pixels are palette colours")
+    band = int(0.35 * size)
+    top, bottom = (np.bincount(part[part >= 0], minlength=len(COLOURS)).argmax() for part in (labels[:band], labels[-band:]))
+    splits = range(band, size - band + 1)
+    fit = [(labels[:s] == top).sum() + (labels[s:] == bottom).sum() for s in splits]
+    split = splits[int(np.argmax(fit))]
+    background = np.where(np.arange(size)[:, None] < split, top, bottom)
+    if (labels == background).mean() < 0.4:
+        return Verdict(False, "the background is neither one colour nor two horizontal bands")
+    components = []
+    for colour in np.unique(labels[(labels != background) & (labels >= 0)]):
+        remaining = (labels == colour) & (labels != background)
+        while (blob := largest_component(remaining)) is not None:
+            remaining &= ~blob
+            if blob.sum() > 2:
+                components.append(blob)
+    if not 1 <= len(components) <= 2:
+        return Verdict(False, f"{len(components)} objects instead of one or two")
+    extents = [max(np.ptp(np.nonzero(c)[0]), np.ptp(np.nonzero(c)[1])) + 1 for c in components]
+    if not all(0.2 * size <= e <= 0.55 * size for e in extents):
+        return Verdict(False, f"objects {extents} pixels across, not 20-55% of {size}")
+    shapes = [classify_shape(c) for c in components]
+    if not any(s in SHAPES for s in shapes):
+        return Verdict(False, f"no clean shape among {shapes}")
+    return Verdict(True, f"objects: {shapes}")
