@@ -254,3 +254,19 @@ def test_gpu_fp16_and_model_cpu_offload(image, mask):
     out = fast_call(pipe, image, mask, mixed_precision="fp16")
     assert np.isfinite(out.images).all()
     assert_background_exact(out.images, image, mask)
+
+
+@pytest.mark.parametrize("name", ["img", "img2"])
+def test_real_photographs_keep_their_background(pipe, name):
+    from pathlib import Path
+
+    inputs = Path(__file__).parent.parent / "examples" / "inputs"
+    photo = PIL.Image.open(inputs / f"{name}.png")
+    mask = PIL.Image.open(inputs / f"mask{name[3:]}.png")
+    out = fast_call(pipe, photo, mask)
+    assert out.images.shape == (2, photo.height, photo.width, 3)
+    source = np.asarray(photo.convert("RGB")).astype(np.float32) / 255
+    keep = np.asarray(mask.convert("L")) < 128
+    assert 0 < keep.mean() < 1
+    for result in out.images:
+        assert np.array_equal(result[keep], source[keep])

@@ -1,0 +1,130 @@
+"""Measure the shipped shapes models against their targets; writes JSON and a markdown table.
+
+    python benchmarks/shapes_targets.py --out docs/figures/shapes_targets   # the published figures
+    python benchmarks/shapes_targets.py --smoke --out /tmp/smoke             # seconds; what the tests run
+
+Measured: the share of unconditional DDPM samples that are valid scenes (pixel judge), CLIP's zero-shot
+accuracy on held-out single-shape scenes, and edits of the project's edit set at the CLI's defaults: top-1
+success by the pixel judge, success of any of the samples, background exactness, with the extending
+augmentations on (8 views) and off (1 view).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DDPMPipeline
+
+from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+from blended_pipeline.cli import build_parser
+from blended_pipeline.shapes.edits import edit_cases
+from blended_pipeline.shapes.judge import judge, judge_scene
+from blended_pipeline.shapes.train_clip import zero_shot_accuracy
+
+EDIT_SEED = 2024  # the edit set: edit_cases(EDIT_SEED, n, 32)
+
+
+def ddpm_validity(pipe: BlendedDiffusionPipeline, count: int, steps: int) -> dict:
+    sampler = DDPMPipeline(unet=pipe.unet, scheduler=pipe.scheduler)
+    sampler.set_progress_bar_config(disable=True)
+    images = sampler(batch_size=count, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+                     output_type="np").images
+    uint8 = np.round(images * 255).astype(np.uint8)
+    valid = [judge_scene(image).ok for image in uint8]
+    return {"samples": count, "sampling_steps": steps, "valid_fraction": float(np.mean(valid))}, uint8
+
+
+def edit_success(pipe: BlendedDiffusionPipeline, count: int, num_augmentations: int, settings: dict) -> dict:
+    top1, any_ok, exact, seconds = [], [], [], []
+    for index, case in enumerate(edit_cases(EDIT_SEED, count, 32)):
+        began = time.perf_counter()
+        out = pipe(prompt=case.prompt, image=PIL.Image.fromarray(case.image),
+                   mask_image=PIL.Image.fromarray(case.mask.astype(np.uint8) * 255),
+                   num_augmentations=num_augmentations, generator=torch.Generator().manual_seed(index), **settings)
+        seconds.append(time.perf_counter() - began)
+        results = [np.asarray(image) for image in out.images]
+        verdicts = [judge(result, case.mask, case.prompt).ok for result in results]
+        top1.append(verdicts[0])
+        any_ok.append(any(verdicts))
+        exact.append(all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in results))
+    return {
+        "edits": count, "num_augmentations": num_augmentations, "top1_success": float(np.mean(top1)),
+        "any_sample_success": float(np.mean(any_ok)), "background_exact": float(np.mean(exact)),
+        "seconds_per_edit": float(np.mean(seconds)),
+    }
+
+
+def cli_defaults() -> dict:
+    defaults = build_parser().parse_args(["--demo", "--out", "unused"])
+    return dict(num_inference_steps=defaults.steps, strength=defaults.strength,
+                num_images_per_prompt=defaults.samples, clip_guidance_scale=defaults.guidance_scale)
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        "",
+        "| measure | value | target |",
+        "| --- | --- | --- |",
+        f"| DDPM samples that are valid scenes ({results['ddpm']['samples']} samples, "
+        f"{results['ddpm']['sampling_steps']} steps) | {results['ddpm']['valid_fraction']:.0%} | >= 80% |",
+        f"| CLIP zero-shot accuracy, 24 prompts ({results['clip']['scenes']} scenes) | "
+        f"{results['clip']['zero_shot_accuracy']:.0%} | >= 90% |",
+    ]
+    for run in results["edits"]:
+        views = run["num_augmentations"]
+        lines.append(f"| edits, top-1 of {results['settings']['num_images_per_prompt']} succeeds ({views} views, "
+                     f"{run['edits']} edits) | {run['top1_success']:.0%} | {'>= 70%' if views > 1 else ''} |")
+        lines.append(f"| edits, any sample succeeds ({views} views) | {run['any_sample_success']:.0%} | |")
+        lines.append(f"| edits, background bit-exact ({views} views) | {run['background_exact']:.0%} | 100% |")
+        lines.append(f"| seconds per edit ({views} views) | {run['seconds_per_edit']:.1f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="output path prefix (.json, .md, -samples.png)")
+    parser.add_argument("--model", default=SHAPES_CHECKPOINT)
+    parser.add_argument("--ddpm-samples", type=int, default=200)
+    parser.add_argument("--ddpm-steps", type=int, default=250)
+    parser.add_argument("--clip-scenes", type=int, default=480)
+    parser.add_argument("--edits", type=int, default=100)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts and steps: checks the code, not the models")
+    args = parser.parse_args()
+    settings = cli_defaults()
+    if args.smoke:
+        args.ddpm_samples, args.ddpm_steps, args.clip_scenes, args.edits = 2, 4, 8, 1
+        settings.update(num_inference_steps=4, num_images_per_prompt=2)
+    pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    ddpm, samples = ddpm_validity(pipe, args.ddpm_samples, args.ddpm_steps)
+    results = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
+        "date": date.today().isoformat(),
+        "command": "python benchmarks/shapes_targets.py " + ("--smoke " if args.smoke else "") + f"--out {args.out}",
+        "settings": settings,
+        "ddpm": ddpm,
+        "clip": {"scenes": args.clip_scenes, "zero_shot_accuracy": zero_shot_accuracy(
+            pipe.clip_model, pipe.tokenizer, pipe.feature_extractor, count=args.clip_scenes)},
+        "edits": [edit_success(pipe, args.edits, views, settings) for views in (8, 1)],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{args.out}.json").write_text(json.dumps(results, indent=2))
+    Path(f"{args.out}.md").write_text(markdown(results))
+    columns = min(8, len(samples))
+    grid = samples[: min(64, len(samples) - len(samples) % columns)]
+    rows = [np.concatenate(list(grid[i : i + columns]), axis=1) for i in range(0, len(grid), columns)]
+    PIL.Image.fromarray(np.concatenate(rows, axis=0)).save(f"{args.out}-samples.png")
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
