@@ -1,6 +1,6 @@
 """Object replacement/addition in the shapes world, from Python, offline (the checkpoint ships with the package).
 
-    python examples/edit_shapes_scene.py --out shapes-edit.png
+python examples/edit_shapes_scene.py --out shapes-edit.png
 """
 
 from __future__ import annotations
@@ -28,12 +28,19 @@ def main() -> None:
     mask[12:30, 13:31] = True  # an 18x18 box on the lower right: white = edit
 
     pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
-    out = pipe(prompt=args.prompt, image=PIL.Image.fromarray(image), mask_image=PIL.Image.fromarray(mask),
-               num_images_per_prompt=4, generator=torch.Generator().manual_seed(0))
+    out = pipe(
+        prompt=args.prompt,
+        image=PIL.Image.fromarray(image),
+        mask_image=PIL.Image.fromarray(mask),
+        num_images_per_prompt=4,
+        generator=torch.Generator().manual_seed(0),
+    )
     best = np.asarray(out.images[0])
-    print(f"scores {['%.3f' % s for s in out.scores]}; judge: {judge(best, mask, args.prompt).reason}")
+    print(f"scores {[f'{s:.3f}' for s in out.scores]}; judge: {judge(best, mask, args.prompt).reason}")
     print(f"pixels outside the mask unchanged: {np.array_equal(best[~mask], image[~mask])}")
-    row = np.concatenate([image, np.repeat(mask[..., None] * 255, 3, axis=2).astype(np.uint8), *map(np.asarray, out.images)], 1)
+    row = np.concatenate(
+        [image, np.repeat(mask[..., None] * 255, 3, axis=2).astype(np.uint8), *map(np.asarray, out.images)], 1
+    )
     PIL.Image.fromarray(row).resize((row.shape[1] * 4, 128), PIL.Image.NEAREST).save(args.out)
     print(f"wrote {args.out} (input | mask | results, best first)")
 

@@ -35,16 +35,31 @@ def tiny_clip_parts() -> dict:
     tokenizer = build_tokenizer(WORDS, max_length=8)
     config = CLIPConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
         ),
-        vision_config=dict(image_size=16, patch_size=4, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                           num_attention_heads=2),
+        vision_config=dict(
+            image_size=16,
+            patch_size=4,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        ),
         projection_dim=8,
     )
     feature_extractor = CLIPImageProcessor(
-        size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16},
-        image_mean=[0.5, 0.4, 0.3], image_std=[0.25, 0.3, 0.35],
+        size={"shortest_edge": 16},
+        crop_size={"height": 16, "width": 16},
+        image_mean=[0.5, 0.4, 0.3],
+        image_std=[0.25, 0.3, 0.35],
     )
     return dict(clip_model=CLIPModel(config).eval(), tokenizer=tokenizer, feature_extractor=feature_extractor)
 
@@ -78,8 +93,15 @@ def mask() -> PIL.Image.Image:
 def fast_call(pipe: BlendedDiffusionPipeline, image, mask_image, **kwargs):
     """A cheap call: few steps, two results, two views; anything may be overridden."""
     arguments = dict(
-        prompt="a red ball", image=image, mask_image=mask_image, num_inference_steps=4, strength=1.0,
-        num_images_per_prompt=2, num_augmentations=2, generator=torch.Generator().manual_seed(0), output_type="np",
+        prompt="a red ball",
+        image=image,
+        mask_image=mask_image,
+        num_inference_steps=4,
+        strength=1.0,
+        num_images_per_prompt=2,
+        num_augmentations=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
     )
     arguments.update(kwargs)
     return pipe(**arguments)

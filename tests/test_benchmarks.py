@@ -12,12 +12,19 @@ ROOT = Path(__file__).parent.parent
 
 def test_shapes_targets_smoke(tmp_path):
     prefix = tmp_path / "targets"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "shapes_targets.py"), "--smoke", "--out", str(prefix)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "shapes_targets.py"), "--smoke", "--out", str(prefix)],
+        check=True,
+        capture_output=True,
+    )
     results = json.loads(Path(f"{prefix}.json").read_text())
     assert 0 <= results["ddpm"]["valid_fraction"] <= 1
     assert 0 <= results["clip"]["zero_shot_accuracy"] <= 1
-    assert [run["num_augmentations"] for run in results["edits"]] == [8, 1]
+    assert [(r["num_augmentations"], r["backprop_through_unet"]) for r in results["edits"]] == [
+        (8, True),
+        (1, True),
+        (8, False),
+    ]
     assert all(run["background_exact"] == 1.0 for run in results["edits"])
     assert "| measure | value | target |" in Path(f"{prefix}.md").read_text()
     assert Path(f"{prefix}-samples.png").stat().st_size > 0

@@ -30,8 +30,21 @@ def files(tmp_path, image, mask):
 
 def test_edit_writes_best_ranked_results_scores_and_grid(files, tiny_model, image, mask):
     out = files / "out.png"
-    code = cli.main(["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball",
-                     "--out", str(out), "--model", tiny_model, *FAST])
+    code = cli.main(
+        [
+            "--image",
+            str(files / "in.png"),
+            "--mask",
+            str(files / "mask.png"),
+            "--prompt",
+            "a red ball",
+            "--out",
+            str(out),
+            "--model",
+            tiny_model,
+            *FAST,
+        ]
+    )
     assert code == 0
     names = sorted(p.name for p in files.iterdir() if p.name.startswith("out"))
     assert names == ["out-1.png", "out-2.png", "out-grid.png", "out-scores.json", "out.png"]
@@ -54,14 +67,36 @@ def test_demo_runs_offline_on_the_shipped_checkpoint(tmp_path, capsys):
 
 
 def test_unknown_words_are_named_in_a_warning(files, capsys):
-    cli.main(["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a zebra circle",
-              "--out", str(files / "out.png"), "--model", SHAPES_CHECKPOINT, *FAST])
+    cli.main(
+        [
+            "--image",
+            str(files / "in.png"),
+            "--mask",
+            str(files / "mask.png"),
+            "--prompt",
+            "a zebra circle",
+            "--out",
+            str(files / "out.png"),
+            "--model",
+            SHAPES_CHECKPOINT,
+            *FAST,
+        ]
+    )
     assert "does not know zebra" in capsys.readouterr().err
 
 
 def error_cases(files, tiny_model):
-    base = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball",
-            "--model", tiny_model, *FAST]
+    base = [
+        "--image",
+        str(files / "in.png"),
+        "--mask",
+        str(files / "mask.png"),
+        "--prompt",
+        "a red ball",
+        "--model",
+        tiny_model,
+        *FAST,
+    ]
     empty = files / "empty.png"
     PIL.Image.new("L", (40, 24), 0).save(empty)
     (files / "text.png").write_text("not an image")
@@ -79,8 +114,20 @@ def error_cases(files, tiny_model):
     }
 
 
-@pytest.mark.parametrize("case", ["missing image file", "not an image", "missing prompt", "empty mask", "bad strength",
-                                  "bad samples", "out not png", "out dir missing", "model missing"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing image file",
+        "not an image",
+        "missing prompt",
+        "empty mask",
+        "bad strength",
+        "bad samples",
+        "out not png",
+        "out dir missing",
+        "model missing",
+    ],
+)
 def test_errors_print_one_line_exit_2_and_write_nothing(files, tiny_model, capsys, case):
     arguments = error_cases(files, tiny_model)[case]
     before = set(files.iterdir())

@@ -91,14 +91,21 @@ def test_blend_callback_alone():
     latents, noised = torch.full((1, 3, 4, 4), 5.0), torch.full((1, 3, 4, 4), -5.0)
     mask = torch.zeros(1, 1, 4, 4)
     mask[..., :2] = 1
-    out = BlendCallback()(type("P", (), {"num_timesteps": 1})(), 0, 10, {"latents": latents, "noised_image": noised, "mask": mask})
+    out = BlendCallback()(
+        type("P", (), {"num_timesteps": 1})(), 0, 10, {"latents": latents, "noised_image": noised, "mask": mask}
+    )
     assert torch.all(out["latents"][..., :2] == 5) and torch.all(out["latents"][..., 2:] == -5)
 
 
 def test_default_blending_keeps_outside_at_the_next_noise_level(pipe, image, mask):
     recorder = Recorder()
-    fast_call(pipe, image, mask, callback_on_step_end=MultiPipelineCallbacks([BlendCallback(), recorder]),
-              num_images_per_prompt=4)
+    fast_call(
+        pipe,
+        image,
+        mask,
+        callback_on_step_end=MultiPipelineCallbacks([BlendCallback(), recorder]),
+        num_images_per_prompt=4,
+    )
     timesteps = pipe.scheduler.timesteps
     assert len(recorder.seen) == 4
     for step, seen in enumerate(recorder.seen):
@@ -137,8 +144,14 @@ def test_blending_can_be_replaced(pipe, image, mask):
 
 def test_plain_function_callback_without_blending(pipe, image, mask):
     seen = []
-    fast_call(pipe, image, mask, blend=False, callback_on_step_end=lambda p, i, t, kw: seen.append(sorted(kw)) or kw,
-              callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"])
+    fast_call(
+        pipe,
+        image,
+        mask,
+        blend=False,
+        callback_on_step_end=lambda p, i, t, kw: seen.append(sorted(kw)) or kw,
+        callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
+    )
     assert seen == [["latents", "pred_original_sample"]] * 4
 
 

@@ -216,8 +216,11 @@ BAD_INPUTS = [
     ({"num_augmentations": 0}, ValueError, "num_augmentations"),
     ({"clip_input": "x_t"}, ValueError, "clip_input"),
     ({"image": "image.png"}, TypeError, "PIL image"),
-    ({"callback_on_step_end_tensor_inputs": ["secret"], "blend": False, "callback_on_step_end": lambda *a: a[-1]},
-     ValueError, "not offered"),
+    (
+        {"callback_on_step_end_tensor_inputs": ["secret"], "blend": False, "callback_on_step_end": lambda *a: a[-1]},
+        ValueError,
+        "not offered",
+    ),
 ]
 
 

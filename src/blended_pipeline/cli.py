@@ -15,8 +15,8 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import PIL.Image
@@ -73,9 +73,15 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, args.clip, args.scheduler, args.device)
     warn_about_unknown_words(pipe, prompt)
     out = pipe(
-        prompt=prompt, image=image, mask_image=mask, num_inference_steps=args.steps, strength=args.strength,
-        num_images_per_prompt=args.samples, clip_guidance_scale=args.guidance_scale,
-        num_augmentations=args.augmentations, mixed_precision=DTYPES[args.dtype],
+        prompt=prompt,
+        image=image,
+        mask_image=mask,
+        num_inference_steps=args.steps,
+        strength=args.strength,
+        num_images_per_prompt=args.samples,
+        clip_guidance_scale=args.guidance_scale,
+        num_augmentations=args.augmentations,
+        mixed_precision=DTYPES[args.dtype],
         generator=torch.Generator().manual_seed(args.seed),
     )
     written = write_outputs(args, image, mask, prompt, out.images, out.scores)
@@ -89,15 +95,22 @@ def check_arguments(args: argparse.Namespace) -> None:
         if args.image or args.mask:
             raise UsageError("--demo makes its own image and mask; drop --image/--mask")
     else:
-        missing = [flag for flag, value in (("--image", args.image), ("--mask", args.mask), ("--prompt", args.prompt))
-                   if value is None]
+        missing = [
+            flag
+            for flag, value in (("--image", args.image), ("--mask", args.mask), ("--prompt", args.prompt))
+            if value is None
+        ]
         if missing:
             raise UsageError(f"missing {', '.join(missing)} (or use --demo)")
         if args.out.suffix.lower() != ".png":
             raise UsageError(f"--out must be a .png file, got {args.out}")
         if not args.out.parent.resolve().is_dir():
             raise UsageError(f"--out's directory {args.out.parent} does not exist")
-    for flag, value, low in (("--samples", args.samples, 1), ("--steps", args.steps, 1), ("--augmentations", args.augmentations, 1)):
+    for flag, value, low in (
+        ("--samples", args.samples, 1),
+        ("--steps", args.steps, 1),
+        ("--augmentations", args.augmentations, 1),
+    ):
         if value < low:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
     if not 0 < args.strength <= 1:
@@ -183,8 +196,10 @@ def write_outputs(
         files[best.with_name(f"{best.stem}-{rank}.png")] = result
     files[best.with_name(f"{best.stem}-grid.png")] = grid([image, mask, *results])
     scores_path = best.with_name(f"{best.stem}-scores.json")
-    ranked = [{"rank": r, "file": best.with_name(f"{best.stem}-{r}.png").name, "score": s}
-              for r, s in enumerate(scores, start=1)]
+    ranked = [
+        {"rank": r, "file": best.with_name(f"{best.stem}-{r}.png").name, "score": s}
+        for r, s in enumerate(scores, start=1)
+    ]
     temporary: list[tuple[str, Path]] = []
     try:
         for path, picture in files.items():
@@ -203,8 +218,9 @@ def write_outputs(
 
 def grid(pictures: list[PIL.Image.Image], cell: int = 128) -> PIL.Image.Image:
     """Side by side, each scaled (nearest, so small images stay crisp) to ``cell`` pixels high."""
-    scaled = [p.convert("RGB").resize((max(1, round(cell * p.width / p.height)), cell), PIL.Image.NEAREST)
-              for p in pictures]
+    scaled = [
+        p.convert("RGB").resize((max(1, round(cell * p.width / p.height)), cell), PIL.Image.NEAREST) for p in pictures
+    ]
     canvas = PIL.Image.new("RGB", (sum(p.width for p in scaled) + 4 * (len(scaled) - 1), cell), (255, 255, 255))
     x = 0
     for picture in scaled:

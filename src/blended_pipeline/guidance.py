@@ -63,9 +63,7 @@ class CLIPGuidance:
 
     def _embed(self, images: torch.Tensor, target: TokenizedPrompt) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = clip_pixel_values(images, self.feature_extractor).to(self.clip_model.dtype)
-        output = self.clip_model(
-            input_ids=target.input_ids, attention_mask=target.attention_mask, pixel_values=pixels
-        )
+        output = self.clip_model(input_ids=target.input_ids, attention_mask=target.attention_mask, pixel_values=pixels)
         return output.image_embeds.float(), output.text_embeds.float()
 
     def _max_length(self) -> int:

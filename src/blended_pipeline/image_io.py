@@ -7,14 +7,14 @@ True = edit. A mask is thresholded at 0.5 of its range (so grey anti-aliasing de
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
 
-ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor]
+ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 OutputType = Literal["pil", "np", "pt"]
 OUTPUT_TYPES = ("pil", "np", "pt")
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import PIL.Image
@@ -20,8 +21,16 @@ from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 from blended_pipeline.augment import Augmentation, ProjectiveAugmentation
 from blended_pipeline.blending import BlendCallback, contains_blending
 from blended_pipeline.guidance import BackgroundPreservationLoss, CLIPGuidance, GuidanceObjective, range_loss
-from blended_pipeline.image_io import OUTPUT_TYPES, ImageInput, OutputType, load_image, load_mask, paste, to_output
-from blended_pipeline.image_io import to_resolution
+from blended_pipeline.image_io import (
+    OUTPUT_TYPES,
+    ImageInput,
+    OutputType,
+    load_image,
+    load_mask,
+    paste,
+    to_output,
+    to_resolution,
+)
 from blended_pipeline.ranking import rank
 
 Generators = torch.Generator | list[torch.Generator] | None
@@ -62,7 +71,11 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
     ) -> None:
         super().__init__()
         self.register_modules(
-            unet=unet, scheduler=scheduler, clip_model=clip_model, tokenizer=tokenizer, feature_extractor=feature_extractor
+            unet=unet,
+            scheduler=scheduler,
+            clip_model=clip_model,
+            tokenizer=tokenizer,
+            feature_extractor=feature_extractor,
         )
         self.custom_guidance: GuidanceObjective | None = None
         self.augmentation: Augmentation = ProjectiveAugmentation()
@@ -144,8 +157,15 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         callback = self._step_end_callback(blend, callback_on_step_end)
         tensor_inputs = getattr(callback, "tensor_inputs", callback_on_step_end_tensor_inputs)
         self.check_inputs(
-            prompt, num_inference_steps, strength, num_images_per_prompt, num_augmentations, generator,
-            output_type, tensor_inputs, clip_input,
+            prompt,
+            num_inference_steps,
+            strength,
+            num_images_per_prompt,
+            num_augmentations,
+            generator,
+            output_type,
+            tensor_inputs,
+            clip_input,
         )
         precision = mixed_precision or self.default_mixed_precision
         source = load_image(image)
@@ -168,7 +188,11 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
 
         def objective(x0_hat: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
             """The loss whose gradient guides; summed over results so each result's gradient is its own."""
-            judged = x0_hat * (1 - alpha_bar).sqrt() + x_t * (1 - (1 - alpha_bar).sqrt()) if clip_input == "mixed" else x0_hat
+            judged = (
+                x0_hat * (1 - alpha_bar).sqrt() + x_t * (1 - (1 - alpha_bar).sqrt())
+                if clip_input == "mixed"
+                else x0_hat
+            )
             views = self.augmentation(judged * model_mask, num_augmentations, generator)
             clip_loss = guidance.loss(views, target).view(num_augmentations, -1).mean(dim=0)
             loss = clip_guidance_scale * clip_loss + range_loss_scale * range_loss(x0_hat)
@@ -187,8 +211,12 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             if callback is not None:
                 noised_image = self._noised_image(model_image, timesteps, i, generator, shape, device)
                 available = {
-                    "latents": latents, "noised_image": noised_image, "mask": model_mask, "image": model_image,
-                    "noise_pred": noise_pred, "pred_original_sample": pred_original_sample,
+                    "latents": latents,
+                    "noised_image": noised_image,
+                    "mask": model_mask,
+                    "image": model_image,
+                    "noise_pred": noise_pred,
+                    "pred_original_sample": pred_original_sample,
                 }
                 outputs = callback(self, i, t, {name: available[name] for name in tensor_inputs})
                 latents = outputs.pop("latents", latents)
@@ -342,7 +370,9 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             raise ValueError(f"clip_input must be 'x0_hat' or 'mixed', got {clip_input!r}")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
-            raise ValueError(f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}")
+            raise ValueError(
+                f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
+            )
         self.check_scheduler(self.scheduler)
 
     @staticmethod

@@ -11,7 +11,6 @@ from blended_pipeline.shapes.world import (
     PALETTE,
     SHAPE_SIZE_RANGE,
     SHAPES,
-
     box_mask,
     random_box,
     random_scene,
@@ -45,7 +44,9 @@ def edit_cases(seed: int, count: int, resolution: int) -> list[EditCase]:
     return [edit_case(rng, resolution) for _ in range(count)]
 
 
-def ideal_edit(case: EditCase, rng: np.random.Generator, shape: str | None = None, colour: str | None = None) -> np.ndarray:
+def ideal_edit(
+    case: EditCase, rng: np.random.Generator, shape: str | None = None, colour: str | None = None
+) -> np.ndarray:
     """The case's image with a shape drawn inside its box: what a perfect edit could look like."""
     left, top, right, bottom = case.box
     side = right - left
@@ -55,5 +56,3 @@ def ideal_edit(case: EditCase, rng: np.random.Generator, shape: str | None = Non
     image = case.image.copy()
     image[shape_mask(shape or case.shape, center, size, resolution) & case.mask] = PALETTE[colour or case.colour]
     return image
-
-

@@ -1,6 +1,6 @@
 """Assemble trained runs into a diffusers pipeline directory (the checkpoint shipped with the package)::
 
-    python -m blended_pipeline.shapes.export --unet runs/unet --clip runs/clip --out src/blended_pipeline/shapes/checkpoint
+python -m blended_pipeline.shapes.export --unet runs/unet --clip runs/clip --out src/blended_pipeline/shapes/checkpoint
 """
 
 from __future__ import annotations

@@ -31,7 +31,9 @@ def parse_prompt(prompt: str) -> tuple[str, str]:
     """("red", "circle") or ("red", "background"); ValueError for anything else."""
     match = re.fullmatch(r"\s*an? (\w+) (\w+)\s*", prompt.lower())
     if not match or match[1] not in COLOURS or match[2] not in (*SHAPES, "background"):
-        raise ValueError(f"the judge understands 'a {{colour}} {{shape}}' and 'a {{colour}} background', got {prompt!r}")
+        raise ValueError(
+            f"the judge understands 'a {{colour}} {{shape}}' and 'a {{colour}} background', got {prompt!r}"
+        )
     return match[1], match[2]
 
 
@@ -86,7 +88,7 @@ def largest_component(pixels: np.ndarray) -> np.ndarray | None:
     labels = np.zeros(pixels.shape, dtype=np.int32)
     best, best_size, current = 0, 0, 0
     height, width = pixels.shape
-    for start in zip(*np.nonzero(pixels)):
+    for start in zip(*np.nonzero(pixels), strict=True):
         if labels[start]:
             continue
         current += 1
@@ -117,7 +119,9 @@ def judge_scene(image: np.ndarray) -> Verdict:
     if (labels >= 0).mean() < 0.9:
         return Verdict(False, f"only {(labels >= 0).mean():.0%} of the pixels are palette colours")
     band = int(0.35 * size)
-    top, bottom = (np.bincount(part[part >= 0], minlength=len(COLOURS)).argmax() for part in (labels[:band], labels[-band:]))
+    top, bottom = (
+        np.bincount(part[part >= 0], minlength=len(COLOURS)).argmax() for part in (labels[:band], labels[-band:])
+    )
     splits = range(band, size - band + 1)
     fit = [(labels[:s] == top).sum() + (labels[s:] == bottom).sum() for s in splits]
     split = splits[int(np.argmax(fit))]

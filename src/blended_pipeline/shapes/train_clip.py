@@ -44,12 +44,22 @@ def build_clip(tokenizer: CLIPTokenizer) -> CLIPModel:
     """A 1.1M-parameter CLIP: a ViT with 4x4 patches on 32x32 images and a 3-layer text transformer."""
     config = CLIPConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=3,
-            num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
-            bos_token_id=0, eos_token_id=1, pad_token_id=1,
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
         ),
         vision_config=dict(
-            image_size=RESOLUTION, patch_size=4, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+            image_size=RESOLUTION,
+            patch_size=4,
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=4,
             num_attention_heads=4,
         ),
         projection_dim=64,
@@ -81,9 +91,11 @@ def training_view(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str
         side = max(side, int(np.ceil(shape.size)) + 1)
         low = np.clip(np.array(shape.center) + shape.size / 2 - side, 0, RESOLUTION - side)
         high = np.clip(np.array(shape.center) - shape.size / 2, 0, RESOLUTION - side)
-        left, top = (int(rng.integers(int(lo), int(max(lo, hi)) + 1)) for lo, hi in zip(low, high))
-        return render(scene, RESOLUTION), box_mask((left, top, left + side, top + side), RESOLUTION), (
-            f"a {shape.colour} {shape.kind}"
+        left, top = (int(rng.integers(int(lo), int(max(lo, hi)) + 1)) for lo, hi in zip(low, high, strict=True))
+        return (
+            render(scene, RESOLUTION),
+            box_mask((left, top, left + side, top + side), RESOLUTION),
+            (f"a {shape.colour} {shape.kind}"),
         )
     scene = random_scene(rng, RESOLUTION, num_shapes=1, two_bands=False)
     shape = scene.shapes[0]
@@ -124,15 +136,24 @@ def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> tor
 
 @torch.no_grad()
 def zero_shot_accuracy(
-    model: CLIPModel, tokenizer: CLIPTokenizer, feature_extractor: CLIPImageProcessor, count: int = 240, seed: int = 10**6
+    model: CLIPModel,
+    tokenizer: CLIPTokenizer,
+    feature_extractor: CLIPImageProcessor,
+    count: int = 240,
+    seed: int = 10**6,
 ) -> float:
     """Accuracy choosing "a {colour} {shape}" among all 24 for held-out single-shape scenes."""
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng, RESOLUTION, num_shapes=1) for _ in range(count)]
     images = to_model_range(np.stack([render(s, RESOLUTION) for s in scenes]))
-    tokens = tokenizer(list(SHAPE_PROMPTS), padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
-    output = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-                   pixel_values=clip_pixel_values(images, feature_extractor))
+    tokens = tokenizer(
+        list(SHAPE_PROMPTS), padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+    )
+    output = model(
+        input_ids=tokens.input_ids,
+        attention_mask=tokens.attention_mask,
+        pixel_values=clip_pixel_values(images, feature_extractor),
+    )
     predicted = output.logits_per_image.argmax(dim=1)
     truth = torch.tensor([SHAPE_PROMPTS.index(f"a {s.shapes[0].colour} {s.shapes[0].kind}") for s in scenes])
     return float((predicted == truth).float().mean())
@@ -155,8 +176,11 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
     for step in range(start, steps):
         images, captions = view_batch(seed, step, batch_size)
         tokens = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
-        output = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
-                       pixel_values=clip_pixel_values(images, feature_extractor))
+        output = model(
+            input_ids=tokens.input_ids,
+            attention_mask=tokens.attention_mask,
+            pixel_values=clip_pixel_values(images, feature_extractor),
+        )
         loss = contrastive_loss(output.logits_per_image, captions)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, lr, warmup=200)
@@ -173,9 +197,14 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
             print(f"step {done} loss {np.mean(losses[-100:]):.4f} {rate:.2f} s/step", flush=True)
         if done % save_every == 0 or done == steps:
             model.eval()
-            print(f"step {done} zero-shot accuracy {zero_shot_accuracy(model, tokenizer, feature_extractor):.3f}", flush=True)
+            print(
+                f"step {done} zero-shot accuracy {zero_shot_accuracy(model, tokenizer, feature_extractor):.3f}",
+                flush=True,
+            )
             model.train()
-            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, state_path)
+            atomic_torch_save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, state_path
+            )
             model.save_pretrained(out / "clip_model")
             tokenizer.save_pretrained(out / "tokenizer")
             feature_extractor.save_pretrained(out / "feature_extractor")

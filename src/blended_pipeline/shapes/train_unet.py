@@ -93,7 +93,12 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
             print(f"step {done} loss {np.mean(losses[-100:]):.4f} {rate:.2f} s/step", flush=True)
         if done % save_every == 0 or done == steps:
             atomic_torch_save(
-                {"model": unet.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(), "step": done},
+                {
+                    "model": unet.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": done,
+                },
                 state_path,
             )
             ema.copy_to(build_unet()).save_pretrained(out / "unet")
