@@ -11,7 +11,6 @@ share a caption, so the contrastive target spreads over all matching captions. R
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,15 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenize
 from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.guidance import clip_pixel_values
 from blended_pipeline.shapes.tokenizer import build_tokenizer
-from blended_pipeline.shapes.train_unet import RESOLUTION, learning_rate
-from blended_pipeline.shapes.training_utils import atomic_torch_save, to_model_range
+from blended_pipeline.shapes.train_unet import RESOLUTION
+from blended_pipeline.shapes.training_utils import (
+    ProgressLog,
+    apply_gradients,
+    learning_rate,
+    resume,
+    save_state,
+    to_model_range,
+)
 from blended_pipeline.shapes.world import (
     SHAPE_PROMPTS,
     VOCABULARY,
@@ -165,14 +171,9 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
     tokenizer, feature_extractor = build_tokenizer(VOCABULARY), build_feature_extractor()
     model = build_clip(tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    state_path, start = out / "state.pt", 0
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-        print(f"resumed at step {start}", flush=True)
-    began, losses = time.time(), []
+    state_path = out / "state.pt"
+    start = resume(state_path, model=model, optimizer=optimizer)
+    log = ProgressLog(start)
     for step in range(start, steps):
         images, captions = view_batch(seed, step, batch_size)
         tokens = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
@@ -182,29 +183,17 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
             pixel_values=clip_pixel_values(images, feature_extractor),
         )
         loss = contrastive_loss(output.logits_per_image, captions)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, steps, lr, warmup=200)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        apply_gradients(model, optimizer, loss, learning_rate(step, steps, lr, warmup=200))
         with torch.no_grad():
             model.logit_scale.clamp_(0, np.log(100))
-        losses.append(loss.item())
         done = step + 1
-        if done % 100 == 0:
-            rate = (time.time() - began) / (done - start)
-            print(f"step {done} loss {np.mean(losses[-100:]):.4f} {rate:.2f} s/step", flush=True)
+        log.add(done, loss.item())
         if done % save_every == 0 or done == steps:
             model.eval()
-            print(
-                f"step {done} zero-shot accuracy {zero_shot_accuracy(model, tokenizer, feature_extractor):.3f}",
-                flush=True,
-            )
+            accuracy = zero_shot_accuracy(model, tokenizer, feature_extractor)
+            print(f"step {done} zero-shot accuracy {accuracy:.3f}", flush=True)
             model.train()
-            atomic_torch_save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, state_path
-            )
+            save_state(state_path, done, model=model, optimizer=optimizer)
             model.save_pretrained(out / "clip_model")
             tokenizer.save_pretrained(out / "tokenizer")
             feature_extractor.save_pretrained(out / "feature_extractor")

@@ -9,15 +9,22 @@ resumed gives the same weights as one that never stopped. Run in the background,
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
-from blended_pipeline.shapes.training_utils import ExponentialMovingAverage, atomic_torch_save, to_model_range
+from blended_pipeline.shapes.training_utils import (
+    ExponentialMovingAverage,
+    ProgressLog,
+    apply_gradients,
+    learning_rate,
+    resume,
+    save_state,
+    to_model_range,
+)
 from blended_pipeline.shapes.world import random_scene, render
 
 RESOLUTION = 32
@@ -50,57 +57,27 @@ def scene_batch(seed: int, step: int, batch_size: int) -> torch.Tensor:
     return to_model_range(images)
 
 
-def learning_rate(step: int, total: int, peak: float, warmup: int = 500) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_every: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     unet, scheduler = build_unet(), build_scheduler()
     ema = ExponentialMovingAverage(unet, decay=0.999)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-    state_path, start = out / "state.pt", 0
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=True)
-        unet.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-        print(f"resumed at step {start}", flush=True)
-    began, losses = time.time(), []
+    state_path = out / "state.pt"
+    start = resume(state_path, model=unet, ema=ema, optimizer=optimizer)
+    log = ProgressLog(start)
     for step in range(start, steps):
         clean = scene_batch(seed, step, batch_size)
         noise_generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         noise = torch.randn(clean.shape, generator=noise_generator)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=noise_generator)
-        noisy = scheduler.add_noise(clean, noise, timesteps)
-        loss = torch.nn.functional.mse_loss(unet(noisy, timesteps).sample, noise)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, steps, lr)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
+        loss = F.mse_loss(unet(scheduler.add_noise(clean, noise, timesteps), timesteps).sample, noise)
+        apply_gradients(unet, optimizer, loss, learning_rate(step, steps, lr))
         ema.update(unet)
-        losses.append(loss.item())
         done = step + 1
-        if done % 100 == 0:
-            rate = (time.time() - began) / (done - start)
-            print(f"step {done} loss {np.mean(losses[-100:]):.4f} {rate:.2f} s/step", flush=True)
+        log.add(done, loss.item())
         if done % save_every == 0 or done == steps:
-            atomic_torch_save(
-                {
-                    "model": unet.state_dict(),
-                    "ema": ema.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": done,
-                },
-                state_path,
-            )
+            save_state(state_path, done, model=unet, ema=ema, optimizer=optimizer)
             ema.copy_to(build_unet()).save_pretrained(out / "unet")
             scheduler.save_pretrained(out / "scheduler")
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,3 +53,49 @@ class ExponentialMovingAverage:
     def load_state_dict(self, state: dict) -> None:
         self.shadow = copy.deepcopy(state["shadow"])
         self.updates = state["updates"]
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int = 500) -> float:
+    """Linear warm-up, then cosine decay to zero at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def resume(path: Path, **parts: Any) -> int:
+    """Load each part's state from ``path`` if it exists; the step to continue from (0 for a new run)."""
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=True)
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    print(f"resumed at step {state['step']}", flush=True)
+    return state["step"]
+
+
+def save_state(path: Path, step: int, **parts: Any) -> None:
+    atomic_torch_save({"step": step, **{name: part.state_dict() for name, part in parts.items()}}, path)
+
+
+def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float) -> None:
+    """One optimisation step at learning rate ``lr``, gradients clipped to norm 1."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
+class ProgressLog:
+    """Prints the mean loss and the seconds per step every ``every`` steps."""
+
+    def __init__(self, start: int, every: int = 100) -> None:
+        self.start, self.every, self.began, self.losses = start, every, time.time(), []
+
+    def add(self, step: int, loss: float) -> None:
+        self.losses.append(loss)
+        if step % self.every == 0:
+            rate = (time.time() - self.began) / (step - self.start)
+            print(f"step {step} loss {np.mean(self.losses[-self.every :]):.4f} {rate:.2f} s/step", flush=True)
