@@ -25,7 +25,7 @@ import torch
 from diffusers import DDPMPipeline
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
-from blended_pipeline.cli import build_parser
+from blended_pipeline.cli import build_parser, strength_for
 from blended_pipeline.shapes.edits import edit_cases
 from blended_pipeline.shapes.judge import judge, judge_scene
 from blended_pipeline.shapes.train_clip import zero_shot_accuracy
@@ -87,7 +87,7 @@ def cli_defaults() -> dict:
     defaults = build_parser().parse_args(["--demo", "--out", "unused"])
     return dict(
         num_inference_steps=defaults.steps,
-        strength=defaults.strength,
+        strength=strength_for(defaults),
         num_images_per_prompt=defaults.samples,
         clip_guidance_scale=defaults.guidance_scale,
     )

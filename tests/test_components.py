@@ -311,3 +311,30 @@ def test_load_mask_errors():
         load_mask(np.full((4, 8), 255, np.uint8), (4, 4))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         load_mask(np.full((4, 4), 3.0, np.float32), (4, 4))
+
+
+def test_feather_ramps_outward_and_reaches_exact_zero():
+    from blended_pipeline.image_io import feather
+
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[..., 12:20, 12:20] = True
+    assert torch.equal(feather(mask, 0), mask.float())
+    soft = feather(mask, 3)
+    assert torch.all(soft[mask] == 1)
+    ramp = soft[0, 0, 15, 20:24]
+    assert torch.all(ramp[:-1] > ramp[1:]) and 0 < ramp[0] < 1
+    assert torch.all(soft[0, 0, :, :8] == 0) and torch.all(soft[0, 0, :8] == 0)
+
+
+def test_crop_box_is_square_contains_the_mask_and_stays_inside():
+    from blended_pipeline.image_io import crop_box
+
+    mask = torch.zeros(1, 1, 200, 300)
+    mask[..., 10:30, 250:290] = 1  # 20 x 40 near the top-right corner
+    top, left, bottom, right = crop_box(mask, 32, margin=0.25)
+    assert bottom - top == right - left == 60
+    assert 0 <= top <= 10 and bottom >= 30 and left <= 250 and right <= 300
+    assert crop_box(mask[..., :32, :32], 32, 0.25) == (0, 0, 32, 32)  # not larger than the model: whole image
+    wide = torch.zeros(1, 1, 100, 400)
+    wide[..., 40:60, 10:390] = 1
+    assert crop_box(wide, 32, 0.25) == (0, 0, 100, 400)  # no square fits: whole image

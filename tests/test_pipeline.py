@@ -273,3 +273,44 @@ def test_real_photographs_keep_their_background(pipe, name):
     assert 0 < keep.mean() < 1
     for result in out.images:
         assert np.array_equal(result[keep], source[keep])
+
+
+def test_soft_mask_blends_a_ramp_and_keeps_zero_pixels_exact(pipe, image, mask):
+    from blended_pipeline.image_io import feather, load_mask
+
+    out = fast_call(pipe, image, mask, mask_blur=2.0)
+    soft = feather(load_mask(mask, (24, 40)), 2.0)[0, 0].numpy()
+    source = np.asarray(image).astype(np.float32) / 255
+    zero = soft == 0
+    ramp = (soft > 0) & (soft < 1)
+    assert zero.any() and ramp.any()
+    for result in out.images:
+        assert np.array_equal(result[zero], source[zero])
+        assert not np.array_equal(result[ramp], source[ramp])
+
+
+def test_large_image_is_edited_on_a_crop_around_the_mask(pipe):
+    rng = np.random.default_rng(1)
+    large = PIL.Image.fromarray(rng.integers(0, 256, size=(96, 160, 3), dtype=np.uint8))
+    array = np.zeros((96, 160), dtype=np.uint8)
+    array[60:72, 100:116] = 255
+    mask = PIL.Image.fromarray(array)
+    from diffusers.callbacks import PipelineCallback
+
+    from blended_pipeline.image_io import crop_box, load_image, load_mask, to_resolution
+
+    class SeeImage(PipelineCallback):
+        tensor_inputs = ["image"]
+        seen: list = []
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            self.seen.append(callback_kwargs["image"])
+            return callback_kwargs
+
+    out = fast_call(pipe, large, mask, callback_on_step_end=SeeImage())
+    assert out.images.shape == (2, 96, 160, 3)
+    assert_background_exact(out.images, large, mask)
+    top, left, bottom, right = crop_box(load_mask(mask, (96, 160)), 16, 0.25)
+    assert (bottom - top, right - left) == (24, 24)
+    expected, _ = to_resolution(load_image(large)[..., top:bottom, left:right], torch.ones(1, 1, 24, 24), (16, 16))
+    assert torch.equal(SeeImage.seen[0], expected)

@@ -2,6 +2,9 @@
 
     blended-edit --image IN.png --mask MASK.png --prompt "a red circle" --out OUT.png
     blended-edit --demo --out DIR
+    blended-edit --image IN.png --mask OBJECT.png --invert-mask --prompt "a blue background" --out OUT.png
+    blended-edit --image IN.png --scribble STROKES.png --prompt "a red circle" --out OUT.png
+    blended-edit --image IN.png --extend 0,0,16,0 --prompt "a green background" --out OUT.png
 
 Writes the best result to OUT.png, every ranked result beside it (OUT-1.png, OUT-2.png, ... with
 OUT-scores.json), and OUT-grid.png (input | mask | results). Argument and file errors print one line and exit
@@ -23,9 +26,11 @@ import PIL.Image
 import torch
 
 from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline.applications import SCRIBBLE_STRENGTH, apply_scribble, extend_canvas, invert_mask
 from blended_pipeline.image_io import load_image, load_mask
 
 SCHEDULERS = ("ddpm", "ddim")
+DEFAULT_STRENGTH = 0.75
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
@@ -33,8 +38,15 @@ class UsageError(Exception):
     """A problem with the command's arguments or files: reported in one line, exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blended-edit", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="blended-edit", description=__doc__.splitlines()[0])
     parser.add_argument("--image", type=Path, help="input image")
     parser.add_argument("--mask", type=Path, help="mask image: white = edit, black = keep")
     parser.add_argument("--prompt", help='what the masked region should show, e.g. "a red circle"')
@@ -44,7 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip", help="separate CLIP checkpoint (directory or hub id) for a DDPM-only --model")
     parser.add_argument("--samples", type=int, default=4, help="results to generate and rank (default 4)")
     parser.add_argument("--steps", type=int, default=100, help="steps of the full schedule (default 100)")
-    parser.add_argument("--strength", type=float, default=0.75, help="fraction of the schedule run (default 0.75)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help=f"fraction of the schedule run (default {DEFAULT_STRENGTH}; {SCRIBBLE_STRENGTH} with --scribble)",
+    )
+    parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
+    parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
+    parser.add_argument("--extend", type=_pixels, help="LEFT,TOP,RIGHT,BOTTOM pixels of new canvas to fill")
+    parser.add_argument("--mask-blur", type=float, default=0.0, help="feather the mask by this many pixels")
+    parser.add_argument("--crop-margin", type=float, default=0.25, help="context around the mask for large images")
     parser.add_argument("--guidance-scale", type=float, default=1000.0, help="CLIP guidance weight (default 1000)")
     parser.add_argument("--augmentations", type=int, default=8, help="augmented views per result (default 8)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm")
@@ -52,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
     return parser
+
+
+def _pixels(text: str) -> tuple[int, int, int, int]:
+    values = text.split(",")
+    if len(values) != 4 or not all(v.strip().isdigit() for v in values):
+        raise argparse.ArgumentTypeError(f"expected LEFT,TOP,RIGHT,BOTTOM as four non-negative integers, got {text!r}")
+    return tuple(int(v) for v in values)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,10 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
-    if args.demo:
-        image, mask, prompt = demo_inputs(args.seed)
-    else:
-        image, mask, prompt = open_image(args.image, "--image"), open_image(args.mask, "--mask"), args.prompt
+    image, mask, prompt = demo_inputs(args.seed) if args.demo else prepare_inputs(args)
     load_mask(mask, load_image(image).shape[-2:])  # a bad mask is refused before the model loads
     pipe = load_pipeline(args.model, args.clip, args.scheduler, args.device)
     warn_about_unknown_words(pipe, prompt)
@@ -77,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         image=image,
         mask_image=mask,
         num_inference_steps=args.steps,
-        strength=args.strength,
+        strength=strength_for(args),
+        mask_blur=args.mask_blur,
+        crop_margin=args.crop_margin,
         num_images_per_prompt=args.samples,
         clip_guidance_scale=args.guidance_scale,
         num_augmentations=args.augmentations,
@@ -90,18 +118,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def strength_for(args: argparse.Namespace) -> float:
+    if args.strength is not None:
+        return args.strength
+    return SCRIBBLE_STRENGTH if args.scribble else DEFAULT_STRENGTH
+
+
+def prepare_inputs(args: argparse.Namespace) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
+    """The image and mask the pipeline edits, after the application options have shaped them."""
+    image = open_image(args.image, "--image")
+    mask = open_image(args.mask, "--mask") if args.mask else None
+    if args.extend:
+        image, mask = extend_canvas(image, *args.extend)
+    if args.scribble:
+        image, stroke_mask = apply_scribble(image, open_image(args.scribble, "--scribble"))
+        mask = mask or stroke_mask
+    if args.invert_mask:
+        mask = invert_mask(mask)
+    return image, mask, args.prompt
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     if args.demo:
         if args.image or args.mask:
             raise UsageError("--demo makes its own image and mask; drop --image/--mask")
     else:
-        missing = [
-            flag
-            for flag, value in (("--image", args.image), ("--mask", args.mask), ("--prompt", args.prompt))
-            if value is None
-        ]
+        needs_mask = not (args.extend or args.scribble)
+        required = (("--image", args.image), ("--mask", args.mask if needs_mask else True), ("--prompt", args.prompt))
+        missing = [flag for flag, value in required if value is None]
         if missing:
             raise UsageError(f"missing {', '.join(missing)} (or use --demo)")
+        if args.extend and args.mask:
+            raise UsageError("--extend masks the new canvas area itself; drop --mask")
         if args.out.suffix.lower() != ".png":
             raise UsageError(f"--out must be a .png file, got {args.out}")
         if not args.out.parent.resolve().is_dir():
@@ -113,7 +161,9 @@ def check_arguments(args: argparse.Namespace) -> None:
     ):
         if value < low:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
-    if not 0 < args.strength <= 1:
+    if args.mask_blur < 0 or args.crop_margin < 0:
+        raise UsageError("--mask-blur and --crop-margin must be >= 0")
+    if args.strength is not None and not 0 < args.strength <= 1:
         raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty")

@@ -25,6 +25,8 @@ from blended_pipeline.image_io import (
     OUTPUT_TYPES,
     ImageInput,
     OutputType,
+    crop_box,
+    feather,
     load_image,
     load_mask,
     paste,
@@ -115,6 +117,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         blend: bool = True,
         backprop_through_unet: bool = True,
         clip_input: Literal["x0_hat", "mixed"] = "x0_hat",
+        mask_blur: float = 0.0,
+        crop_margin: float = 0.25,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
         output_type: OutputType = "pil",
@@ -140,6 +144,10 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
                 UNet's output as constant, which skips the UNet's backward pass (cheaper, less faithful).
             clip_input: "x0_hat" (the paper) or "mixed", ``x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar))``
                 (the authors' code).
+            mask_blur: feather the mask by this many input pixels (outward); blending and the final paste then use
+                the soft mask, so there is no hard seam. Pixels where the feathered mask is 0 stay exact.
+            crop_margin: an image larger than the UNet is edited on a square crop around the mask's bounding box,
+                grown by this fraction of the box's longer side on each side for context.
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
             generator: a generator, or one per result, for reproducible noise and augmentations.
@@ -168,13 +176,17 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             clip_input,
         )
         precision = mixed_precision or self.default_mixed_precision
+        if mask_blur < 0 or crop_margin < 0:
+            raise ValueError(f"mask_blur and crop_margin must be >= 0, got {mask_blur} and {crop_margin}")
         source = load_image(image)
-        mask = load_mask(mask_image, tuple(source.shape[-2:]))
+        mask = feather(load_mask(mask_image, tuple(source.shape[-2:])), mask_blur)
         background_loss = self._background_loss() if background_loss_scale > 0 else None
         device = self._execution_device
 
-        # 1. Inputs at the UNet's resolution, and the prompt.
-        model_image, model_mask = to_resolution(source, mask, self._model_resolution())
+        # 1. Inputs at the UNet's resolution (a crop around the mask for a larger image), and the prompt.
+        top, left, bottom, right = crop_box(mask, max(self._model_resolution()), crop_margin)
+        region = (..., slice(top, bottom), slice(left, right))
+        model_image, model_mask = to_resolution(source[region], mask[region], self._model_resolution())
         model_image, model_mask = model_image.to(device), model_mask.to(device)
         guidance = self.guidance
         target = guidance.prepare(prompt, device)
@@ -228,7 +240,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
 
         # 5. Back to the input's size; outside the mask, the input's exact pixels.
-        edited = paste(results[order], source, mask)
+        edited = source.to(device).repeat(len(order), 1, 1, 1)
+        edited[region] = paste(results[order], source[region], mask[region])
         images = to_output(edited, output_type)
         score_list = [float(s) for s in scores]
         if not return_dict:
