@@ -215,6 +215,8 @@ BAD_INPUTS = [
     ({"num_images_per_prompt": 0}, ValueError, "num_images_per_prompt"),
     ({"num_augmentations": 0}, ValueError, "num_augmentations"),
     ({"clip_input": "x_t"}, ValueError, "clip_input"),
+    ({"mask_blur": -1.0}, ValueError, "mask_blur"),
+    ({"crop_margin": -0.5}, ValueError, "crop_margin"),
     ({"image": "image.png"}, TypeError, "PIL image"),
     (
         {"callback_on_step_end_tensor_inputs": ["secret"], "blend": False, "callback_on_step_end": lambda *a: a[-1]},

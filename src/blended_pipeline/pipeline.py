@@ -174,10 +174,10 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             output_type,
             tensor_inputs,
             clip_input,
+            mask_blur,
+            crop_margin,
         )
         precision = mixed_precision or self.default_mixed_precision
-        if mask_blur < 0 or crop_margin < 0:
-            raise ValueError(f"mask_blur and crop_margin must be >= 0, got {mask_blur} and {crop_margin}")
         source = load_image(image)
         mask = feather(load_mask(mask_image, tuple(source.shape[-2:])), mask_blur)
         background_loss = self._background_loss() if background_loss_scale > 0 else None
@@ -354,6 +354,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         output_type: str,
         tensor_inputs: Sequence[str],
         clip_input: str,
+        mask_blur: float = 0.0,
+        crop_margin: float = 0.25,
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected."""
         if not isinstance(prompt, str):
@@ -381,6 +383,10 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if clip_input not in ("x0_hat", "mixed"):
             raise ValueError(f"clip_input must be 'x0_hat' or 'mixed', got {clip_input!r}")
+        if mask_blur < 0 or crop_margin < 0:
+            raise ValueError(
+                f"mask_blur and crop_margin must be >= 0 (pixels, fraction), got {mask_blur}, {crop_margin}"
+            )
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
