@@ -28,3 +28,15 @@ def test_shapes_targets_smoke(tmp_path):
     assert all(run["background_exact"] == 1.0 for run in results["edits"])
     assert "| measure | value | target |" in Path(f"{prefix}.md").read_text()
     assert Path(f"{prefix}-samples.png").stat().st_size > 0
+
+
+def test_paper_config_smoke(tmp_path):
+    prefix = tmp_path / "paper"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "paper_config.py"), "--smoke", "--out", str(prefix)],
+        check=True,
+        capture_output=True,
+    )
+    results = json.loads(Path(f"{prefix}.json").read_text())
+    assert results["smoke"] and [r["precision"] for r in results["runs"]] == ["no", "bf16"]
+    assert all(r["seconds_per_image"] > 0 and r["peak_memory_mb"] > 0 for r in results["runs"])
