@@ -24,6 +24,22 @@ TINY = dict(
 )
 
 
+TINY_FLAGS = [
+    "--image-size",
+    "32",
+    "--num-channels",
+    "32",
+    "--num-res-blocks",
+    "1",
+    "--channel-mult",
+    "1,2",
+    "--attention-resolutions",
+    "16",
+    "--num-head-channels",
+    "16",
+]
+
+
 def random_adm_state(config: ADMConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {adm: torch.randn(shape, generator=generator) * 0.2 for adm, _, shape in adm_layout(config)}
@@ -146,20 +162,7 @@ def test_cli_writes_a_directory_that_edits_through_the_pipeline(tmp_path, image,
     config = ADMConfig(**TINY)
     checkpoint = tmp_path / "adm.pt"
     torch.save(random_adm_state(config), checkpoint)
-    flags = [
-        "--image-size",
-        "32",
-        "--num-channels",
-        "32",
-        "--num-res-blocks",
-        "1",
-        "--channel-mult",
-        "1,2",
-        "--attention-resolutions",
-        "16",
-        "--num-head-channels",
-        "16",
-    ]
+    flags = TINY_FLAGS
     assert main([str(checkpoint), str(tmp_path / "converted"), *flags]) == 0
     pipe = BlendedDiffusionPipeline.from_pretrained(tmp_path / "converted", **tiny_clip_parts())
     pipe.set_progress_bar_config(disable=True)
@@ -176,20 +179,7 @@ def test_converted_directory_edits_through_the_cli_with_a_separate_clip(tmp_path
 
     config = ADMConfig(**TINY)
     torch.save(random_adm_state(config), tmp_path / "adm.pt")
-    flags = [
-        "--image-size",
-        "32",
-        "--num-channels",
-        "32",
-        "--num-res-blocks",
-        "1",
-        "--channel-mult",
-        "1,2",
-        "--attention-resolutions",
-        "16",
-        "--num-head-channels",
-        "16",
-    ]
+    flags = TINY_FLAGS
     assert main([str(tmp_path / "adm.pt"), str(tmp_path / "converted"), *flags]) == 0
     clip_dir = tmp_path / "clip"
     for part in tiny_clip_parts().values():

@@ -140,6 +140,16 @@ def _attention(adm: str, ours: str, channels: int) -> Iterator:
     yield f"{adm}.proj_out.bias", f"{ours}.to_out.0.bias", (channels,)
 
 
+def _resample(adm: str, conv_name: str, ours: str, channels: int, emb: int, config: ADMConfig) -> list:
+    """A down- or upsampler: a residual block with ``resblock_updown``, else a 3x3 convolution (``op`` / ``conv``)."""
+    if config.resblock_updown:
+        return list(_resblock(adm, ours, channels, channels, emb, config.use_scale_shift_norm))
+    return [
+        (f"{adm}.{conv_name}.weight", f"{ours}.conv.weight", (channels, channels, 3, 3)),
+        (f"{adm}.{conv_name}.bias", f"{ours}.conv.bias", (channels,)),
+    ]
+
+
 def adm_layout(config: ADMConfig) -> list[tuple[str, str, tuple[int, ...]]]:
     """Every parameter of an ADM UNet: (ADM key, diffusers key, shape), in guided-diffusion's block order."""
     widths, emb, blocks = config.widths, 4 * config.num_channels, config.num_res_blocks
@@ -165,13 +175,7 @@ def adm_layout(config: ADMConfig) -> list[tuple[str, str, tuple[int, ...]]]:
             index += 1
         if level < len(widths) - 1:
             ours = f"down_blocks.{level}.downsamplers.0"
-            if config.resblock_updown:
-                rows += _resblock(f"input_blocks.{index}.0", ours, channels, channels, emb, scale_shift)
-            else:
-                rows += [
-                    (f"input_blocks.{index}.0.op.{p}", f"{ours}.conv.{p}", s)
-                    for p, s in (("weight", (channels, channels, 3, 3)), ("bias", (channels,)))
-                ]
+            rows += _resample(f"input_blocks.{index}.0", "op", ours, channels, emb, config)
             skips.append(channels)
             index += 1
     rows += _resblock("middle_block.0", "mid_block.resnets.0", channels, channels, emb, scale_shift)
@@ -191,13 +195,7 @@ def adm_layout(config: ADMConfig) -> list[tuple[str, str, tuple[int, ...]]]:
                 position = 2
             if level and i == blocks:
                 ours = f"up_blocks.{up_index}.upsamplers.0"
-                if config.resblock_updown:
-                    rows += _resblock(f"{adm}.{position}", ours, channels, channels, emb, scale_shift)
-                else:
-                    rows += [
-                        (f"{adm}.{position}.conv.{p}", f"{ours}.conv.{p}", s)
-                        for p, s in (("weight", (channels, channels, 3, 3)), ("bias", (channels,)))
-                    ]
+                rows += _resample(f"{adm}.{position}", "conv", ours, channels, emb, config)
             index += 1
     out_channels = config.in_channels * (2 if config.learn_sigma else 1)
     rows += [
