@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -137,7 +138,7 @@ def main() -> None:
     results = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
         "date": date.today().isoformat(),
-        "command": "python benchmarks/shapes_targets.py " + ("--smoke " if args.smoke else "") + f"--out {args.out}",
+        "command": "python benchmarks/shapes_targets.py " + " ".join(sys.argv[1:]),
         "settings": settings,
         "ddpm": ddpm,
         "clip": {
