@@ -12,21 +12,16 @@ augmentations on (8 views) and off (1 view), and with the cheap gradient that sk
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
+from common import cli_defaults, provenance, write_results
 from diffusers import DDPMPipeline
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
-from blended_pipeline.cli import build_parser, strength_for
 from blended_pipeline.shapes.edits import edit_cases
 from blended_pipeline.shapes.judge import judge, judge_scene
 from blended_pipeline.shapes.train_clip import zero_shot_accuracy
@@ -62,10 +57,8 @@ def edit_success(
             prompt=case.prompt,
             image=PIL.Image.fromarray(case.image),
             mask_image=PIL.Image.fromarray(case.mask.astype(np.uint8) * 255),
-            num_augmentations=num_augmentations,
-            backprop_through_unet=backprop_through_unet,
             generator=torch.Generator().manual_seed(index),
-            **settings,
+            **{**settings, "num_augmentations": num_augmentations, "backprop_through_unet": backprop_through_unet},
         )
         seconds.append(time.perf_counter() - began)
         results = [np.asarray(image) for image in out.images]
@@ -82,16 +75,6 @@ def edit_success(
         "background_exact": float(np.mean(exact)),
         "seconds_per_edit": float(np.mean(seconds)),
     }
-
-
-def cli_defaults() -> dict:
-    defaults = build_parser().parse_args(["--demo", "--out", "unused"])
-    return dict(
-        num_inference_steps=defaults.steps,
-        strength=strength_for(defaults),
-        num_images_per_prompt=defaults.samples,
-        clip_guidance_scale=defaults.guidance_scale,
-    )
 
 
 def markdown(results: dict) -> str:
@@ -136,9 +119,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     ddpm, samples = ddpm_validity(pipe, args.ddpm_samples, args.ddpm_steps)
     results = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
-        "date": date.today().isoformat(),
-        "command": "python benchmarks/shapes_targets.py " + " ".join(sys.argv[1:]),
+        **provenance("shapes_targets.py"),
         "settings": settings,
         "ddpm": ddpm,
         "clip": {
@@ -149,14 +130,11 @@ def main() -> None:
         },
         "edits": [edit_success(pipe, args.edits, views, exact, settings) for views, exact in EDIT_RUNS],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.json").write_text(json.dumps(results, indent=2))
-    Path(f"{args.out}.md").write_text(markdown(results))
+    write_results(args.out, results, markdown(results))
     columns = min(8, len(samples))
     grid = samples[: min(64, len(samples) - len(samples) % columns)]
     rows = [np.concatenate(list(grid[i : i + columns]), axis=1) for i in range(0, len(grid), columns)]
     PIL.Image.fromarray(np.concatenate(rows, axis=0)).save(f"{args.out}-samples.png")
-    print(markdown(results))
 
 
 if __name__ == "__main__":

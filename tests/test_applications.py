@@ -45,6 +45,25 @@ def test_extend_canvas_keeps_the_image_and_masks_the_new_area(image):
         extend_canvas(image, 0, 0, 0, 0)
 
 
+def test_extend_canvas_fills(image):
+    striped = np.zeros((8, 16, 3), np.uint8)
+    striped[:, :15] = (0, 0, 255)
+    striped[:, 15] = (255, 0, 0)  # only the last column is red
+    edge, _ = extend_canvas(PIL.Image.fromarray(striped), 0, 0, 8, 0, fill="edge")
+    mirror, _ = extend_canvas(PIL.Image.fromarray(striped), 0, 0, 8, 0, fill="mirror")
+    assert np.all(np.asarray(edge)[:, 16:] == (255, 0, 0))
+    reflected = np.asarray(mirror)[:, 16:].astype(int)
+    assert reflected[..., 2].mean() > reflected[..., 0].mean()  # the blue columns behind the edge, mirrored
+    noise, _ = extend_canvas(image, 0, 4, 8, 0, fill="noise", seed=3)
+    assert np.array_equal(np.asarray(noise)[4:, :40], np.asarray(image))
+    assert np.asarray(noise)[:, 40:].std() > 60
+    assert np.array_equal(np.asarray(extend_canvas(image, 0, 4, 8, 0, fill="noise", seed=3)[0]), np.asarray(noise))
+    for fill in ("edge", "mirror"):
+        assert np.array_equal(np.asarray(extend_canvas(image, 2, 4, 8, 1, fill=fill)[0])[4:28, 2:42], image)
+    with pytest.raises(ValueError, match="fill must be one of"):
+        extend_canvas(image, 0, 0, 1, 0, fill="zeros")
+
+
 def test_background_replacement_keeps_the_object_exact(image, mask):
     pipe = tiny_pipeline()
     out = fast_call(pipe, image, invert_mask(mask))

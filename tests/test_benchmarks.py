@@ -40,3 +40,52 @@ def test_paper_config_smoke(tmp_path):
     results = json.loads(Path(f"{prefix}.json").read_text())
     assert results["smoke"] and [r["precision"] for r in results["runs"]] == ["no", "bf16"]
     assert all(r["seconds_per_image"] > 0 and r["peak_memory_mb"] > 0 for r in results["runs"])
+
+
+def run_smoke(tmp_path, script: str) -> tuple[Path, dict]:
+    prefix = tmp_path / Path(script).stem
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(prefix)],
+        check=True,
+        capture_output=True,
+    )
+    return prefix, json.loads(Path(f"{prefix}.json").read_text())
+
+
+def test_applications_smoke(tmp_path):
+    prefix, results = run_smoke(tmp_path, "applications.py")
+    assert results["background"]["object_exact"] == 1.0
+    assert all(run["outside_exact"] == 1.0 for run in results["scribble"])
+    assert [run["fill"] for run in results["extrapolation"]] == ["edge", "mirror", "noise"]
+    assert all(run["original_exact"] == 1.0 for run in results["extrapolation"])
+    assert results["large"]["large_outside_exact"] == 1.0
+    assert "| application | measure | value | target |" in Path(f"{prefix}.md").read_text()
+
+
+def test_tradeoffs_smoke(tmp_path):
+    prefix, results = run_smoke(tmp_path, "tradeoffs.py")
+    first = results["sweep"][0]
+    assert first["steps"] == 4 and first["unet_evaluations_per_image"] == 3  # 75% of 4 steps, one UNet call each
+    assert first["clip_evaluations_per_image"] == 3 * 2 + 1  # 2 views a step, then one ranking view
+    assert results["pareto_front"] and set(results["pareto_front"]) <= set(range(len(results["sweep"])))
+    algorithm1 = [run for run in results["ablations"] if not run["blend"]]
+    blended = [run for run in results["ablations"] if run["blend"]]
+    assert algorithm1 and blended[0]["background_psnr_before_paste"] > algorithm1[0]["background_psnr_before_paste"]
+    assert results["repaint"]["background_psnr"] > 40
+    assert [b["samples"] for b in results["cost_growth"]["batching"]] == [1, 2]
+    for suffix in ("-pareto.png", "-cost.png", ".md"):
+        assert Path(f"{prefix}{suffix}").stat().st_size > 0
+
+
+def test_pareto_front_keeps_only_undominated_runs():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from tradeoffs import pareto_front
+
+    runs = [
+        {"seconds_per_image": 1.0, "top1_success": 0.5},
+        {"seconds_per_image": 2.0, "top1_success": 0.4},  # slower and worse than the first
+        {"seconds_per_image": 3.0, "top1_success": 0.8},
+        {"seconds_per_image": 0.5, "top1_success": 0.1},
+        {"seconds_per_image": 3.0, "top1_success": 0.7},  # as slow as the third, worse
+    ]
+    assert pareto_front(runs) == [0, 2, 3]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blended_pipeline.shapes.edits import edit_case, ideal_edit
-from blended_pipeline.shapes.judge import judge, parse_prompt
+from blended_pipeline.shapes.edits import background_case, edit_case, extend_case, ideal_edit, scribble_case
+from blended_pipeline.shapes.judge import colour_labels, judge, parse_prompt
 from blended_pipeline.shapes.tokenizer import build_tokenizer, unknown_words
 from blended_pipeline.shapes.world import COLOURS, PALETTE, SHAPES, VOCABULARY, random_scene, render
 
@@ -95,3 +95,21 @@ def test_scene_judge_accepts_renderings_and_refuses_noise_and_blanks():
     blank = np.zeros((32, 32, 3), np.uint8)
     blank[:] = PALETTE["red"]
     assert not judge_scene(blank).ok
+
+
+def test_application_cases_ask_for_what_is_not_there():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        background = background_case(rng, 32)
+        assert background.keep.any() and not background.keep.all()
+        assert background.prompt == f"a {background.colour} background"
+        assert not (colour_labels(background.image) == COLOURS.index(background.colour)).any()
+        scribble = scribble_case(rng, 32)
+        opaque = scribble.strokes[..., 3] == 255
+        assert 0.02 < opaque.mean() < 0.3 and np.all(scribble.strokes[opaque, :3] == PALETTE[scribble.colour])
+        assert not (colour_labels(scribble.image) == COLOURS.index(scribble.colour)).any()
+        extend = extend_case(rng, 32, 8)
+        assert sorted(extend.padding) == [0, 0, 0, 8] and extend.image.shape[:2] in ((24, 32), (32, 24))
+        left, top, right, bottom = extend.padding
+        assert np.array_equal(extend.scene[top : 32 - bottom, left : 32 - right], extend.image)
+        parse_prompt(extend.prompt)

@@ -14,6 +14,7 @@ import PIL.ImageFilter
 
 SCRIBBLE_STRENGTH = 0.5  # scribbles start half-way down the schedule, so the strokes' colours survive
 SCRIBBLE_DILATION = 2  # pixels added around the strokes when they make the mask
+CANVAS_FILLS = ("edge", "mirror", "noise")  # how extend_canvas starts the new area (see docs/applications.md)
 
 
 def invert_mask(mask: PIL.Image.Image) -> PIL.Image.Image:
@@ -50,19 +51,33 @@ def apply_scribble(
 
 
 def extend_canvas(
-    image: PIL.Image.Image, left: int, top: int, right: int, bottom: int
+    image: PIL.Image.Image, left: int, top: int, right: int, bottom: int, fill: str = "edge", seed: int = 0
 ) -> tuple[PIL.Image.Image, PIL.Image.Image]:
     """The image on a canvas larger by the given pixels, and a mask of the new area.
 
-    The new area starts as the image's edge pixels repeated outward, so that once noised it carries the colours
-    next to the seam.
+    ``fill`` says what the new area holds before it is noised: "edge" repeats the image's edge pixels outward,
+    "mirror" reflects the image across its edge and blurs the reflection, "noise" is uniform random colour
+    (from ``seed``). The first two carry the colours next to the seam into the new area.
     """
+    if fill not in CANVAS_FILLS:
+        raise ValueError(f"fill must be one of {CANVAS_FILLS}, got {fill!r}")
     if min(left, top, right, bottom) < 0 or left + top + right + bottom == 0:
         raise ValueError(f"extend by non-negative pixels, at least one positive; got {left},{top},{right},{bottom}")
     array = np.asarray(image.convert("RGB"))
-    canvas = np.pad(array, ((top, bottom), (left, right), (0, 0)), mode="edge")
+    padding = ((top, bottom), (left, right), (0, 0))
+    inside = (slice(top, top + array.shape[0]), slice(left, left + array.shape[1]))
+    if fill == "edge":
+        canvas = np.pad(array, padding, mode="edge")
+    elif fill == "mirror":
+        mirrored = PIL.Image.fromarray(np.pad(array, padding, mode="symmetric"))
+        canvas = np.array(mirrored.filter(PIL.ImageFilter.GaussianBlur(max(1, max(left, top, right, bottom) / 4))))
+        canvas[inside] = array
+    else:
+        shape = (array.shape[0] + top + bottom, array.shape[1] + left + right, 3)
+        canvas = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+        canvas[inside] = array
     mask = np.ones(canvas.shape[:2], dtype=np.uint8) * 255
-    mask[top : top + array.shape[0], left : left + array.shape[1]] = 0
+    mask[inside] = 0
     return PIL.Image.fromarray(canvas), PIL.Image.fromarray(mask)
 
 

@@ -26,7 +26,13 @@ import PIL.Image
 import torch
 
 from blended_pipeline import SHAPES_CHECKPOINT
-from blended_pipeline.applications import SCRIBBLE_STRENGTH, apply_scribble, extend_canvas, invert_mask
+from blended_pipeline.applications import (
+    CANVAS_FILLS,
+    SCRIBBLE_STRENGTH,
+    apply_scribble,
+    extend_canvas,
+    invert_mask,
+)
 from blended_pipeline.image_io import load_image, load_mask
 
 SCHEDULERS = ("ddpm", "ddim")
@@ -65,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
     parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
     parser.add_argument("--extend", type=_pixels, help="LEFT,TOP,RIGHT,BOTTOM pixels of new canvas to fill")
+    parser.add_argument(
+        "--extend-fill", choices=CANVAS_FILLS, default="edge", help="what the new canvas starts as (default edge)"
+    )
     parser.add_argument("--mask-blur", type=float, default=0.0, help="feather the mask by this many pixels")
     parser.add_argument("--crop-margin", type=float, default=0.25, help="context around the mask for large images")
     parser.add_argument("--guidance-scale", type=float, default=1000.0, help="CLIP guidance weight (default 1000)")
@@ -129,7 +138,7 @@ def prepare_inputs(args: argparse.Namespace) -> tuple[PIL.Image.Image, PIL.Image
     image = open_image(args.image, "--image")
     mask = open_image(args.mask, "--mask") if args.mask else None
     if args.extend:
-        image, mask = extend_canvas(image, *args.extend)
+        image, mask = extend_canvas(image, *args.extend, fill=args.extend_fill, seed=args.seed)
     if args.scribble:
         image, stroke_mask = apply_scribble(image, open_image(args.scribble, "--scribble"))
         mask = mask or stroke_mask

@@ -1,0 +1,217 @@
+"""Measure the paper's applications and the crop path for large images on the shipped shapes model.
+
+    python benchmarks/applications.py --out docs/figures/applications     # the published figures
+    python benchmarks/applications.py --smoke --out /tmp/smoke             # seconds; what the tests run
+
+Every edit runs at the CLI's defaults (scribbles at their lower default strength) and is judged from pixels:
+- background replacement: share of edits whose new background is at least 60% the asked colour (top-1 of 4);
+  the object's pixels exact;
+- scribble: a rough blob of the asked colour (not one of the shapes) scribbled in, no mask (the strokes' area,
+  dilated); the judge's verdict on "a {colour} {shape}" for the top-1 result;
+- extrapolation: a scene with a strip of 8 pixels cut off one side, grown back; original pixels exact, the
+  seam's strength against the image's own edges, and agreement with what the strip really held, for each way of
+  filling the new area before noising (edge, mirror, noise);
+- large image: the edit set upscaled 4x (nearest) and edited through the crop path, against native size.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from common import cli_defaults, provenance, write_results
+
+from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+from blended_pipeline.applications import CANVAS_FILLS, SCRIBBLE_STRENGTH, apply_scribble, extend_canvas
+from blended_pipeline.shapes.edits import background_case, edit_cases, extend_case, scribble_case
+from blended_pipeline.shapes.judge import colour_labels, judge
+from blended_pipeline.shapes.world import COLOURS
+
+SEED = 2025  # the cases of each application: its own generator from this seed
+EXTEND_CUT = 8  # pixels removed from one side of a 32x32 scene and grown back
+LARGE_SCALE = 4
+
+
+def edit(pipe: BlendedDiffusionPipeline, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int, settings: dict):
+    """The ranked results as (H, W, 3) uint8 arrays."""
+    out = pipe(
+        prompt=prompt,
+        image=PIL.Image.fromarray(image),
+        mask_image=PIL.Image.fromarray(mask.astype(np.uint8) * 255),
+        generator=torch.Generator().manual_seed(seed),
+        **settings,
+    )
+    return [np.asarray(result) for result in out.images]
+
+
+def background_replacement(pipe: BlendedDiffusionPipeline, count: int, settings: dict) -> dict:
+    rng = np.random.default_rng(SEED)
+    colour_share, exact = [], []
+    for index in range(count):
+        case = background_case(rng, 32)
+        results = edit(pipe, case.image, ~case.keep, case.prompt, index, settings)
+        asked = colour_labels(results[0])[~case.keep] == COLOURS.index(case.colour)
+        colour_share.append(float(asked.mean()))
+        exact.append(all(np.array_equal(r[case.keep], case.image[case.keep]) for r in results))
+    return {
+        "edits": count,
+        "success": float(np.mean(np.array(colour_share) >= 0.6)),
+        "mean_asked_colour_share": float(np.mean(colour_share)),
+        "object_exact": float(np.mean(exact)),
+    }
+
+
+def scribble(pipe: BlendedDiffusionPipeline, count: int, settings: dict, strength: float) -> dict:
+    rng = np.random.default_rng(SEED)
+    verdicts, exact = [], []
+    for index in range(count):
+        case = scribble_case(rng, 32)
+        painted, mask = apply_scribble(PIL.Image.fromarray(case.image), PIL.Image.fromarray(case.strokes))
+        painted, mask = np.asarray(painted), np.asarray(mask) > 127
+        results = edit(pipe, painted, mask, case.prompt, index, {**settings, "strength": strength})
+        verdicts.append(judge(results[0], mask, case.prompt).ok)
+        exact.append(all(np.array_equal(r[~mask], painted[~mask]) for r in results))
+    return {
+        "edits": count,
+        "strength": strength,
+        "top1_success": float(np.mean(verdicts)),
+        "outside_exact": float(np.mean(exact)),
+    }
+
+
+def seam_strength(image: np.ndarray, padding: tuple[int, int, int, int]) -> tuple[float, float]:
+    """The mean colour step (mean absolute RGB difference, 0-255) across the seam, and across the image's own lines.
+
+    The image's own lines are all boundaries between neighbouring rows (or columns) of the original part that run
+    parallel to the seam: their mean step is how strong an ordinary line of this image is.
+    """
+    left, top, right, bottom = padding
+    height, width = image.shape[:2]
+    original = image[top : height - bottom, left : width - right].astype(np.float32)
+    pixels = image.astype(np.float32)
+    if left or right:
+        steps = np.abs(np.diff(original, axis=1)).mean(axis=(0, 2))
+        seam = left - 1 if left else width - right - 1  # the column before the seam
+        across = np.abs(pixels[top : height - bottom, seam + 1] - pixels[top : height - bottom, seam]).mean()
+    else:
+        steps = np.abs(np.diff(original, axis=0)).mean(axis=(1, 2))
+        seam = top - 1 if top else height - bottom - 1
+        across = np.abs(pixels[seam + 1, left : width - right] - pixels[seam, left : width - right]).mean()
+    return float(across), float(steps.mean())
+
+
+def extrapolation(pipe: BlendedDiffusionPipeline, count: int, settings: dict, fill: str) -> dict:
+    rng = np.random.default_rng(SEED)
+    seams, own, true_seams, agreement, exact = [], [], [], [], []
+    for index in range(count):
+        case = extend_case(rng, 32, EXTEND_CUT)
+        canvas, mask = extend_canvas(PIL.Image.fromarray(case.image), *case.padding, fill=fill, seed=index)
+        new = np.asarray(mask) > 127
+        best = edit(pipe, np.asarray(canvas), new, case.prompt, index, settings)[0]
+        left, top, right, bottom = case.padding
+        exact.append(np.array_equal(best[top : 32 - bottom, left : 32 - right], case.image))
+        seam, lines = seam_strength(best, case.padding)
+        seams.append(seam)
+        own.append(lines)
+        true_seams.append(seam_strength(case.scene, case.padding)[0])
+        agreement.append(float((colour_labels(best)[new] == colour_labels(case.scene)[new]).mean()))
+    seams, own = np.array(seams), np.array(own)
+    return {
+        "edits": count,
+        "fill": fill,
+        "original_exact": float(np.mean(exact)),
+        "mean_seam_step": float(seams.mean()),
+        "mean_own_line_step": float(own.mean()),
+        "mean_true_seam_step": float(np.mean(true_seams)),
+        "seam_no_stronger_than_own_lines": float(np.mean(seams <= own)),
+        "agreement_with_true_strip": float(np.mean(agreement)),
+    }
+
+
+def large_image(pipe: BlendedDiffusionPipeline, count: int, settings: dict) -> dict:
+    native, large, exact = [], [], []
+    for index, case in enumerate(edit_cases(SEED, count, 32)):
+        native.append(
+            judge(edit(pipe, case.image, case.mask, case.prompt, index, settings)[0], case.mask, case.prompt).ok
+        )
+        image = case.image.repeat(LARGE_SCALE, axis=0).repeat(LARGE_SCALE, axis=1)
+        mask = case.mask.repeat(LARGE_SCALE, axis=0).repeat(LARGE_SCALE, axis=1)
+        results = edit(pipe, image, mask, case.prompt, index, settings)
+        large.append(judge(results[0], mask, case.prompt).ok)
+        exact.append(all(np.array_equal(r[~mask], image[~mask]) for r in results))
+    return {
+        "edits": count,
+        "scale": LARGE_SCALE,
+        "native_top1_success": float(np.mean(native)),
+        "large_top1_success": float(np.mean(large)),
+        "large_outside_exact": float(np.mean(exact)),
+    }
+
+
+def markdown(results: dict) -> str:
+    background, scribbled, large = results["background"], results["scribble"], results["large"]
+    lines = [
+        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        "",
+        "| application | measure | value | target |",
+        "| --- | --- | --- | --- |",
+        f"| background replacement ({background['edits']} edits) | new background >= 60% the asked colour (top-1) "
+        f"| {background['success']:.0%} | >= 80% |",
+        f"| | mean share of the asked colour | {background['mean_asked_colour_share']:.0%} | |",
+        f"| | object pixels exact | {background['object_exact']:.0%} | 100% |",
+    ]
+    for run in scribbled:
+        lines.append(
+            f"| scribble, strength {run['strength']} ({run['edits']} edits) | judge accepts top-1 | "
+            f"{run['top1_success']:.0%} | >= 80% |"
+        )
+    for run in results["extrapolation"]:
+        lines += [
+            f"| extrapolation, {run['fill']} fill ({run['edits']} edits) | original pixels exact | "
+            f"{run['original_exact']:.0%} | 100% |",
+            f"| | mean seam step / mean step of the image's own lines (0-255) | {run['mean_seam_step']:.1f} / "
+            f"{run['mean_own_line_step']:.1f} (true scene at the seam: {run['mean_true_seam_step']:.1f}) | "
+            "seam <= own lines |",
+            f"| | edits whose seam is no stronger than their own lines | "
+            f"{run['seam_no_stronger_than_own_lines']:.0%} | |",
+            f"| | new pixels agreeing with what the strip really held | {run['agreement_with_true_strip']:.0%} | |",
+        ]
+    lines += [
+        f"| large image, {large['scale']}x upscaled ({large['edits']} edits) | judge accepts top-1: native / "
+        f"upscaled | {large['native_top1_success']:.0%} / {large['large_top1_success']:.0%} | upscaled = native |",
+        f"| | pixels outside the mask exact | {large['large_outside_exact']:.0%} | 100% |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="output path prefix (.json, .md)")
+    parser.add_argument("--model", default=SHAPES_CHECKPOINT)
+    parser.add_argument("--edits", type=int, default=25, help="edits per application and setting")
+    parser.add_argument("--scribble-strengths", default=str(SCRIBBLE_STRENGTH), help="comma-separated")
+    parser.add_argument("--fills", default=",".join(CANVAS_FILLS), help="comma-separated extrapolation fills")
+    parser.add_argument("--smoke", action="store_true", help="one edit of 4 steps each: checks the code")
+    args = parser.parse_args()
+    settings = cli_defaults()
+    if args.smoke:
+        args.edits = 1
+        settings.update(num_inference_steps=4, num_images_per_prompt=2, num_augmentations=2)
+    pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    results = {
+        **provenance("applications.py"),
+        "settings": settings,
+        "background": background_replacement(pipe, args.edits, settings),
+        "scribble": [scribble(pipe, args.edits, settings, float(s)) for s in args.scribble_strengths.split(",")],
+        "extrapolation": [extrapolation(pipe, args.edits, settings, fill) for fill in args.fills.split(",")],
+        "large": large_image(pipe, args.edits, settings),
+    }
+    write_results(args.out, results, markdown(results))
+
+
+if __name__ == "__main__":
+    main()

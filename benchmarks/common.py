@@ -1,0 +1,43 @@
+"""What the benchmark scripts share: the CLI's default settings, the machine's name, writing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from blended_pipeline.cli import build_parser, strength_for
+
+
+def cli_defaults() -> dict:
+    """The pipeline arguments ``blended-edit`` uses when none are given."""
+    defaults = build_parser().parse_args(["--demo", "--out", "unused"])
+    return dict(
+        num_inference_steps=defaults.steps,
+        strength=strength_for(defaults),
+        num_images_per_prompt=defaults.samples,
+        clip_guidance_scale=defaults.guidance_scale,
+        num_augmentations=defaults.augmentations,
+    )
+
+
+def provenance(script: str) -> dict:
+    """Machine, date and the exact command, recorded beside every published figure."""
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "date": date.today().isoformat(),
+        "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+    }
+
+
+def write_results(prefix: Path, results: dict, markdown: str) -> None:
+    """``PREFIX.json`` and ``PREFIX.md``; the markdown is also printed."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{prefix}.json").write_text(json.dumps(results, indent=2))
+    Path(f"{prefix}.md").write_text(markdown)
+    print(markdown)
