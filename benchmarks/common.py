@@ -23,6 +23,7 @@ def cli_defaults() -> dict:
         num_images_per_prompt=defaults.samples,
         clip_guidance_scale=defaults.guidance_scale,
         num_augmentations=defaults.augmentations,
+        rank_by=defaults.rank_by,
     )
 
 

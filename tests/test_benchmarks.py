@@ -66,7 +66,7 @@ def test_tradeoffs_smoke(tmp_path):
     prefix, results = run_smoke(tmp_path, "tradeoffs.py")
     first = results["sweep"][0]
     assert first["steps"] == 4 and first["unet_evaluations_per_image"] == 3  # 75% of 4 steps, one UNet call each
-    assert first["clip_evaluations_per_image"] == 3 * 2 + 1  # 2 views a step, then one ranking view
+    assert first["clip_evaluations_per_image"] == 3 * 2 + 2  # 2 views a step, then the masked and whole ranking views
     assert results["pareto_front"] and set(results["pareto_front"]) <= set(range(len(results["sweep"])))
     algorithm1 = [run for run in results["ablations"] if not run["blend"]]
     blended = [run for run in results["ablations"] if run["blend"]]

@@ -227,6 +227,24 @@ def test_rank_sorts_best_first():
     assert scores.tolist() == pytest.approx([0.9, 0.5, 0.1])
 
 
+def test_rank_by_masked_region_whole_image_or_both():
+    class ByMean:
+        def score(self, x, target):
+            return x.mean(dim=(1, 2, 3))
+
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1  # the top half
+    x = torch.zeros(2, 3, 4, 4)
+    x[0, :, :2] = 0.5  # brighter in the mask
+    x[1, :, :2], x[1, :, 2:] = 0.4, 1.0  # darker in the mask, much brighter outside it
+    assert rank(ByMean(), x, mask, None, "masked")[0].tolist() == [0, 1]
+    assert rank(ByMean(), x, mask, None, "whole")[0].tolist() == [1, 0]
+    order, scores = rank(ByMean(), x, mask, None, "both")
+    assert order.tolist() == [1, 0] and scores.tolist() == pytest.approx([0.2 + 0.7, 0.25 + 0.25])
+    with pytest.raises(ValueError, match="rank_by must be one of"):
+        rank(ByMean(), x, mask, None, "crop")
+
+
 def test_custom_objective_plugs_in(pipe, image, mask):
     class Brightness:
         def prepare(self, prompt, device):

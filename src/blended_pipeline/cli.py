@@ -34,6 +34,7 @@ from blended_pipeline.applications import (
     invert_mask,
 )
 from blended_pipeline.image_io import load_image, load_mask
+from blended_pipeline.ranking import RANK_BY
 
 SCHEDULERS = ("ddpm", "ddim")
 DEFAULT_STRENGTH = 0.75
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crop-margin", type=float, default=0.25, help="context around the mask for large images")
     parser.add_argument("--guidance-scale", type=float, default=1000.0, help="CLIP guidance weight (default 1000)")
     parser.add_argument("--augmentations", type=int, default=8, help="augmented views per result (default 8)")
+    parser.add_argument(
+        "--rank-by", choices=RANK_BY, default="both", help="score the masked region, the whole image, or both"
+    )
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -118,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         num_images_per_prompt=args.samples,
         clip_guidance_scale=args.guidance_scale,
         num_augmentations=args.augmentations,
+        rank_by=args.rank_by,
         mixed_precision=DTYPES[args.dtype],
         generator=torch.Generator().manual_seed(args.seed),
     )

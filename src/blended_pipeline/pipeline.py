@@ -33,7 +33,7 @@ from blended_pipeline.image_io import (
     to_output,
     to_resolution,
 )
-from blended_pipeline.ranking import rank
+from blended_pipeline.ranking import RANK_BY, RankBy, rank
 
 Generators = torch.Generator | list[torch.Generator] | None
 MixedPrecision = Literal["no", "fp16", "bf16"]
@@ -119,6 +119,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         clip_input: Literal["x0_hat", "mixed"] = "x0_hat",
         mask_blur: float = 0.0,
         crop_margin: float = 0.25,
+        rank_by: RankBy = "both",
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
         output_type: OutputType = "pil",
@@ -148,6 +149,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
                 the soft mask, so there is no hard seam. Pixels where the feathered mask is 0 stay exact.
             crop_margin: an image larger than the UNet is edited on a square crop around the mask's bounding box,
                 grown by this fraction of the box's longer side on each side for context.
+            rank_by: what the ranking scores: "masked" (the paper: the masked region alone), "whole" (the result
+                with its context) or "both" (the sum; see ``ranking.rank`` and docs/method.md for the measurement).
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
             generator: a generator, or one per result, for reproducible noise and augmentations.
@@ -176,6 +179,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             clip_input,
             mask_blur,
             crop_margin,
+            rank_by,
         )
         precision = mixed_precision or self.default_mixed_precision
         source = load_image(image)
@@ -236,7 +240,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         # 4. Rank by the objective on the masked region, best first.
         results = latents.clamp(-1, 1)
         with self._autocast(precision, device):
-            order, scores = rank(guidance, results, model_mask, target)
+            order, scores = rank(guidance, results, model_mask, target, rank_by)
         self.maybe_free_model_hooks()
 
         # 5. Back to the input's size; outside the mask, the input's exact pixels.
@@ -356,6 +360,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         clip_input: str,
         mask_blur: float = 0.0,
         crop_margin: float = 0.25,
+        rank_by: str = "both",
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected."""
         if not isinstance(prompt, str):
@@ -387,6 +392,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             raise ValueError(
                 f"mask_blur and crop_margin must be >= 0 (pixels, fraction), got {mask_blur}, {crop_margin}"
             )
+        if rank_by not in RANK_BY:
+            raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
