@@ -331,38 +331,48 @@ def pareto_front(runs: list[dict]) -> list[int]:
 
 
 def sweep_configs(mode: str) -> list[Config]:
-    """Scheduler x steps x views at the exact gradient in fp32, then gradient mode x precision at a few points."""
+    """Schedulers x steps at the default 8 views; then views, gradient mode and precision around anchor points."""
     if mode == "smoke":
-        return [
-            Config(steps=4, augmentations=2, samples=2),
-            Config(scheduler="ddim", steps=4, samples=2, precision="bf16"),
+        return [Config(steps=4, augmentations=2, samples=2), Config(scheduler="ddim", steps=4, precision="bf16")]
+    if mode == "quick":
+        schedulers, steps, anchors, views = ("ddpm", "ddim"), (10, 25), (Config(scheduler="ddim", steps=10),), (1,)
+    else:
+        schedulers, steps, views = tuple(SCHEDULERS), (10, 25, 50, 100), (1, 4, 16)
+        anchors = (Config(), Config(scheduler="ddim", steps=25))
+    grid = [Config(scheduler=s, steps=n) for s in schedulers for n in steps]
+    for anchor in anchors:
+        grid += [replace(anchor, augmentations=v) for v in views]
+        grid += [
+            replace(anchor, exact_gradient=e, precision=p) for e, p in ((False, "no"), (True, "bf16"), (False, "bf16"))
         ]
-    steps, views, points = (
-        ((10, 25), (1, 8), (25,)) if mode == "quick" else ((10, 25, 50, 100), (1, 4, 8, 16), (25, 100))
-    )
-    schedulers = ("ddpm", "ddim") if mode == "quick" else tuple(SCHEDULERS)
-    grid = [Config(scheduler=s, steps=n, augmentations=v) for s in schedulers for n in steps for v in views]
-    variants = [(False, "no"), (True, "bf16"), (False, "bf16")]
-    grid += [
-        Config(scheduler=s, steps=n, exact_gradient=exact, precision=precision)
-        for s in ("ddpm", "ddim")
-        for n in points
-        for exact, precision in variants
-    ]
     return grid
 
 
 def ablation_configs(mode: str) -> list[Config]:
-    """Algorithm 2 against Algorithm 1 over lambda (0 = guided generation, then a plain paste), and 1 view."""
+    """Algorithm 2 with 8 views and 1, against Algorithm 1 over lambda (0: guided generation, then a plain paste)."""
     steps = {"smoke": 4, "quick": 25, "full": 100}[mode]
     lambdas = {"smoke": (0.0,), "quick": (0.0, 1000.0), "full": (0.0, 100.0, 1000.0, 10000.0)}[mode]
-    samples = 2 if mode == "smoke" else 4
-    base = Config(steps=steps, samples=samples, augmentations=2 if mode == "smoke" else 8)
+    base = Config(steps=steps, augmentations=2, samples=2) if mode == "smoke" else Config(steps=steps)
     runs = [replace(base, label="Algorithm 2 (blended)"), replace(base, augmentations=1, label="Algorithm 2, 1 view")]
     runs += [
         replace(base, blend=False, background_loss_scale=lam, label=f"Algorithm 1, lambda {lam:g}") for lam in lambdas
     ]
     return runs
+
+
+class Measurements:
+    """Runs each configuration once: an ablation that repeats a sweep point reuses its figures under its label."""
+
+    def __init__(self, pipe: BlendedDiffusionPipeline, cases: list[EditCase]) -> None:
+        self.pipe, self.cases = pipe, cases
+        self.counter = EvaluationCounter(pipe)
+        self.done: dict[Config, dict] = {}
+
+    def __call__(self, config: Config) -> dict:
+        key = replace(config, label="")
+        if key not in self.done:
+            self.done[key] = measure(self.pipe, key, self.cases, self.counter)
+        return {**self.done[key], "label": config.label}
 
 
 def name(run: dict) -> str:
@@ -528,20 +538,20 @@ def main() -> None:
     )
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--edits", type=int, help="edits per configuration (default: 12 full, 2 quick, 1 smoke)")
+    parser.add_argument("--edits", type=int, help="edits per configuration (default: 16 full, 4 quick, 1 smoke)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer configurations and edits: under 10 minutes")
     mode.add_argument("--smoke", action="store_true", help="a handful of tiny runs: checks the code")
     args = parser.parse_args()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    count = args.edits or {"smoke": 1, "quick": 2, "full": 12}[mode]
+    count = args.edits or {"smoke": 1, "quick": 4, "full": 16}[mode]
     pipe = BlendedDiffusionPipeline.from_pretrained(args.model).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     pipe.background_loss = mse_background_loss
-    counter = EvaluationCounter(pipe)
     loaded_memory_mb = process_memory_mb("VmRSS")
     cases = edit_cases(EDIT_SEED, count, 32)
-    sweep = [measure(pipe, config, cases, counter) for config in sweep_configs(mode)]
+    measured = Measurements(pipe, cases)
+    sweep = [measured(config) for config in sweep_configs(mode)]
     growth_steps = {"smoke": 4, "quick": 8, "full": 40}[mode]
     results = {
         **provenance("tradeoffs.py"),
@@ -552,7 +562,7 @@ def main() -> None:
         "sweep": sweep,
         "pareto_front": pareto_front(sweep),
         "headline": headline(sweep),
-        "ablations": [measure(pipe, config, cases, counter) for config in ablation_configs(mode)],
+        "ablations": [measured(config) for config in ablation_configs(mode)],
         "repaint": repaint(
             pipe, cases, steps=4 if mode == "smoke" else 50, jumps=2 if mode == "smoke" else 4, samples=4
         ),

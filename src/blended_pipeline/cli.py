@@ -36,7 +36,7 @@ from blended_pipeline.applications import (
 from blended_pipeline.image_io import load_image, load_mask
 from blended_pipeline.ranking import RANK_BY
 
-SCHEDULERS = ("ddpm", "ddim")
+SCHEDULERS = ("ddpm", "ddim", "dpm++")
 DEFAULT_STRENGTH = 0.75
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -204,7 +204,7 @@ def demo_inputs(seed: int) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
 def load_pipeline(model: str, clip: str | None, scheduler: str, device: str):
     import diffusers
     import transformers
-    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     from blended_pipeline import BlendedDiffusionPipeline
@@ -224,7 +224,7 @@ def load_pipeline(model: str, clip: str | None, scheduler: str, device: str):
         pipe = BlendedDiffusionPipeline.from_pretrained(model, **clip_parts)
     except (OSError, ValueError) as error:
         raise UsageError(f"--model {model}: cannot load a pipeline ({str(error).splitlines()[0]})") from error
-    scheduler_class = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[scheduler]
+    scheduler_class = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}[scheduler]
     pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
     return pipe.to(device)
 
