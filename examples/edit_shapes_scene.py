@@ -20,6 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="shapes-edit.png")
     parser.add_argument("--prompt", default="a red circle")
+    parser.add_argument("--steps", type=int, default=100, help="schedule steps (fewer: faster, rougher)")
     args = parser.parse_args()
 
     scene = Scene(background=("blue", "white"), split=16.0, shapes=(Shape("square", "yellow", (9.0, 9.0), 11.0),))
@@ -33,6 +34,7 @@ def main() -> None:
         image=PIL.Image.fromarray(image),
         mask_image=PIL.Image.fromarray(mask),
         num_images_per_prompt=4,
+        num_inference_steps=args.steps,
         generator=torch.Generator().manual_seed(0),
     )
     best = np.asarray(out.images[0])

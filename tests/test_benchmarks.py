@@ -1,4 +1,4 @@
-"""The benchmark scripts run end to end in their --smoke setting, so they cannot rot."""
+"""The benchmark scripts (in their --smoke setting) and the examples run end to end, so they cannot rot."""
 
 from __future__ import annotations
 
@@ -89,3 +89,20 @@ def test_pareto_front_keeps_only_undominated_runs():
         {"seconds_per_image": 3.0, "top1_success": 0.7},  # as slow as the third, worse
     ]
     assert pareto_front(runs) == [0, 2, 3]
+
+
+def test_examples_run(tmp_path):
+    for script, output in (("edit_shapes_scene.py", tmp_path / "edit.png"), ("applications.py", tmp_path / "apps")):
+        subprocess.run(
+            [sys.executable, str(ROOT / "examples" / script), "--steps", "4", "--out", str(output)],
+            check=True,
+            capture_output=True,
+        )
+    assert (tmp_path / "edit.png").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "apps").iterdir()) == [
+        "1-object.png",
+        "2-background.png",
+        "3-scribble.png",
+        "4-extend.png",
+        "5-large-soft.png",
+    ]
