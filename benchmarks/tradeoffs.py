@@ -39,6 +39,7 @@ class Config:
     """One way to run an edit; ``label`` names ablation variants."""
 
     scheduler: str = "ddpm"
+    eta: float = 0.0  # DDIM only
     steps: int = 100
     augmentations: int = 8
     exact_gradient: bool = True
@@ -193,6 +194,7 @@ def measure(pipe: BlendedDiffusionPipeline, config: Config, cases: list[EditCase
             num_images_per_prompt=config.samples,
             clip_guidance_scale=settings["clip_guidance_scale"],
             rank_by=settings["rank_by"],
+            eta=config.eta,
             num_augmentations=config.augmentations,
             backprop_through_unet=config.exact_gradient,
             mixed_precision=config.precision,
@@ -340,6 +342,7 @@ def sweep_configs(mode: str) -> list[Config]:
         schedulers, steps, views = tuple(SCHEDULERS), (10, 25, 50, 100), (1, 4, 16)
         anchors = (Config(), Config(scheduler="ddim", steps=25))
     grid = [Config(scheduler=s, steps=n) for s in schedulers for n in steps]
+    grid += [Config(scheduler="ddim", eta=1.0, steps=n) for n in steps]
     for anchor in anchors:
         grid += [replace(anchor, augmentations=v) for v in views]
         grid += [
@@ -375,9 +378,13 @@ class Measurements:
         return {**self.done[key], "label": config.label}
 
 
+def scheduler_name(run: dict) -> str:
+    return f"ddim eta {run['eta']:g}" if run["scheduler"] == "ddim" else run["scheduler"]
+
+
 def name(run: dict) -> str:
     return run["label"] or (
-        f"{run['scheduler']} {run['steps']} steps, {run['augmentations']} views, "
+        f"{scheduler_name(run)} {run['steps']} steps, {run['augmentations']} views, "
         f"{'exact' if run['exact_gradient'] else 'cheap'}, {'fp32' if run['precision'] == 'no' else run['precision']}"
     )
 
@@ -486,8 +493,9 @@ def plot(results: dict, prefix: Path) -> None:
 
     runs, front = results["sweep"], results["pareto_front"]
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for scheduler, marker in zip(SCHEDULERS, "os^", strict=True):
-        chosen = [run for run in runs if run["scheduler"] == scheduler]
+    schedulers = sorted({scheduler_name(run) for run in runs})
+    for scheduler, marker in zip(schedulers, "osD^v<>", strict=False):
+        chosen = [run for run in runs if scheduler_name(run) == scheduler]
         axes.scatter(
             [run["seconds_per_image"] for run in chosen],
             [run["top1_success"] for run in chosen],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -108,6 +110,23 @@ def test_scheduler_swap_by_from_config(pipe, image, mask, scheduler_class):
     out = fast_call(pipe, image, mask)
     assert np.isfinite(out.images).all() and not np.array_equal(out.images, ddpm)
     assert_background_exact(out.images, image, mask)
+
+
+def test_ddim_steps_along_the_noise_of_the_clipped_prediction(pipe, image, mask, monkeypatch):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    seen = []
+    step = pipe.scheduler.step
+
+    @functools.wraps(step)  # keeps step's signature, which the pipeline reads
+    def recording_step(*arguments, **kwargs):
+        seen.append(kwargs)
+        return step(*arguments, **kwargs)
+
+    monkeypatch.setattr(pipe.scheduler, "step", recording_step)
+    fast_call(pipe, image, mask, eta=0.5)
+    assert seen and all(k["use_clipped_model_output"] is True and k["eta"] == 0.5 for k in seen)
+    with pytest.raises(ValueError, match="eta must be in"):
+        fast_call(pipe, image, mask, eta=2.0)
 
 
 def test_sigma_scaled_scheduler_is_refused(pipe, image, mask):

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rank-by", choices=RANK_BY, default="both", help="score the masked region, the whole image, or both"
     )
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm")
+    parser.add_argument("--eta", type=float, default=0.0, help="DDIM's stochasticity, 0 to 1 (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
@@ -123,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         clip_guidance_scale=args.guidance_scale,
         num_augmentations=args.augmentations,
         rank_by=args.rank_by,
+        eta=args.eta,
         mixed_precision=DTYPES[args.dtype],
         generator=torch.Generator().manual_seed(args.seed),
     )
@@ -177,6 +179,8 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
     if args.mask_blur < 0 or args.crop_margin < 0:
         raise UsageError("--mask-blur and --crop-margin must be >= 0")
+    if not 0 <= args.eta <= 1:
+        raise UsageError(f"--eta must be in [0, 1], got {args.eta}")
     if args.strength is not None and not 0 < args.strength <= 1:
         raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
     if args.prompt is not None and not args.prompt.strip():

@@ -120,6 +120,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         mask_blur: float = 0.0,
         crop_margin: float = 0.25,
         rank_by: RankBy = "both",
+        eta: float = 0.0,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
         output_type: OutputType = "pil",
@@ -151,6 +152,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
                 grown by this fraction of the box's longer side on each side for context.
             rank_by: what the ranking scores: "masked" (the paper: the masked region alone), "whole" (the result
                 with its context) or "both" (the sum; see ``ranking.rank`` and docs/method.md for the measurement).
+            eta: DDIM's stochasticity (0 deterministic, 1 as much noise as DDPM); schedulers without it ignore it.
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
             generator: a generator, or one per result, for reproducible noise and augmentations.
@@ -180,6 +182,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             mask_blur,
             crop_margin,
             rank_by,
+            eta,
         )
         precision = mixed_precision or self.default_mixed_precision
         source = load_image(image)
@@ -217,7 +220,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             return loss.sum()
 
         # 3. Denoise: guided step, then the step-end callbacks (blending).
-        extra_step_kwargs = self._extra_step_kwargs(generator)
+        extra_step_kwargs = self._extra_step_kwargs(generator, eta)
         for i, t in enumerate(self.progress_bar(timesteps)):
             with self._autocast(precision, device):
                 noise_pred, pred_original_sample = self._guided_noise_prediction(
@@ -336,9 +339,17 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         return (size, size) if isinstance(size, int) else tuple(size)
 
-    def _extra_step_kwargs(self, generator: Generators) -> dict[str, Any]:
+    def _extra_step_kwargs(self, generator: Generators, eta: float) -> dict[str, Any]:
+        """The generator, DDIM's ``eta`` and ``use_clipped_model_output=True``, as far as ``step`` takes them.
+
+        Guidance pushes ``x0_hat`` far outside [-1, 1]. DDIM clips ``x0_hat`` but, unless told otherwise, points
+        its next sample along the unclipped noise, which carries the whole guidance gradient into the sample as
+        noise (measured on the shapes world: no edit succeeded). Recomputing the noise from the clipped
+        ``x0_hat`` keeps the step bounded, as DDPM's is.
+        """
         accepted = inspect.signature(self.scheduler.step).parameters
-        return {"generator": generator} if "generator" in accepted else {}
+        offered = {"generator": generator, "eta": eta, "use_clipped_model_output": True}
+        return {name: value for name, value in offered.items() if name in accepted}
 
     @staticmethod
     def _autocast(precision: MixedPrecision, device: torch.device) -> Any:
@@ -361,6 +372,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         mask_blur: float = 0.0,
         crop_margin: float = 0.25,
         rank_by: str = "both",
+        eta: float = 0.0,
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected."""
         if not isinstance(prompt, str):
@@ -394,6 +406,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             )
         if rank_by not in RANK_BY:
             raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
+        if not 0 <= eta <= 1:
+            raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
         unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
