@@ -375,6 +375,8 @@ class Measurements:
         key = replace(config, label="")
         if key not in self.done:
             self.done[key] = measure(self.pipe, key, self.cases, self.counter)
+            run = self.done[key]
+            print(f"{name(run)}: top-1 {run['top1_success']:.0%}, {run['seconds_per_image']:.2f} s/image", flush=True)
         return {**self.done[key], "label": config.label}
 
 
