@@ -3,7 +3,8 @@
     python benchmarks/applications.py --out docs/figures/applications     # the published figures
     python benchmarks/applications.py --smoke --out /tmp/smoke             # seconds; what the tests run
 
-Every edit runs at the CLI's defaults (scribbles at their lower default strength) and is judged from pixels:
+Every edit runs at the CLI's defaults (background replacement and scribbles at their own default strengths) and
+is judged from pixels:
 - background replacement: share of edits whose new background is at least 60% the asked colour (top-1 of 4);
   the object's pixels exact;
 - scribble: a rough blob of the asked colour (not one of the shapes) scribbled in, no mask (the strokes' area,
@@ -25,7 +26,13 @@ import torch
 from common import cli_defaults, provenance, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
-from blended_pipeline.applications import CANVAS_FILLS, SCRIBBLE_STRENGTH, apply_scribble, extend_canvas
+from blended_pipeline.applications import (
+    BACKGROUND_STRENGTH,
+    CANVAS_FILLS,
+    SCRIBBLE_STRENGTH,
+    apply_scribble,
+    extend_canvas,
+)
 from blended_pipeline.shapes.edits import background_case, edit_cases, extend_case, scribble_case
 from blended_pipeline.shapes.judge import colour_labels, judge
 from blended_pipeline.shapes.world import COLOURS
@@ -52,7 +59,7 @@ def background_replacement(pipe: BlendedDiffusionPipeline, count: int, settings:
     colour_share, exact = [], []
     for index in range(count):
         case = background_case(rng, 32)
-        results = edit(pipe, case.image, ~case.keep, case.prompt, index, settings)
+        results = edit(pipe, case.image, ~case.keep, case.prompt, index, {**settings, "strength": BACKGROUND_STRENGTH})
         asked = colour_labels(results[0])[~case.keep] == COLOURS.index(case.colour)
         colour_share.append(float(asked.mean()))
         exact.append(all(np.array_equal(r[case.keep], case.image[case.keep]) for r in results))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -487,6 +488,14 @@ def row(run: dict, mark: str) -> str:
     )
 
 
+def plain_log_ticks(axes, ticks: list[float]) -> None:
+    """A log x axis labelled at ``ticks`` in plain numbers, without matplotlib's minor-tick labels."""
+    from matplotlib.ticker import NullFormatter
+
+    axes.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    axes.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot(results: dict, prefix: Path) -> None:
     import matplotlib
 
@@ -514,7 +523,8 @@ def plot(results: dict, prefix: Path) -> None:
         linewidth=1,
         label="Pareto front",
     )
-    axes.set(xscale="log", xlabel="seconds per image (log)", ylabel="top-1 success (pixel judge)")
+    axes.set(xscale="log", xlabel="seconds per image (log)", ylabel="top-1 success (pixel judge)", ylim=(0, 1))
+    plain_log_ticks(axes, [0.25, 0.5, 1, 2, 4, 8])
     axes.legend()
     figure.tight_layout()
     figure.savefig(f"{prefix}-pareto.png", dpi=120)
@@ -525,17 +535,13 @@ def plot(results: dict, prefix: Path) -> None:
     samples = [b["samples"] for b in cost["batching"]]
     left.plot(samples, [b["batch_seconds_per_image"] for b in cost["batching"]], "o-", label="one batch")
     left.plot(samples, [b["one_at_a_time_seconds_per_image"] for b in cost["batching"]], "s--", label="one at a time")
-    left.set(xlabel="samples", ylabel="seconds per image", xscale="log", xticks=samples, xticklabels=samples)
+    left.set(xlabel="samples", ylabel="seconds per image", xscale="log", ylim=(0, None))
+    plain_log_ticks(left, samples)
     left.legend()
     sizes = [s["size"] for s in cost["image_size"]]
     right.plot(sizes, [s["seconds_per_edit"] for s in cost["image_size"]], "o-")
-    right.set(
-        xlabel="image side (pixels, crop path)",
-        ylabel="seconds per edit",
-        xscale="log",
-        xticks=sizes,
-        xticklabels=sizes,
-    )
+    right.set(xlabel="image side (pixels, crop path)", ylabel="seconds per edit", xscale="log", ylim=(0, None))
+    plain_log_ticks(right, sizes)
     figure.tight_layout()
     figure.savefig(f"{prefix}-cost.png", dpi=120)
     plt.close(figure)
@@ -552,7 +558,13 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer configurations and edits: under 10 minutes")
     mode.add_argument("--smoke", action="store_true", help="a handful of tiny runs: checks the code")
+    parser.add_argument("--replot", action="store_true", help="redraw the table and plots from OUT.json; no runs")
     args = parser.parse_args()
+    if args.replot:
+        results = json.loads(Path(f"{args.out}.json").read_text())
+        write_results(args.out, results, markdown(results))
+        plot(results, args.out)
+        return
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     count = args.edits or {"smoke": 1, "quick": 4, "full": 16}[mode]
     pipe = BlendedDiffusionPipeline.from_pretrained(args.model).to(args.device)

@@ -16,7 +16,13 @@ import PIL.Image
 import torch
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
-from blended_pipeline.applications import SCRIBBLE_STRENGTH, apply_scribble, extend_canvas, invert_mask
+from blended_pipeline.applications import (
+    BACKGROUND_STRENGTH,
+    SCRIBBLE_STRENGTH,
+    apply_scribble,
+    extend_canvas,
+    invert_mask,
+)
 from blended_pipeline.shapes.judge import judge
 from blended_pipeline.shapes.world import PALETTE, Scene, Shape, render, shape_mask
 
@@ -56,7 +62,7 @@ def main() -> None:
     edit("1-object", "a red square", image, PIL.Image.fromarray(box))
     # 2. Background replacement: everything but the object (a slightly grown mask of the circle).
     grown = PIL.Image.fromarray(circle.astype(np.uint8) * 255).resize((32, 32))
-    edit("2-background", "a green background", image, invert_mask(grown))
+    edit("2-background", "a green background", image, invert_mask(grown), strength=BACKGROUND_STRENGTH)
     # 3. Scribble: a rough purple blob, kept by starting half-way down the schedule.
     strokes = np.zeros((32, 32, 4), np.uint8)
     strokes[18:29, 19:30] = (*PALETTE["purple"], 255)

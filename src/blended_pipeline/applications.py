@@ -13,6 +13,7 @@ import PIL.Image
 import PIL.ImageFilter
 
 SCRIBBLE_STRENGTH = 0.5  # scribbles start half-way down the schedule, so the strokes' colours survive
+BACKGROUND_STRENGTH = 1.0  # a new background recolours most of the image: at 0.75 the old colours survive
 SCRIBBLE_DILATION = 2  # pixels added around the strokes when they make the mask
 CANVAS_FILLS = ("edge", "mirror", "noise")  # how extend_canvas starts the new area (see docs/applications.md)
 

@@ -27,6 +27,7 @@ import torch
 
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.applications import (
+    BACKGROUND_STRENGTH,
     CANVAS_FILLS,
     SCRIBBLE_STRENGTH,
     apply_scribble,
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--strength",
         type=float,
         default=None,
-        help=f"fraction of the schedule run (default {DEFAULT_STRENGTH}; {SCRIBBLE_STRENGTH} with --scribble)",
+        help=f"fraction of the schedule run (default {DEFAULT_STRENGTH}; {SCRIBBLE_STRENGTH} with --scribble, "
+        f"{BACKGROUND_STRENGTH} with --invert-mask)",
     )
     parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
     parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
@@ -137,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
 def strength_for(args: argparse.Namespace) -> float:
     if args.strength is not None:
         return args.strength
-    return SCRIBBLE_STRENGTH if args.scribble else DEFAULT_STRENGTH
+    if args.scribble:
+        return SCRIBBLE_STRENGTH
+    return BACKGROUND_STRENGTH if args.invert_mask else DEFAULT_STRENGTH
 
 
 def prepare_inputs(args: argparse.Namespace) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
