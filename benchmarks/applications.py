@@ -40,6 +40,7 @@ from blended_pipeline.shapes.world import COLOURS
 SEED = 2025  # the cases of each application: its own generator from this seed
 EXTEND_CUT = 8  # pixels removed from one side of a 32x32 scene and grown back
 LARGE_SCALE = 4
+EDGE_STEP = 30.0  # a colour step (0-255) above this between neighbours is an edge; palette colours differ by more
 
 
 def edit(pipe: BlendedDiffusionPipeline, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int, settings: dict):
@@ -89,30 +90,33 @@ def scribble(pipe: BlendedDiffusionPipeline, count: int, settings: dict, strengt
     }
 
 
-def seam_strength(image: np.ndarray, padding: tuple[int, int, int, int]) -> tuple[float, float]:
-    """The mean colour step (mean absolute RGB difference, 0-255) across the seam, and across the image's own lines.
+def seam_strength(image: np.ndarray, padding: tuple[int, int, int, int]) -> tuple[float, float, float]:
+    """The seam's strength, and two yardsticks from the original part of the image, as colour steps.
 
-    The image's own lines are all boundaries between neighbouring rows (or columns) of the original part that run
-    parallel to the seam: their mean step is how strong an ordinary line of this image is.
+    A step is the mean absolute RGB difference (0-255) between neighbouring pixels across a line parallel to the
+    seam. Returns the mean step across the seam; the mean step across the image's own parallel lines (an
+    ordinary line); and the mean step of the image's own edges (steps above ``EDGE_STEP``; ``EDGE_STEP`` itself
+    when the image has none).
     """
     left, top, right, bottom = padding
     height, width = image.shape[:2]
-    original = image[top : height - bottom, left : width - right].astype(np.float32)
     pixels = image.astype(np.float32)
-    if left or right:
-        steps = np.abs(np.diff(original, axis=1)).mean(axis=(0, 2))
-        seam = left - 1 if left else width - right - 1  # the column before the seam
-        across = np.abs(pixels[top : height - bottom, seam + 1] - pixels[top : height - bottom, seam]).mean()
+    axis = 1 if left or right else 0
+    original = pixels[top : height - bottom, left : width - right]
+    steps = np.abs(np.diff(original, axis=axis)).mean(axis=-1)
+    if axis == 1:
+        before = left - 1 if left else width - right - 1  # the last column before the seam
+        across = np.abs(pixels[top : height - bottom, before + 1] - pixels[top : height - bottom, before])
     else:
-        steps = np.abs(np.diff(original, axis=0)).mean(axis=(1, 2))
-        seam = top - 1 if top else height - bottom - 1
-        across = np.abs(pixels[seam + 1, left : width - right] - pixels[seam, left : width - right]).mean()
-    return float(across), float(steps.mean())
+        before = top - 1 if top else height - bottom - 1
+        across = np.abs(pixels[before + 1, left : width - right] - pixels[before, left : width - right])
+    edges = steps[steps > EDGE_STEP]
+    return float(across.mean()), float(steps.mean()), float(edges.mean()) if edges.size else EDGE_STEP
 
 
 def extrapolation(pipe: BlendedDiffusionPipeline, count: int, settings: dict, fill: str) -> dict:
     rng = np.random.default_rng(SEED)
-    seams, own, true_seams, agreement, exact = [], [], [], [], []
+    seams, own, own_edges, true_seams, agreement, exact = [], [], [], [], [], []
     for index in range(count):
         case = extend_case(rng, 32, EXTEND_CUT)
         canvas, mask = extend_canvas(PIL.Image.fromarray(case.image), *case.padding, fill=fill, seed=index)
@@ -120,18 +124,21 @@ def extrapolation(pipe: BlendedDiffusionPipeline, count: int, settings: dict, fi
         best = edit(pipe, np.asarray(canvas), new, case.prompt, index, settings)[0]
         left, top, right, bottom = case.padding
         exact.append(np.array_equal(best[top : 32 - bottom, left : 32 - right], case.image))
-        seam, lines = seam_strength(best, case.padding)
+        seam, lines, edges = seam_strength(best, case.padding)
         seams.append(seam)
         own.append(lines)
+        own_edges.append(edges)
         true_seams.append(seam_strength(case.scene, case.padding)[0])
         agreement.append(float((colour_labels(best)[new] == colour_labels(case.scene)[new]).mean()))
-    seams, own = np.array(seams), np.array(own)
+    seams, own, own_edges = np.array(seams), np.array(own), np.array(own_edges)
     return {
         "edits": count,
         "fill": fill,
         "original_exact": float(np.mean(exact)),
         "mean_seam_step": float(seams.mean()),
         "mean_own_line_step": float(own.mean()),
+        "mean_own_edge_step": float(own_edges.mean()),
+        "seam_no_stronger_than_own_edges": float(np.mean(seams <= own_edges)),
         "mean_true_seam_step": float(np.mean(true_seams)),
         "seam_no_stronger_than_own_lines": float(np.mean(seams <= own)),
         "agreement_with_true_strip": float(np.mean(agreement)),
@@ -179,11 +186,11 @@ def markdown(results: dict) -> str:
         lines += [
             f"| extrapolation, {run['fill']} fill ({run['edits']} edits) | original pixels exact | "
             f"{run['original_exact']:.0%} | 100% |",
-            f"| | mean seam step / mean step of the image's own lines (0-255) | {run['mean_seam_step']:.1f} / "
-            f"{run['mean_own_line_step']:.1f} (true scene at the seam: {run['mean_true_seam_step']:.1f}) | "
-            "seam <= own lines |",
-            f"| | edits whose seam is no stronger than their own lines | "
-            f"{run['seam_no_stronger_than_own_lines']:.0%} | |",
+            f"| | mean step (0-255) across the seam / the image's own edges / its ordinary lines | "
+            f"{run['mean_seam_step']:.1f} / {run['mean_own_edge_step']:.1f} / {run['mean_own_line_step']:.1f} "
+            f"(true scene at the seam: {run['mean_true_seam_step']:.1f}) | seam <= own edges |",
+            f"| | edits whose seam is no stronger than their own edges / than their ordinary lines | "
+            f"{run['seam_no_stronger_than_own_edges']:.0%} / {run['seam_no_stronger_than_own_lines']:.0%} | |",
             f"| | new pixels agreeing with what the strip really held | {run['agreement_with_true_strip']:.0%} | |",
         ]
     lines += [
