@@ -240,7 +240,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
                 outputs = callback(self, i, t, {name: available[name] for name in tensor_inputs})
                 latents = outputs.pop("latents", latents)
 
-        # 4. Rank by the objective on the masked region, best first.
+        # 4. Rank by the objective (on the masked region, the whole result, or both), best first.
         results = latents.clamp(-1, 1)
         with self._autocast(precision, device):
             order, scores = rank(guidance, results, model_mask, target, rank_by)
