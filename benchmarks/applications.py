@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from common import cli_defaults, provenance, write_results
+from common import cli_defaults, provenance, upscale, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.applications import (
@@ -151,8 +151,7 @@ def large_image(pipe: BlendedDiffusionPipeline, count: int, settings: dict) -> d
         native.append(
             judge(edit(pipe, case.image, case.mask, case.prompt, index, settings)[0], case.mask, case.prompt).ok
         )
-        image = case.image.repeat(LARGE_SCALE, axis=0).repeat(LARGE_SCALE, axis=1)
-        mask = case.mask.repeat(LARGE_SCALE, axis=0).repeat(LARGE_SCALE, axis=1)
+        image, mask = upscale(case.image, LARGE_SCALE), upscale(case.mask, LARGE_SCALE)
         results = edit(pipe, image, mask, case.prompt, index, settings)
         large.append(judge(results[0], mask, case.prompt).ok)
         exact.append(all(np.array_equal(r[~mask], image[~mask]) for r in results))

@@ -9,22 +9,20 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from blended_pipeline.cli import build_parser, strength_for
+from blended_pipeline.cli import build_parser, pipeline_settings
 
 
 def cli_defaults() -> dict:
     """The pipeline arguments ``blended-edit`` uses when none are given."""
-    defaults = build_parser().parse_args(["--demo", "--out", "unused"])
-    return dict(
-        num_inference_steps=defaults.steps,
-        strength=strength_for(defaults),
-        num_images_per_prompt=defaults.samples,
-        clip_guidance_scale=defaults.guidance_scale,
-        num_augmentations=defaults.augmentations,
-        rank_by=defaults.rank_by,
-    )
+    return pipeline_settings(build_parser().parse_args(["--demo", "--out", "unused"]))
+
+
+def upscale(array: np.ndarray, factor: int) -> np.ndarray:
+    """An image or mask ``factor`` times larger on each side, each pixel repeated (nearest neighbour)."""
+    return array.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
 def provenance(script: str) -> dict:

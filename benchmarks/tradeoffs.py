@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from common import cli_defaults, provenance, write_results
+from common import cli_defaults, provenance, upscale, write_results
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, RePaintPipeline, RePaintScheduler
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
@@ -29,6 +29,7 @@ from blended_pipeline import SHAPES_CHECKPOINT, BlendCallback, BlendedDiffusionP
 from blended_pipeline.ranking import RANK_BY, rank
 from blended_pipeline.shapes.edits import EditCase, edit_cases
 from blended_pipeline.shapes.judge import judge
+from blended_pipeline.shapes.training_utils import to_model_range
 
 EDIT_SEED = 2024  # the same edit set as benchmarks/shapes_targets.py
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
@@ -144,8 +145,13 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return array.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def averages(per_edit: list[dict]) -> dict[str, float]:
+    """Each per-edit figure's mean over the edits."""
+    return {key: float(np.mean([edit[key] for edit in per_edit])) for key in per_edit[0]}
+
+
 def summarise(config: Config, per_edit: list[dict], device: torch.device) -> dict:
-    mean = {key: float(np.mean([edit[key] for edit in per_edit])) for key in per_edit[0]}
+    mean = averages(per_edit)
     return {
         **asdict(config),
         "edits": len(per_edit),
@@ -169,7 +175,7 @@ def top1_by_ranking(
     pipe: BlendedDiffusionPipeline, results: list[np.ndarray], verdicts: list[bool], case: EditCase
 ) -> dict[str, bool]:
     """The judge's verdict on the result each way of ranking puts first."""
-    images = torch.from_numpy(np.stack(results)).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(pipe.device)
+    images = to_model_range(np.stack(results)).to(pipe.device)
     mask = torch.from_numpy(case.mask).float()[None, None].to(pipe.device)
     target = pipe.guidance.prepare(case.prompt, pipe.device)
     return {rank_by: verdicts[int(rank(pipe.guidance, images, mask, target, rank_by)[0][0])] for rank_by in RANK_BY}
@@ -236,7 +242,7 @@ def repaint(pipe: BlendedDiffusionPipeline, cases: list[EditCase], steps: int, j
     peer.set_progress_bar_config(disable=True)
     per_edit = []
     for index, case in enumerate(cases):
-        image = torch.from_numpy(case.image).permute(2, 0, 1).float().div(127.5).sub(1)
+        image = to_model_range(case.image[None])
         keep = torch.from_numpy(~case.mask).float()[None, None]
         reset_peak_memory(pipe.device)
         began = time.perf_counter()
@@ -261,7 +267,7 @@ def repaint(pipe: BlendedDiffusionPipeline, cases: list[EditCase], steps: int, j
                 "diversity": diversity(results, case.mask),
             }
         )
-    mean = {key: float(np.mean([edit[key] for edit in per_edit])) for key in per_edit[0]}
+    mean = averages(per_edit)
     return {
         "steps": steps,
         "jump_length": 10,
@@ -311,8 +317,7 @@ def cost_growth(pipe: BlendedDiffusionPipeline, case: EditCase, steps: int, samp
     scaling = []
     for size in sizes:
         factor = size // case.image.shape[0]
-        image = case.image.repeat(factor, axis=0).repeat(factor, axis=1)
-        mask = case.mask.repeat(factor, axis=0).repeat(factor, axis=1)
+        image, mask = upscale(case.image, factor), upscale(case.mask, factor)
         seconds, memory = timed(image, mask, settings["num_images_per_prompt"])
         scaling.append({"size": size, "seconds_per_edit": seconds, "peak_memory_mb": memory})
     return {"steps": steps, "batching": batching, "image_size": scaling}

@@ -118,6 +118,18 @@ def run(args: argparse.Namespace) -> int:
         prompt=prompt,
         image=image,
         mask_image=mask,
+        generator=torch.Generator().manual_seed(args.seed),
+        **pipeline_settings(args),
+    )
+    written = write_outputs(args, image, mask, prompt, out.images, out.scores)
+    for path in written:
+        print(path)
+    return 0
+
+
+def pipeline_settings(args: argparse.Namespace) -> dict:
+    """The pipeline's keyword arguments that the options set: everything but the inputs and the generator."""
+    return dict(
         num_inference_steps=args.steps,
         strength=strength_for(args),
         mask_blur=args.mask_blur,
@@ -128,12 +140,7 @@ def run(args: argparse.Namespace) -> int:
         rank_by=args.rank_by,
         eta=args.eta,
         mixed_precision=DTYPES[args.dtype],
-        generator=torch.Generator().manual_seed(args.seed),
     )
-    written = write_outputs(args, image, mask, prompt, out.images, out.scores)
-    for path in written:
-        print(path)
-    return 0
 
 
 def strength_for(args: argparse.Namespace) -> float:
