@@ -146,7 +146,10 @@ def main() -> None:
     device = torch.device(args.device)
     pipe = build(args.smoke).to(device)
     pipe.set_progress_bar_config(disable=True)
-    runs = [time_one(pipe, p, args.steps, args.samples, args.augmentations, device) for p in args.precisions.split(",")]
+    precisions = args.precisions.split(",")
+    for precision in precisions:  # warm-up: kernel selection and allocator growth are not part of an edit's cost
+        time_one(pipe, precision, 2, 1, args.augmentations, device)
+    runs = [time_one(pipe, p, args.steps, args.samples, args.augmentations, device) for p in precisions]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     results = {
         "device": name,

@@ -20,3 +20,18 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(module, tmp_path):
         assert torch.equal(value, resumed["model"][name]), name
     exported = "unet" if module is train_unet else "clip_model"
     assert (tmp_path / "straight" / exported / "config.json").exists()
+
+
+def test_unet_batches_rendered_by_a_worker_give_the_same_weights(tmp_path):
+    train_unet.train(tmp_path / "inline", steps=2, batch_size=4, seed=0, lr=1e-3, save_every=2)
+    train_unet.train(tmp_path / "worker", steps=2, batch_size=4, seed=0, lr=1e-3, save_every=2, workers=1)
+    inline = torch.load(tmp_path / "inline" / "state.pt", weights_only=True)
+    worker = torch.load(tmp_path / "worker" / "state.pt", weights_only=True)
+    for name, value in inline["model"].items():
+        assert torch.equal(value, worker["model"][name]), name
+
+
+def test_unet_run_saves_and_stops_at_its_time_limit(tmp_path):
+    train_unet.train(tmp_path, steps=50, batch_size=4, seed=0, lr=1e-3, save_every=50, time_limit_minutes=1e-9)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 1
+    assert (tmp_path / "unet" / "config.json").exists()

@@ -187,7 +187,7 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
         with torch.no_grad():
             model.logit_scale.clamp_(0, np.log(100))
         done = step + 1
-        log.add(done, loss.item())
+        log.add(done, loss.detach())
         if done % save_every == 0 or done == steps:
             model.eval()
             accuracy = zero_shot_accuracy(model, tokenizer, feature_extractor)

@@ -1,7 +1,8 @@
 """Train the shapes world's DDPM: a small epsilon-predicting ``UNet2DModel`` on rendered scenes.
 
-Resumable and reproducible: every step draws its scenes and noise from ``(seed, step)``, so a run stopped and
-resumed gives the same weights as one that never stopped. Run in the background, e.g.::
+Resumable and reproducible: every step draws its scenes and noise from ``(seed, step)`` on the CPU, so a run
+stopped and resumed gives the same weights as one that never stopped, and a run may move between machines
+(``--device cuda``) with the same data. Run in the background, e.g.::
 
     python -m blended_pipeline.shapes.train_unet --out runs/unet --steps 40000
 """
@@ -9,6 +10,7 @@ resumed gives the same weights as one that never stopped. Run in the background,
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,29 +59,63 @@ def scene_batch(seed: int, step: int, batch_size: int) -> torch.Tensor:
     return to_model_range(images)
 
 
-def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_every: int) -> None:
+class TrainingBatches(torch.utils.data.Dataset):
+    """Step ``start + i``'s (clean scenes, noise, timesteps); indexable so that worker processes can render them."""
+
+    def __init__(self, seed: int, start: int, steps: int, batch_size: int, num_train_timesteps: int) -> None:
+        self.seed, self.start, self.steps, self.batch_size = seed, start, steps, batch_size
+        self.num_train_timesteps = num_train_timesteps
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        step = self.start + index
+        clean = scene_batch(self.seed, step, self.batch_size)
+        noise_generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        noise = torch.randn(clean.shape, generator=noise_generator)
+        timesteps = torch.randint(0, self.num_train_timesteps, (self.batch_size,), generator=noise_generator)
+        return clean, noise, timesteps
+
+
+def train(
+    out: Path,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    lr: float,
+    save_every: int,
+    device: str = "cpu",
+    workers: int = 0,
+    time_limit_minutes: float | None = None,
+) -> None:
+    """Train to ``steps``, or save and stop once ``time_limit_minutes`` have passed (resume later)."""
     out.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + 60 * time_limit_minutes if time_limit_minutes else float("inf")
     torch.manual_seed(seed)
-    unet, scheduler = build_unet(), build_scheduler()
+    unet, scheduler = build_unet().to(device), build_scheduler()
     ema = ExponentialMovingAverage(unet, decay=0.999)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     state_path = out / "state.pt"
     start = resume(state_path, model=unet, ema=ema, optimizer=optimizer)
     log = ProgressLog(start)
-    for step in range(start, steps):
-        clean = scene_batch(seed, step, batch_size)
-        noise_generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        noise = torch.randn(clean.shape, generator=noise_generator)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=noise_generator)
+    batches = TrainingBatches(seed, start, steps, batch_size, scheduler.config.num_train_timesteps)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers, pin_memory=device != "cpu")
+    for step, (clean, noise, timesteps) in enumerate(loader, start):
+        clean, noise, timesteps = clean.to(device), noise.to(device), timesteps.to(device)
         loss = F.mse_loss(unet(scheduler.add_noise(clean, noise, timesteps), timesteps).sample, noise)
         apply_gradients(unet, optimizer, loss, learning_rate(step, steps, lr))
         ema.update(unet)
         done = step + 1
-        log.add(done, loss.item())
-        if done % save_every == 0 or done == steps:
+        log.add(done, loss.detach())
+        out_of_time = time.monotonic() > deadline
+        if done % save_every == 0 or done == steps or out_of_time:
             save_state(state_path, done, model=unet, ema=ema, optimizer=optimizer)
             ema.copy_to(build_unet()).save_pretrained(out / "unet")
             scheduler.save_pretrained(out / "scheduler")
+        if out_of_time:
+            print(f"time limit reached: saved at step {done}", flush=True)
+            break
 
 
 def main() -> None:
@@ -91,10 +127,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--save-every", type=int, default=500)
+    parser.add_argument("--device", default="cpu", help="where the model trains, e.g. cuda; the data stays the same")
+    parser.add_argument("--workers", type=int, default=0, help="processes rendering batches ahead (0: inline)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES", help="save and stop after this")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every)
+    train(
+        args.out,
+        args.steps,
+        args.batch_size,
+        args.seed,
+        args.lr,
+        args.save_every,
+        args.device,
+        args.workers,
+        args.time_limit,
+    )
 
 
 if __name__ == "__main__":

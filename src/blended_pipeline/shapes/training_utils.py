@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -37,10 +36,11 @@ class ExponentialMovingAverage:
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for name, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[name].lerp_(value, 1 - decay)
-            else:
+        current = model.state_dict()
+        floating = [name for name, value in current.items() if value.dtype.is_floating_point]
+        torch._foreach_lerp_([self.shadow[n] for n in floating], [current[n] for n in floating], 1 - decay)
+        for name, value in current.items():
+            if not value.dtype.is_floating_point:
                 self.shadow[name].copy_(value)
 
     def copy_to(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -51,7 +51,8 @@ class ExponentialMovingAverage:
         return {"shadow": self.shadow, "updates": self.updates}
 
     def load_state_dict(self, state: dict) -> None:
-        self.shadow = copy.deepcopy(state["shadow"])
+        """Load a saved average onto the device of the model it averages."""
+        self.shadow = {name: value.to(self.shadow[name].device, copy=True) for name, value in state["shadow"].items()}
         self.updates = state["updates"]
 
 
@@ -67,7 +68,7 @@ def resume(path: Path, **parts: Any) -> int:
     """Load each part's state from ``path`` if it exists; the step to continue from (0 for a new run)."""
     if not path.exists():
         return 0
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True, map_location="cpu")
     for name, part in parts.items():
         part.load_state_dict(state[name])
     print(f"resumed at step {state['step']}", flush=True)
@@ -94,8 +95,11 @@ class ProgressLog:
     def __init__(self, start: int, every: int = 100) -> None:
         self.start, self.every, self.began, self.losses = start, every, time.time(), []
 
-    def add(self, step: int, loss: float) -> None:
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        """Record a step's loss; kept as a tensor so that a GPU run synchronises only when it prints."""
         self.losses.append(loss)
         if step % self.every == 0:
             rate = (time.time() - self.began) / (step - self.start)
-            print(f"step {step} loss {np.mean(self.losses[-self.every :]):.4f} {rate:.2f} s/step", flush=True)
+            mean = torch.stack(self.losses[-self.every :]).mean().item()
+            self.losses = self.losses[-self.every :]
+            print(f"step {step} loss {mean:.4f} {rate:.3f} s/step", flush=True)
