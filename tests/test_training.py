@@ -35,3 +35,21 @@ def test_unet_run_saves_and_stops_at_its_time_limit(tmp_path):
     train_unet.train(tmp_path, steps=50, batch_size=4, seed=0, lr=1e-3, save_every=50, time_limit_minutes=1e-9)
     assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 1
     assert (tmp_path / "unet" / "config.json").exists()
+
+
+def test_export_rebuilds_the_models_from_states_alone(tmp_path):
+    import shutil
+
+    from blended_pipeline import BlendedDiffusionPipeline
+    from blended_pipeline.shapes.export import export
+
+    train_unet.train(tmp_path / "unet", steps=1, batch_size=2, seed=0, lr=1e-3, save_every=1)
+    train_clip.train(tmp_path / "clip", steps=1, batch_size=4, seed=0, lr=1e-3, save_every=1)
+    export(tmp_path / "unet", tmp_path / "clip", tmp_path / "from_models")
+    shutil.rmtree(tmp_path / "unet" / "unet")
+    shutil.rmtree(tmp_path / "clip" / "clip_model")
+    export(tmp_path / "unet", tmp_path / "clip", tmp_path / "from_states")
+    first, second = (BlendedDiffusionPipeline.from_pretrained(tmp_path / n) for n in ("from_models", "from_states"))
+    for a, b in ((first.unet, second.unet), (first.clip_model, second.clip_model)):
+        for (name, value), other in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(value, other), name

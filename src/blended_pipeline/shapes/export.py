@@ -10,18 +10,40 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from blended_pipeline.pipeline import BlendedDiffusionPipeline
+from blended_pipeline.shapes.train_clip import build_clip
+from blended_pipeline.shapes.train_unet import build_unet
+
+
+def trained_unet(run: Path) -> UNet2DModel:
+    """The run's exported EMA UNet, or the EMA rebuilt from ``state.pt`` where only the state was kept."""
+    if (run / "unet").exists():
+        return UNet2DModel.from_pretrained(run / "unet")
+    unet = build_unet()
+    unet.load_state_dict(torch.load(run / "state.pt", weights_only=True, map_location="cpu")["ema"]["shadow"])
+    return unet
+
+
+def trained_clip(run: Path, tokenizer: CLIPTokenizer) -> CLIPModel:
+    """The run's exported CLIP, or the model rebuilt from ``state.pt`` where only the state was kept."""
+    if (run / "clip_model").exists():
+        return CLIPModel.from_pretrained(run / "clip_model")
+    model = build_clip(tokenizer)
+    model.load_state_dict(torch.load(run / "state.pt", weights_only=True, map_location="cpu")["model"])
+    return model
 
 
 def export(unet_run: Path, clip_run: Path, out: Path) -> None:
+    tokenizer = CLIPTokenizer.from_pretrained(clip_run / "tokenizer")
     pipe = BlendedDiffusionPipeline(
-        unet=UNet2DModel.from_pretrained(unet_run / "unet"),
+        unet=trained_unet(unet_run),
         scheduler=DDPMScheduler.from_pretrained(unet_run / "scheduler"),
-        clip_model=CLIPModel.from_pretrained(clip_run / "clip_model"),
-        tokenizer=CLIPTokenizer.from_pretrained(clip_run / "tokenizer"),
+        clip_model=trained_clip(clip_run, tokenizer),
+        tokenizer=tokenizer,
         feature_extractor=CLIPImageProcessor.from_pretrained(clip_run / "feature_extractor"),
     )
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
