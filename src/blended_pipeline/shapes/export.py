@@ -10,13 +10,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from blended_pipeline.pipeline import BlendedDiffusionPipeline
 from blended_pipeline.shapes.train_clip import build_clip
 from blended_pipeline.shapes.train_unet import build_unet
+from blended_pipeline.shapes.training_utils import load_state
 
 
 def trained_unet(run: Path) -> UNet2DModel:
@@ -24,7 +24,7 @@ def trained_unet(run: Path) -> UNet2DModel:
     if (run / "unet").exists():
         return UNet2DModel.from_pretrained(run / "unet")
     unet = build_unet()
-    unet.load_state_dict(torch.load(run / "state.pt", weights_only=True, map_location="cpu")["ema"]["shadow"])
+    unet.load_state_dict(load_state(run / "state.pt")["ema"]["shadow"])
     return unet
 
 
@@ -33,7 +33,7 @@ def trained_clip(run: Path, tokenizer: CLIPTokenizer) -> CLIPModel:
     if (run / "clip_model").exists():
         return CLIPModel.from_pretrained(run / "clip_model")
     model = build_clip(tokenizer)
-    model.load_state_dict(torch.load(run / "state.pt", weights_only=True, map_location="cpu")["model"])
+    model.load_state_dict(load_state(run / "state.pt")["model"])
     return model
 
 

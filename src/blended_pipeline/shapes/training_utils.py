@@ -68,11 +68,16 @@ def resume(path: Path, **parts: Any) -> int:
     """Load each part's state from ``path`` if it exists; the step to continue from (0 for a new run)."""
     if not path.exists():
         return 0
-    state = torch.load(path, weights_only=True, map_location="cpu")
+    state = load_state(path)
     for name, part in parts.items():
         part.load_state_dict(state[name])
     print(f"resumed at step {state['step']}", flush=True)
     return state["step"]
+
+
+def load_state(path: Path) -> dict:
+    """A state written by ``save_state``, its tensors on the CPU wherever it was trained."""
+    return torch.load(path, weights_only=True, map_location="cpu")
 
 
 def save_state(path: Path, step: int, **parts: Any) -> None:
