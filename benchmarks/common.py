@@ -12,12 +12,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from blended_pipeline import BlendedDiffusionPipeline
 from blended_pipeline.cli import build_parser, pipeline_settings
 
+SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2, num_augmentations=2)  # checks code, not models
 
-def cli_defaults() -> dict:
-    """The pipeline arguments ``blended-edit`` uses when none are given."""
-    return pipeline_settings(build_parser().parse_args(["--demo", "--out", "unused"]))
+
+def load_for_edits(model: str, smoke: bool) -> tuple[BlendedDiffusionPipeline, dict]:
+    """The pipeline (no progress bar) and the settings its edits run at: the CLI's, or tiny ones with ``smoke``."""
+    pipe = BlendedDiffusionPipeline.from_pretrained(model)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, {**cli_defaults(pipe), **(SMOKE_SETTINGS if smoke else {})}
+
+
+def cli_defaults(pipe: BlendedDiffusionPipeline) -> dict:
+    """The pipeline arguments ``blended-edit`` uses with ``pipe`` when none are given (its strength included)."""
+    settings = pipeline_settings(build_parser().parse_args(["--demo", "--out", "unused"]))
+    return {**settings, "strength": pipe.config.default_strength}
 
 
 def upscale(array: np.ndarray, factor: int) -> np.ndarray:

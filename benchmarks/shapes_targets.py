@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from common import cli_defaults, provenance, write_results
+from common import load_for_edits, provenance, write_results
 from diffusers import DDPMPipeline
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.shapes.edits import edit_cases
-from blended_pipeline.shapes.judge import judge, judge_scene
+from blended_pipeline.shapes.judge import Verdict, judge, judge_scene
 from blended_pipeline.shapes.train_clip import zero_shot_accuracy
 
 EDIT_SEED = 2024  # the edit set: edit_cases(EDIT_SEED, n, 32)
@@ -47,11 +47,23 @@ EDIT_RUNS = (  # (views, exact gradient through the UNet)
 )
 
 
+def failure_kind(verdict: Verdict) -> str:
+    """Why the judge refused an edit, in one word: no colour, too small, or the wrong shape."""
+    if verdict.reason.startswith("no "):
+        return "no_colour"
+    return "too_small" if "too small" in verdict.reason else "wrong_shape"
+
+
 def edit_success(
-    pipe: BlendedDiffusionPipeline, count: int, num_augmentations: int, backprop_through_unet: bool, settings: dict
+    pipe: BlendedDiffusionPipeline,
+    count: int,
+    num_augmentations: int,
+    backprop_through_unet: bool,
+    settings: dict,
+    edit_seed: int = EDIT_SEED,
 ) -> dict:
-    top1, any_ok, exact, seconds = [], [], [], []
-    for index, case in enumerate(edit_cases(EDIT_SEED, count, 32)):
+    top1, any_ok, exact, seconds, failures = [], [], [], [], []
+    for index, case in enumerate(edit_cases(edit_seed, count, 32)):
         began = time.perf_counter()
         out = pipe(
             prompt=case.prompt,
@@ -62,9 +74,11 @@ def edit_success(
         )
         seconds.append(time.perf_counter() - began)
         results = [np.asarray(image) for image in out.images]
-        verdicts = [judge(result, case.mask, case.prompt).ok for result in results]
-        top1.append(verdicts[0])
-        any_ok.append(any(verdicts))
+        verdicts = [judge(result, case.mask, case.prompt) for result in results]
+        top1.append(verdicts[0].ok)
+        any_ok.append(any(verdict.ok for verdict in verdicts))
+        if not verdicts[0].ok:
+            failures.append(failure_kind(verdicts[0]))
         exact.append(all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in results))
     return {
         "edits": count,
@@ -74,6 +88,7 @@ def edit_success(
         "any_sample_success": float(np.mean(any_ok)),
         "background_exact": float(np.mean(exact)),
         "seconds_per_edit": float(np.mean(seconds)),
+        "top1_failures": {kind: failures.count(kind) for kind in ("no_colour", "too_small", "wrong_shape")},
     }
 
 
@@ -111,12 +126,9 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=100)
     parser.add_argument("--smoke", action="store_true", help="tiny counts and steps: checks the code, not the models")
     args = parser.parse_args()
-    settings = cli_defaults()
+    pipe, settings = load_for_edits(args.model, args.smoke)
     if args.smoke:
         args.ddpm_samples, args.ddpm_steps, args.clip_scenes, args.edits = 2, 4, 8, 1
-        settings.update(num_inference_steps=4, num_images_per_prompt=2)
-    pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
-    pipe.set_progress_bar_config(disable=True)
     ddpm, samples = ddpm_validity(pipe, args.ddpm_samples, args.ddpm_steps)
     results = {
         **provenance("shapes_targets.py"),

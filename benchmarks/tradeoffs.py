@@ -185,7 +185,7 @@ def measure(pipe: BlendedDiffusionPipeline, config: Config, cases: list[EditCase
     """Edit every case with ``config``; the judge's verdicts, costs and fidelity, averaged over the cases."""
     base_scheduler = pipe.scheduler
     pipe.scheduler = SCHEDULERS[config.scheduler].from_config(base_scheduler.config)
-    settings = cli_defaults()
+    settings = cli_defaults(pipe)
     per_edit = []
     for index, case in enumerate(cases):
         probe = LastSampleProbe()
@@ -285,7 +285,7 @@ def repaint(pipe: BlendedDiffusionPipeline, cases: list[EditCase], steps: int, j
 
 def cost_growth(pipe: BlendedDiffusionPipeline, case: EditCase, steps: int, samples: list[int], sizes: list[int]):
     """Time and memory as samples grow (one batch vs one at a time) and as the image grows (crop path)."""
-    settings = {**cli_defaults(), "num_inference_steps": steps}
+    settings = {**cli_defaults(pipe), "num_inference_steps": steps}
 
     def timed(image: np.ndarray, mask: np.ndarray, count: int) -> tuple[float, float]:
         reset_peak_memory(pipe.device)
@@ -413,8 +413,8 @@ def markdown(results: dict) -> str:
     head = results["headline"]
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
-        f"Edits: `edit_cases({EDIT_SEED}, {results['edits']}, 32)`; strength {cli_defaults()['strength']}, "
-        f"guidance scale {cli_defaults()['clip_guidance_scale']:g}; seconds include ranking; peak MB: "
+        f"Edits: `edit_cases({EDIT_SEED}, {results['edits']}, 32)`; strength {results['settings']['strength']}, "
+        f"guidance scale {results['settings']['clip_guidance_scale']:g}; seconds include ranking; peak MB: "
         f"{results['sweep'][0]['memory_kind']} ({results['resident_memory_mb_after_loading']:.0f} MB resident "
         "after loading, before any edit).",
         "",
@@ -583,6 +583,7 @@ def main() -> None:
     results = {
         **provenance("tradeoffs.py"),
         "mode": mode,
+        "settings": cli_defaults(pipe),
         "edits": count,
         "resident_memory_mb_after_loading": loaded_memory_mb,
         "background_loss": "MSE only (LPIPS needs AlexNet weights that cannot be downloaded here)",

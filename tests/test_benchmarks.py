@@ -42,10 +42,10 @@ def test_paper_config_smoke(tmp_path):
     assert all(r["seconds_per_image"] > 0 and r["peak_memory_mb"] > 0 for r in results["runs"])
 
 
-def run_smoke(tmp_path, script: str) -> tuple[Path, dict]:
+def run_smoke(tmp_path, script: str, *options: str) -> tuple[Path, dict]:
     prefix = tmp_path / Path(script).stem
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(prefix)],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(prefix), *options],
         check=True,
         capture_output=True,
     )
@@ -60,6 +60,27 @@ def test_applications_smoke(tmp_path):
     assert all(run["original_exact"] == 1.0 for run in results["extrapolation"])
     assert results["large"]["large_outside_exact"] == 1.0
     assert "| application | measure | value | target |" in Path(f"{prefix}.md").read_text()
+
+
+def test_applications_measures_only_the_parts_asked_for(tmp_path):
+    prefix, results = run_smoke(tmp_path, "applications.py", "--parts", "scribble", "--seed", "9")
+    assert results["seed"] == 9 and "scribble" in results
+    assert not {"background", "extrapolation", "large"} & set(results)
+    assert "scribble, strength" in Path(f"{prefix}.md").read_text()
+
+
+def test_edit_settings_smoke(tmp_path):
+    prefix, results = run_smoke(tmp_path, "edit_settings.py", "--scales", "1000,2000", "--strengths", "0.5,1")
+    assert [(r["clip_guidance_scale"], r["strength"]) for r in results["runs"]] == [
+        (1000, 0.5),
+        (1000, 1),
+        (2000, 0.5),
+        (2000, 1),
+    ]
+    for run in results["runs"]:
+        assert sum(run["top1_failures"].values()) == round((1 - run["top1_success"]) * run["edits"])
+    assert results["settings"]["strength"] == 0.9  # the shipped checkpoint's own default
+    assert "| guidance scale | strength |" in Path(f"{prefix}.md").read_text()
 
 
 def test_tradeoffs_smoke(tmp_path):

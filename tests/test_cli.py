@@ -160,7 +160,7 @@ def test_scheduler_and_ranking_options(files, tiny_model, monkeypatch, flag, sch
 def test_default_strength_depends_on_the_application():
     parser = cli.build_parser()
     base = ["--image", "in.png", "--prompt", "a red ball", "--out", "out.png"]
-    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png"])) == 0.75
+    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png"])) is None  # the checkpoint's default
     assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png", "--invert-mask"])) == 1.0
     assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png"])) == 0.5
     assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png", "--strength", "0.3"])) == 0.3

@@ -84,6 +84,23 @@ def test_strength_runs_that_fraction_of_the_schedule(pipe, image, mask):
     assert calls[0] == 4
 
 
+def test_a_call_without_strength_uses_the_checkpoints_default_strength(image, mask, tmp_path):
+    pipe = BlendedDiffusionPipeline(**{**tiny_pipeline().components, "default_strength": 0.5})
+    pipe.save_pretrained(tmp_path)
+    loaded = BlendedDiffusionPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.default_strength == 0.5
+    calls = count_unet_calls(loaded)
+    fast_call(loaded, image, mask, num_inference_steps=8, strength=None)
+    assert calls[0] == 4
+    assert tiny_pipeline().config.default_strength == 0.75  # a checkpoint that names none: the paper's
+
+
+def test_default_strength_outside_the_range_is_refused():
+    with pytest.raises(ValueError, match="default_strength"):
+        BlendedDiffusionPipeline(**{**tiny_pipeline().components, "default_strength": 0.0})
+
+
 def test_save_and_load_round_trip(pipe, image, mask, tmp_path):
     pipe.save_pretrained(tmp_path)
     loaded = BlendedDiffusionPipeline.from_pretrained(tmp_path)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from blended_pipeline.shapes import train_clip, train_unet
+from blended_pipeline.shapes.export import SHAPES_STRENGTH, export
 
 
 @pytest.mark.parametrize("module", [train_unet, train_clip])
@@ -41,7 +42,6 @@ def test_export_rebuilds_the_models_from_states_alone(tmp_path):
     import shutil
 
     from blended_pipeline import BlendedDiffusionPipeline
-    from blended_pipeline.shapes.export import export
 
     train_unet.train(tmp_path / "unet", steps=1, batch_size=2, seed=0, lr=1e-3, save_every=1)
     train_clip.train(tmp_path / "clip", steps=1, batch_size=4, seed=0, lr=1e-3, save_every=1)
@@ -53,3 +53,10 @@ def test_export_rebuilds_the_models_from_states_alone(tmp_path):
     for a, b in ((first.unet, second.unet), (first.clip_model, second.clip_model)):
         for (name, value), other in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(value, other), name
+    assert first.config.default_strength == second.config.default_strength == SHAPES_STRENGTH
+
+
+def test_the_shipped_checkpoint_carries_the_shapes_strength():
+    from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+
+    assert BlendedDiffusionPipeline.load_config(SHAPES_CHECKPOINT)["default_strength"] == SHAPES_STRENGTH

@@ -38,7 +38,6 @@ from blended_pipeline.image_io import load_image, load_mask
 from blended_pipeline.ranking import RANK_BY
 
 SCHEDULERS = ("ddpm", "ddim", "dpm++")
-DEFAULT_STRENGTH = 0.75
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
@@ -68,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--strength",
         type=float,
         default=None,
-        help=f"fraction of the schedule run (default {DEFAULT_STRENGTH}; {SCRIBBLE_STRENGTH} with --scribble, "
-        f"{BACKGROUND_STRENGTH} with --invert-mask)",
+        help="fraction of the schedule run (default: the checkpoint's default_strength, 0.9 for the shapes model; "
+        f"{SCRIBBLE_STRENGTH} with --scribble, {BACKGROUND_STRENGTH} with --invert-mask)",
     )
     parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
     parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
@@ -143,12 +142,13 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
     )
 
 
-def strength_for(args: argparse.Namespace) -> float:
+def strength_for(args: argparse.Namespace) -> float | None:
+    """The strength asked for, or the application's own; None leaves it to the checkpoint's default."""
     if args.strength is not None:
         return args.strength
     if args.scribble:
         return SCRIBBLE_STRENGTH
-    return BACKGROUND_STRENGTH if args.invert_mask else DEFAULT_STRENGTH
+    return BACKGROUND_STRENGTH if args.invert_mask else None
 
 
 def prepare_inputs(args: argparse.Namespace) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
