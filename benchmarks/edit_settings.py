@@ -55,14 +55,13 @@ def main() -> None:
     pipe, settings = load_for_edits(args.model, args.smoke)
     if args.smoke:
         args.edits = 1
-    runs = []
+    results = {**provenance("edit_settings.py"), "settings": settings, "edit_seed": args.edit_seed, "edits": args.edits}
+    runs = results["runs"] = []
     for scale, strength in itertools.product(args.scales.split(","), args.strengths.split(",")):
         tried = {**settings, "clip_guidance_scale": float(scale), "strength": float(strength)}
         run = edit_success(pipe, args.edits, tried["num_augmentations"], True, tried, args.edit_seed)
         runs.append({"clip_guidance_scale": float(scale), "strength": float(strength), **run})
-        print(f"scale {scale}, strength {strength}: top-1 {run['top1_success']:.0%}", flush=True)
-    results = {**provenance("edit_settings.py"), "settings": settings, "edit_seed": args.edit_seed, "edits": args.edits}
-    write_results(args.out, {**results, "runs": runs}, markdown({**results, "runs": runs}))
+        write_results(args.out, results, markdown(results))  # after every setting: a stopped sweep keeps its runs
 
 
 if __name__ == "__main__":
