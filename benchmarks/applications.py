@@ -29,7 +29,6 @@ from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.applications import (
     BACKGROUND_STRENGTH,
     CANVAS_FILLS,
-    SCRIBBLE_STRENGTH,
     apply_scribble,
     extend_canvas,
 )
@@ -231,7 +230,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="output path prefix (.json, .md)")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
     parser.add_argument("--edits", type=int, default=25, help="edits per application and setting")
-    parser.add_argument("--scribble-strengths", default=str(SCRIBBLE_STRENGTH), help="comma-separated")
+    parser.add_argument("--scribble-strengths", help="comma-separated (default: the checkpoint's scribble_strength)")
     parser.add_argument("--fills", default=",".join(CANVAS_FILLS), help="comma-separated extrapolation fills")
     parser.add_argument("--seed", type=int, default=SEED, help="the cases' seed (the published figures: 2025)")
     parser.add_argument("--parts", default=",".join(ROWS), help="comma-separated applications to measure")
@@ -244,11 +243,14 @@ def main() -> None:
     if args.smoke:
         args.edits = 1
     count, seed = args.edits, args.seed
+    scribble_strengths = (
+        [float(s) for s in args.scribble_strengths.split(",")]
+        if args.scribble_strengths
+        else [pipe.config.scribble_strength]
+    )
     measure = {
         "background": lambda: background_replacement(pipe, count, settings, seed),
-        "scribble": lambda: [
-            scribble(pipe, count, settings, seed, float(s)) for s in args.scribble_strengths.split(",")
-        ],
+        "scribble": lambda: [scribble(pipe, count, settings, seed, s) for s in scribble_strengths],
         "extrapolation": lambda: [extrapolation(pipe, count, settings, seed, fill) for fill in args.fills.split(",")],
         "large": lambda: large_image(pipe, count, settings, seed),
     }

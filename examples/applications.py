@@ -18,7 +18,6 @@ import torch
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.applications import (
     BACKGROUND_STRENGTH,
-    SCRIBBLE_STRENGTH,
     apply_scribble,
     extend_canvas,
     invert_mask,
@@ -63,11 +62,11 @@ def main() -> None:
     # 2. Background replacement: everything but the object (a slightly grown mask of the circle).
     grown = PIL.Image.fromarray(circle.astype(np.uint8) * 255).resize((32, 32))
     edit("2-background", "a green background", image, invert_mask(grown), strength=BACKGROUND_STRENGTH)
-    # 3. Scribble: a rough purple blob, kept by starting half-way down the schedule.
+    # 3. Scribble: a rough purple blob, kept by starting lower down the schedule (the checkpoint's scribble strength).
     strokes = np.zeros((32, 32, 4), np.uint8)
     strokes[18:29, 19:30] = (*PALETTE["purple"], 255)
     painted, stroke_mask = apply_scribble(image, PIL.Image.fromarray(strokes), dilation=2)
-    edit("3-scribble", "a purple circle", painted, stroke_mask, strength=SCRIBBLE_STRENGTH)
+    edit("3-scribble", "a purple circle", painted, stroke_mask, strength=pipe.config.scribble_strength)
     # 4. Extrapolation: a wider canvas; the new area on the right is filled.
     canvas, new_area = extend_canvas(image.crop((0, 0, 24, 32)), 0, 0, 8, 0)
     edit("4-extend", "a yellow background", canvas, new_area)

@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 from conftest import tiny_pipeline
 
-from blended_pipeline import SHAPES_CHECKPOINT, cli
+from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline, cli
 
 FAST = ["--steps", "4", "--samples", "2", "--augmentations", "2"]
 
@@ -157,10 +157,13 @@ def test_scheduler_and_ranking_options(files, tiny_model, monkeypatch, flag, sch
     assert refused.value.code == 2
 
 
-def test_default_strength_depends_on_the_application():
+def test_default_strength_depends_on_the_application_and_the_checkpoint():
     parser = cli.build_parser()
     base = ["--image", "in.png", "--prompt", "a red ball", "--out", "out.png"]
-    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png"])) is None  # the checkpoint's default
-    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png", "--invert-mask"])) == 1.0
-    assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png"])) == 0.5
-    assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png", "--strength", "0.3"])) == 0.3
+    checkpoint = BlendedDiffusionPipeline(
+        **{**tiny_pipeline().components, "default_strength": 0.8, "scribble_strength": 0.6}
+    ).config
+    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png"]), checkpoint) == 0.8
+    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png", "--invert-mask"]), checkpoint) == 1.0
+    assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png"]), checkpoint) == 0.6
+    assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png", "--strength", "0.3"]), checkpoint) == 0.3

@@ -96,9 +96,10 @@ def test_a_call_without_strength_uses_the_checkpoints_default_strength(image, ma
     assert tiny_pipeline().config.default_strength == 0.75  # a checkpoint that names none: the paper's
 
 
-def test_default_strength_outside_the_range_is_refused():
-    with pytest.raises(ValueError, match="default_strength"):
-        BlendedDiffusionPipeline(**{**tiny_pipeline().components, "default_strength": 0.0})
+@pytest.mark.parametrize("name", ["default_strength", "scribble_strength"])
+def test_checkpoint_strengths_outside_the_range_are_refused(name):
+    with pytest.raises(ValueError, match=name):
+        BlendedDiffusionPipeline(**{**tiny_pipeline().components, name: 0.0})
 
 
 def test_save_and_load_round_trip(pipe, image, mask, tmp_path):

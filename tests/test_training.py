@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from blended_pipeline.shapes import train_clip, train_unet
-from blended_pipeline.shapes.export import SHAPES_STRENGTH, export
+from blended_pipeline.shapes.export import SHAPES_SCRIBBLE_STRENGTH, SHAPES_STRENGTH, export
 
 
 @pytest.mark.parametrize("module", [train_unet, train_clip])
@@ -53,10 +53,15 @@ def test_export_rebuilds_the_models_from_states_alone(tmp_path):
     for a, b in ((first.unet, second.unet), (first.clip_model, second.clip_model)):
         for (name, value), other in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(value, other), name
-    assert first.config.default_strength == second.config.default_strength == SHAPES_STRENGTH
+    for pipe in (first, second):
+        assert (pipe.config.default_strength, pipe.config.scribble_strength) == (
+            SHAPES_STRENGTH,
+            SHAPES_SCRIBBLE_STRENGTH,
+        )
 
 
-def test_the_shipped_checkpoint_carries_the_shapes_strength():
+def test_the_shipped_checkpoint_carries_the_shapes_strengths():
     from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 
-    assert BlendedDiffusionPipeline.load_config(SHAPES_CHECKPOINT)["default_strength"] == SHAPES_STRENGTH
+    config = BlendedDiffusionPipeline.load_config(SHAPES_CHECKPOINT)
+    assert (config["default_strength"], config["scribble_strength"]) == (SHAPES_STRENGTH, SHAPES_SCRIBBLE_STRENGTH)

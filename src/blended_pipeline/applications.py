@@ -2,7 +2,8 @@
 
 - Background replacement: ``invert_mask`` of an object's mask; the prompt describes the new background.
 - Scribble-guided editing: ``apply_scribble`` pastes the user's strokes into the image and, when no mask is
-  given, masks the strokes' area (dilated); run with a lower ``strength`` so their colours and layout survive.
+  given, masks the strokes' area (dilated); run at the checkpoint's lower ``pipe.config.scribble_strength`` so
+  their colours and layout survive.
 - Text-guided extrapolation: ``extend_canvas`` places the image on a larger canvas and masks the new area.
 """
 
@@ -12,7 +13,6 @@ import numpy as np
 import PIL.Image
 import PIL.ImageFilter
 
-SCRIBBLE_STRENGTH = 0.5  # scribbles start half-way down the schedule, so the strokes' colours survive
 BACKGROUND_STRENGTH = 1.0  # a new background recolours most of the image: at 0.75 the old colours survive
 SCRIBBLE_DILATION = 2  # pixels added around the strokes when they make the mask
 CANVAS_FILLS = ("edge", "mirror", "noise")  # how extend_canvas starts the new area (see docs/applications.md)

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
+from diffusers.configuration_utils import FrozenDict
 
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.applications import (
     BACKGROUND_STRENGTH,
     CANVAS_FILLS,
-    SCRIBBLE_STRENGTH,
     apply_scribble,
     extend_canvas,
     invert_mask,
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="fraction of the schedule run (default: the checkpoint's default_strength, 0.9 for the shapes model; "
-        f"{SCRIBBLE_STRENGTH} with --scribble, {BACKGROUND_STRENGTH} with --invert-mask)",
+        f"its scribble_strength with --scribble, 0.7 for shapes; {BACKGROUND_STRENGTH} with --invert-mask)",
     )
     parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
     parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         image=image,
         mask_image=mask,
         generator=torch.Generator().manual_seed(args.seed),
-        **pipeline_settings(args),
+        **pipeline_settings(args, pipe.config),
     )
     written = write_outputs(args, image, mask, prompt, out.images, out.scores)
     for path in written:
@@ -126,11 +126,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def pipeline_settings(args: argparse.Namespace) -> dict:
-    """The pipeline's keyword arguments that the options set: everything but the inputs and the generator."""
+def pipeline_settings(args: argparse.Namespace, checkpoint: FrozenDict) -> dict:
+    """The pipeline's keyword arguments that the options set with ``checkpoint``'s config: all but the inputs."""
     return dict(
         num_inference_steps=args.steps,
-        strength=strength_for(args),
+        strength=strength_for(args, checkpoint),
         mask_blur=args.mask_blur,
         crop_margin=args.crop_margin,
         num_images_per_prompt=args.samples,
@@ -142,13 +142,13 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
     )
 
 
-def strength_for(args: argparse.Namespace) -> float | None:
-    """The strength asked for, or the application's own; None leaves it to the checkpoint's default."""
+def strength_for(args: argparse.Namespace, checkpoint: FrozenDict) -> float:
+    """The strength asked for, else the application's: the checkpoint's own, or 1.0 for a new background."""
     if args.strength is not None:
         return args.strength
     if args.scribble:
-        return SCRIBBLE_STRENGTH
-    return BACKGROUND_STRENGTH if args.invert_mask else None
+        return checkpoint.scribble_strength
+    return BACKGROUND_STRENGTH if args.invert_mask else checkpoint.default_strength
 
 
 def prepare_inputs(args: argparse.Namespace) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:

@@ -39,6 +39,7 @@ Generators = torch.Generator | list[torch.Generator] | None
 MixedPrecision = Literal["no", "fp16", "bf16"]
 LEARNED_VARIANCE = ("learned", "learned_range")
 DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
+DEFAULT_SCRIBBLE_STRENGTH = 0.5  # half the schedule: on a linear schedule the strokes' colours survive
 
 
 @dataclass
@@ -57,10 +58,11 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         scheduler: a variance-preserving scheduler with ``alphas_cumprod`` (DDPM, DDIM, DPM-Solver, ...).
         clip_model, tokenizer, feature_extractor: the CLIP that guides and ranks.
 
-    Config:
-        default_strength: the ``strength`` of a call that names none, saved in ``model_index.json``. How much of
-            the input survives a strength depends on the noise schedule (at 0.75 a cosine schedule keeps 38% of
-            the signal, a linear one 6%), so each checkpoint carries its own.
+    Config (saved in ``model_index.json``; how much of the input survives a strength depends on the noise
+    schedule, at 0.75 a cosine schedule keeps 38% of its amplitude and a linear one 6%, so each checkpoint
+    carries its own):
+        default_strength: the ``strength`` of a call that names none.
+        scribble_strength: the strength for scribble-guided edits (lower: the strokes must survive the noise).
 
     Pluggable parts (plain attributes): ``guidance`` (the objective; CLIP by default), ``augmentation`` (the
     extending augmentations) and ``background_loss`` (Algorithm 1's ``D_bg``, LPIPS loaded on first use).
@@ -77,11 +79,13 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         tokenizer: PreTrainedTokenizerBase,
         feature_extractor: CLIPImageProcessor,
         default_strength: float = DEFAULT_STRENGTH,
+        scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
     ) -> None:
         super().__init__()
-        if not 0 < default_strength <= 1:
-            raise ValueError(f"default_strength must be in (0, 1], got {default_strength}")
-        self.register_to_config(default_strength=default_strength)
+        for name, value in (("default_strength", default_strength), ("scribble_strength", scribble_strength)):
+            if not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {value}")
+        self.register_to_config(default_strength=default_strength, scribble_strength=scribble_strength)
         self.register_modules(
             unet=unet,
             scheduler=scheduler,
