@@ -59,7 +59,7 @@ def main() -> None:
     runs = results["runs"] = []
     for scale, strength in itertools.product(args.scales.split(","), args.strengths.split(",")):
         tried = {**settings, "clip_guidance_scale": float(scale), "strength": float(strength)}
-        run = edit_success(pipe, args.edits, tried["num_augmentations"], True, tried, args.edit_seed)
+        run = edit_success(pipe, args.edits, {**tried, "backprop_through_unet": True}, args.edit_seed)
         runs.append({"clip_guidance_scale": float(scale), "strength": float(strength), **run})
         write_results(args.out, results, markdown(results))  # after every setting: a stopped sweep keeps its runs
 

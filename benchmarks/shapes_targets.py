@@ -54,14 +54,8 @@ def failure_kind(verdict: Verdict) -> str:
     return "too_small" if "too small" in verdict.reason else "wrong_shape"
 
 
-def edit_success(
-    pipe: BlendedDiffusionPipeline,
-    count: int,
-    num_augmentations: int,
-    backprop_through_unet: bool,
-    settings: dict,
-    edit_seed: int = EDIT_SEED,
-) -> dict:
+def edit_success(pipe: BlendedDiffusionPipeline, count: int, settings: dict, edit_seed: int = EDIT_SEED) -> dict:
+    """Edit ``count`` cases of the edit set at ``settings`` (which name the views and the gradient) and judge them."""
     top1, any_ok, exact, seconds, failures = [], [], [], [], []
     for index, case in enumerate(edit_cases(edit_seed, count, 32)):
         began = time.perf_counter()
@@ -70,7 +64,7 @@ def edit_success(
             image=PIL.Image.fromarray(case.image),
             mask_image=PIL.Image.fromarray(case.mask.astype(np.uint8) * 255),
             generator=torch.Generator().manual_seed(index),
-            **{**settings, "num_augmentations": num_augmentations, "backprop_through_unet": backprop_through_unet},
+            **settings,
         )
         seconds.append(time.perf_counter() - began)
         results = [np.asarray(image) for image in out.images]
@@ -82,8 +76,8 @@ def edit_success(
         exact.append(all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in results))
     return {
         "edits": count,
-        "num_augmentations": num_augmentations,
-        "backprop_through_unet": backprop_through_unet,
+        "num_augmentations": settings["num_augmentations"],
+        "backprop_through_unet": settings["backprop_through_unet"],
         "top1_success": float(np.mean(top1)),
         "any_sample_success": float(np.mean(any_ok)),
         "background_exact": float(np.mean(exact)),
@@ -140,7 +134,10 @@ def main() -> None:
                 pipe.clip_model, pipe.tokenizer, pipe.feature_extractor, count=args.clip_scenes
             ),
         },
-        "edits": [edit_success(pipe, args.edits, views, exact, settings) for views, exact in EDIT_RUNS],
+        "edits": [
+            edit_success(pipe, args.edits, {**settings, "num_augmentations": views, "backprop_through_unet": exact})
+            for views, exact in EDIT_RUNS
+        ],
     }
     write_results(args.out, results, markdown(results))
     columns = min(8, len(samples))

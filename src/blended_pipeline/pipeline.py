@@ -42,6 +42,12 @@ DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a 
 DEFAULT_SCRIBBLE_STRENGTH = 0.5  # half the schedule: on a linear schedule the strokes' colours survive
 
 
+def check_strength(name: str, value: float) -> None:
+    """A strength is a fraction of the schedule: in (0, 1]."""
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+
+
 @dataclass
 class BlendedDiffusionPipelineOutput(BaseOutput):
     """Results best first, and their scores (higher = the masked region matches the prompt better)."""
@@ -82,9 +88,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
     ) -> None:
         super().__init__()
-        for name, value in (("default_strength", default_strength), ("scribble_strength", scribble_strength)):
-            if not 0 < value <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {value}")
+        check_strength("default_strength", default_strength)
+        check_strength("scribble_strength", scribble_strength)
         self.register_to_config(default_strength=default_strength, scribble_strength=scribble_strength)
         self.register_modules(
             unet=unet,
@@ -397,8 +402,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             raise ValueError("prompt is empty: describe what the masked region should show")
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
-        if not 0 < strength <= 1:
-            raise ValueError(f"strength must be in (0, 1], got {strength}")
+        check_strength("strength", strength)
         if int(num_inference_steps * strength) < 1:
             raise ValueError(
                 f"strength={strength} of num_inference_steps={num_inference_steps} runs no step; raise either"
