@@ -159,6 +159,8 @@ def large_image(pipe: BlendedDiffusionPipeline, count: int, settings: dict, seed
         "scale": LARGE_SCALE,
         "native_top1_success": float(np.mean(native)),
         "large_top1_success": float(np.mean(large)),
+        "only_native_accepted": int(np.sum(np.array(native) & ~np.array(large))),
+        "only_upscaled_accepted": int(np.sum(np.array(large) & ~np.array(native))),
         "large_outside_exact": float(np.mean(exact)),
     }
 
@@ -200,6 +202,8 @@ def large_rows(large: dict) -> list[str]:
     return [
         f"| large image, {large['scale']}x upscaled ({large['edits']} edits) | judge accepts top-1: native / "
         f"upscaled | {large['native_top1_success']:.0%} / {large['large_top1_success']:.0%} | upscaled = native |",
+        f"| | edits only native accepted / only upscaled accepted | {large['only_native_accepted']} / "
+        f"{large['only_upscaled_accepted']} | |",
         f"| | pixels outside the mask exact | {large['large_outside_exact']:.0%} | 100% |",
     ]
 
