@@ -19,7 +19,7 @@ from blended_pipeline.shapes.train_unet import build_unet
 from blended_pipeline.shapes.training_utils import load_state
 
 # The shapes model's strengths, chosen on tuning sets (docs/shapes.md, docs/applications.md). Its cosine schedule
-# keeps 38% of the input's amplitude at the paper's 0.75, where the asked blob often comes out misshapen; 16% at
+# keeps 39% of the input's amplitude at the paper's 0.75, where the asked blob often comes out misshapen; 17% at
 # 0.9. Scribbles: at 0.8 (32% kept) the judge accepts more results than at 0.7 (46%), 0.9 or the paper-like 0.5.
 SHAPES_STRENGTH = 0.9
 SHAPES_SCRIBBLE_STRENGTH = 0.8
