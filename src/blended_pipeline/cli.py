@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--strength",
         type=float,
         default=None,
-        help="fraction of the schedule run (default: the checkpoint's default_strength, 0.9 for the shapes model; "
-        f"its scribble_strength with --scribble, 0.8 for shapes; {BACKGROUND_STRENGTH} with --invert-mask)",
+        help="fraction of the schedule run (default: the checkpoint's default_strength, or its scribble_strength "
+        f"with --scribble, both in its model_index.json; {BACKGROUND_STRENGTH} with --invert-mask)",
     )
     parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
     parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
