@@ -33,6 +33,7 @@ from blended_pipeline.shapes.training_utils import to_model_range
 
 EDIT_SEED = 2024  # the same edit set as benchmarks/shapes_targets.py
 SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}
+PARTS = ("sweep", "ablations", "repaint", "cost")
 PSNR_CAP = 100.0  # dB, reported for a background that is bit-exact
 
 
@@ -410,77 +411,86 @@ def headline(runs: list[dict]) -> dict:
 
 
 def markdown(results: dict) -> str:
-    head = results["headline"]
+    """The tables of the parts that ran, under a line naming machine, date, command and settings."""
+    settings = results["settings"]
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
-        f"Edits: `edit_cases({EDIT_SEED}, {results['edits']}, 32)`; strength {results['settings']['strength']}, "
-        f"guidance scale {results['settings']['clip_guidance_scale']:g}; seconds include ranking; peak MB: "
-        f"{results['sweep'][0]['memory_kind']} ({results['resident_memory_mb_after_loading']:.0f} MB resident "
-        "after loading, before any edit).",
-        "",
-        f"Headline: best top-1 success {head['best_top1_success']:.0%}; fastest within 5 points: "
-        f"{head['fastest_within_5_points']} ({head['top1_success']:.0%} at {head['seconds_per_image']:.2f} s "
-        "per image).",
-        "",
-        "### Sweep (P = on the Pareto front of seconds per image against top-1 success)",
-        "",
-        "| configuration | s/image | UNet evals/image | CLIP evals/image | peak MB | top-1 | batch precision | "
-        "CLIP score | bg PSNR before paste (dB) | seam step (input) | diversity | P |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"Edits: `edit_cases({EDIT_SEED}, {results['edits']}, 32)`; strength {settings['strength']}, "
+        f"guidance scale {settings['clip_guidance_scale']:g}; seconds include ranking; peak MB: "
+        f"{'GPU allocated' if 'cuda' in results.get('device', '') else 'CPU peak RSS'} "
+        f"({results['resident_memory_mb_after_loading']:.0f} MB resident after loading, before any edit).",
     ]
-    front = set(results["pareto_front"])
-    for i, run in enumerate(results["sweep"]):
-        lines.append(row(run, "P" if i in front else ""))
-    lines += [
-        "",
-        "### Ablations",
-        "",
-        "| variant | s/image | UNet evals/image | CLIP evals/image | peak MB | top-1 | batch precision "
-        "(= a random pick) | CLIP score | bg PSNR before paste (dB) | seam step (input) | diversity | |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    lines += [row(run, "") for run in results["ablations"]]
-    lines += [
-        "",
-        "Ranking: top-1 success when the results are ranked by CLIP on the masked region (the paper), on the whole "
-        "image, on both (the sum, the default), against a random pick (the batch precision).",
-        "",
-        "| variant | masked region | whole image | both | random pick |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    lines += [
-        f"| {name(run)} | "
-        + " | ".join(f"{run['top1_success_by_ranking'][rank_by]:.0%}" for rank_by in RANK_BY)
-        + f" | {run['batch_precision']:.0%} |"
-        for run in results["ablations"]
-    ]
-    peer = results["repaint"]
-    lines += [
-        "",
-        f"### Peer: diffusers RePaintPipeline, same UNet, no text ({peer['steps']} steps, jump length "
-        f"{peer['jump_length']}, {peer['jump_n_sample']} resamplings)",
-        "",
-        "| pipeline | s/image | peak MB | judge success (first sample) | bg PSNR (dB) | seam step | diversity |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| RePaint | {peer['seconds_per_image']:.2f} | {peer['peak_memory_mb']:.0f} | "
-        f"{peer['first_sample_success']:.0%} | {peer['background_psnr']:.1f} | {peer['seam_step']:.1f} | "
-        f"{peer['diversity']:.1f} |",
-    ]
-    cost = results["cost_growth"]
-    lines += [
-        "",
-        f"### Cost growth ({cost['steps']} schedule steps)",
-        "",
-        "| samples | s/image, one batch | s/image, one at a time | peak MB, batch | peak MB, one at a time |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    lines += [
-        f"| {b['samples']} | {b['batch_seconds_per_image']:.2f} | {b['one_at_a_time_seconds_per_image']:.2f} | "
-        f"{b['batch_peak_memory_mb']:.0f} | {b['one_at_a_time_peak_memory_mb']:.0f} |"
-        for b in cost["batching"]
-    ]
-    lines += ["", "| image side (crop path) | s per edit | peak MB |", "| --- | --- | --- |"]
-    lines += [f"| {s['size']} | {s['seconds_per_edit']:.2f} | {s['peak_memory_mb']:.0f} |" for s in cost["image_size"]]
+    if "sweep" in results:
+        head = results["headline"]
+        lines += [
+            "",
+            f"Headline: best top-1 success {head['best_top1_success']:.0%}; fastest within 5 points: "
+            f"{head['fastest_within_5_points']} ({head['top1_success']:.0%} at {head['seconds_per_image']:.2f} s "
+            "per image).",
+            "",
+            "### Sweep (P = on the Pareto front of seconds per image against top-1 success)",
+            "",
+            "| configuration | s/image | UNet evals/image | CLIP evals/image | peak MB | top-1 | batch precision | "
+            "CLIP score | bg PSNR before paste (dB) | seam step (input) | diversity | P |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        front = set(results["pareto_front"])
+        lines += [row(run, "P" if i in front else "") for i, run in enumerate(results["sweep"])]
+    if "ablations" in results:
+        lines += [
+            "",
+            "### Ablations",
+            "",
+            "| variant | s/image | UNet evals/image | CLIP evals/image | peak MB | top-1 | batch precision "
+            "(= a random pick) | CLIP score | bg PSNR before paste (dB) | seam step (input) | diversity | |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [row(run, "") for run in results["ablations"]]
+        lines += [
+            "",
+            "Ranking: top-1 success when the results are ranked by CLIP on the masked region (the paper), on the "
+            "whole image, on both (the sum, the default), against a random pick (the batch precision).",
+            "",
+            "| variant | masked region | whole image | both | random pick |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {name(run)} | "
+            + " | ".join(f"{run['top1_success_by_ranking'][rank_by]:.0%}" for rank_by in RANK_BY)
+            + f" | {run['batch_precision']:.0%} |"
+            for run in results["ablations"]
+        ]
+    if "repaint" in results:
+        peer = results["repaint"]
+        lines += [
+            "",
+            f"### Peer: diffusers RePaintPipeline, same UNet, no text ({peer['steps']} steps, jump length "
+            f"{peer['jump_length']}, {peer['jump_n_sample']} resamplings)",
+            "",
+            "| pipeline | s/image | peak MB | judge success (first sample) | bg PSNR (dB) | seam step | diversity |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| RePaint | {peer['seconds_per_image']:.2f} | {peer['peak_memory_mb']:.0f} | "
+            f"{peer['first_sample_success']:.0%} | {peer['background_psnr']:.1f} | {peer['seam_step']:.1f} | "
+            f"{peer['diversity']:.1f} |",
+        ]
+    if "cost_growth" in results:
+        cost = results["cost_growth"]
+        lines += [
+            "",
+            f"### Cost growth ({cost['steps']} schedule steps)",
+            "",
+            "| samples | s/image, one batch | s/image, one at a time | peak MB, batch | peak MB, one at a time |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {b['samples']} | {b['batch_seconds_per_image']:.2f} | {b['one_at_a_time_seconds_per_image']:.2f} | "
+            f"{b['batch_peak_memory_mb']:.0f} | {b['one_at_a_time_peak_memory_mb']:.0f} |"
+            for b in cost["batching"]
+        ]
+        lines += ["", "| image side (crop path) | s per edit | peak MB |", "| --- | --- | --- |"]
+        lines += [
+            f"| {s['size']} | {s['seconds_per_edit']:.2f} | {s['peak_memory_mb']:.0f} |" for s in cost["image_size"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -505,6 +515,13 @@ def plot(results: dict, prefix: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    if "sweep" in results:
+        plot_pareto(results, prefix)
+    if "cost_growth" in results:
+        plot_cost(results["cost_growth"], prefix)
+
+
+def plot_pareto(results: dict, prefix: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs, front = results["sweep"], results["pareto_front"]
@@ -535,7 +552,10 @@ def plot(results: dict, prefix: Path) -> None:
     figure.savefig(f"{prefix}-pareto.png", dpi=120)
     plt.close(figure)
 
-    cost = results["cost_growth"]
+
+def plot_cost(cost: dict, prefix: Path) -> None:
+    import matplotlib.pyplot as plt
+
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     samples = [b["samples"] for b in cost["batching"]]
     left.plot(samples, [b["batch_seconds_per_image"] for b in cost["batching"]], "o-", label="one batch")
@@ -563,6 +583,12 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer configurations and edits: under 10 minutes")
     mode.add_argument("--smoke", action="store_true", help="a handful of tiny runs: checks the code")
+    parser.add_argument(
+        "--parts",
+        type=lambda text: text.split(","),
+        default=list(PARTS),
+        help=f"comma-separated parts to run (default all: {','.join(PARTS)}); each writes its own tables",
+    )
     parser.add_argument("--replot", action="store_true", help="redraw the table and plots from OUT.json; no runs")
     args = parser.parse_args()
     if args.replot:
@@ -578,30 +604,34 @@ def main() -> None:
     loaded_memory_mb = process_memory_mb("VmRSS")
     cases = edit_cases(EDIT_SEED, count, 32)
     measured = Measurements(pipe, cases)
-    sweep = [measured(config) for config in sweep_configs(mode)]
-    growth_steps = {"smoke": 4, "quick": 8, "full": 40}[mode]
     results = {
         **provenance("tradeoffs.py"),
         "mode": mode,
+        "parts": list(args.parts),
         "settings": cli_defaults(pipe),
         "edits": count,
         "resident_memory_mb_after_loading": loaded_memory_mb,
+        "device": str(pipe.device),
         "background_loss": "MSE only (LPIPS needs AlexNet weights that cannot be downloaded here)",
-        "sweep": sweep,
-        "pareto_front": pareto_front(sweep),
-        "headline": headline(sweep),
-        "ablations": [measured(config) for config in ablation_configs(mode)],
-        "repaint": repaint(
+    }
+    if "sweep" in args.parts:
+        sweep = [measured(config) for config in sweep_configs(mode)]
+        results.update(sweep=sweep, pareto_front=pareto_front(sweep), headline=headline(sweep))
+    if "ablations" in args.parts:
+        results["ablations"] = [measured(config) for config in ablation_configs(mode)]
+    if "repaint" in args.parts:
+        results["repaint"] = repaint(
             pipe, cases, steps=4 if mode == "smoke" else 50, jumps=2 if mode == "smoke" else 4, samples=4
-        ),
-        "cost_growth": cost_growth(
+        )
+    if "cost" in args.parts:
+        growth_steps = {"smoke": 4, "quick": 8, "full": 40}[mode]
+        results["cost_growth"] = cost_growth(
             pipe,
             cases[0],
             growth_steps,
             samples=[1, 2] if mode == "smoke" else [1, 2, 4, 8],
             sizes=[32, 64] if mode == "smoke" else [32, 64, 128, 256, 512],
-        ),
-    }
+        )
     write_results(args.out, results, markdown(results))
     plot(results, args.out)
 
