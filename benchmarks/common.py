@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the CLI's default settings, the machine's name, writing results."""
+"""What the benchmark scripts share: the CLI's default settings, one timed edit, one memory probe, the machine's
+name, writing results."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import json
 import os
 import platform
 import sys
+import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import torch
 
 from blended_pipeline import BlendedDiffusionPipeline
@@ -50,3 +54,57 @@ def write_results(prefix: Path, results: dict, markdown: str) -> None:
     Path(f"{prefix}.json").write_text(json.dumps(results, indent=2))
     Path(f"{prefix}.md").write_text(markdown)
     print(markdown)
+
+
+@dataclass
+class TimedEdit:
+    """One edit's ranked results as (H, W, 3) uint8 arrays, their scores, its wall time and peak memory."""
+
+    results: list[np.ndarray]
+    scores: list[float]
+    seconds: float
+    peak_memory_mb: float
+
+
+def timed_edit(
+    pipe: BlendedDiffusionPipeline, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int, **settings
+) -> TimedEdit:
+    """Edit ``image`` where the boolean ``mask`` is set, with a generator seeded ``seed``; timed, memory probed."""
+    reset_peak_memory(pipe.device)
+    began = time.perf_counter()
+    out = pipe(
+        prompt=prompt,
+        image=PIL.Image.fromarray(image),
+        mask_image=PIL.Image.fromarray(mask.astype(np.uint8) * 255),
+        generator=torch.Generator().manual_seed(seed),
+        **settings,
+    )
+    if pipe.device.type == "cuda":
+        torch.cuda.synchronize(pipe.device)
+    seconds = time.perf_counter() - began
+    results = [np.asarray(result) for result in out.images]
+    return TimedEdit(results, out.scores, seconds, peak_memory_mb(pipe.device))
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: the GPU's allocator statistics, or the process's peak resident set (Linux)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak allocated GPU memory, or the process's peak resident set, since the last ``reset_peak_memory``."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return process_memory_mb("VmHWM")
+
+
+def process_memory_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status: VmRSS (now) or VmHWM (peak since the reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")

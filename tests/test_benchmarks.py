@@ -86,7 +86,8 @@ def test_edit_settings_smoke(tmp_path):
 def test_tradeoffs_smoke(tmp_path):
     prefix, results = run_smoke(tmp_path, "tradeoffs.py")
     first = results["sweep"][0]
-    assert first["steps"] == 4 and first["unet_evaluations_per_image"] == 3  # 75% of 4 steps, one UNet call each
+    # The shipped checkpoint's strength 0.9 of 4 steps runs 3, one UNet call each.
+    assert first["num_inference_steps"] == 4 and first["unet_evaluations_per_image"] == 3
     assert first["clip_evaluations_per_image"] == 3 * 2 + 2  # 2 views a step, then the masked and whole ranking views
     assert results["pareto_front"] and set(results["pareto_front"]) <= set(range(len(results["sweep"])))
     algorithm1 = [run for run in results["ablations"] if not run["blend"]]
@@ -98,9 +99,16 @@ def test_tradeoffs_smoke(tmp_path):
         assert Path(f"{prefix}{suffix}").stat().st_size > 0
 
 
+def test_tradeoffs_runs_only_the_parts_asked_for(tmp_path):
+    prefix, results = run_smoke(tmp_path, "tradeoffs.py", "--parts", "repaint")
+    assert "repaint" in results and not {"sweep", "ablations", "cost_growth"} & set(results)
+    table = Path(f"{prefix}.md").read_text()
+    assert "RePaint" in table and "Sweep" not in table
+
+
 def test_pareto_front_keeps_only_undominated_runs():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from tradeoffs import pareto_front
+    from tradeoffs_report import pareto_front
 
     runs = [
         {"seconds_per_image": 1.0, "top1_success": 0.5},

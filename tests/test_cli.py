@@ -111,6 +111,9 @@ def error_cases(files, tiny_model):
         "out not png": [*base, "--out", str(files / "out.jpg")],
         "out dir missing": [*base, "--out", str(files / "no" / "out.png")],
         "model missing": [*base, *out, "--model", str(files / "no-model")],
+        "guidance scale nan": [*base, *out, "--guidance-scale", "nan"],
+        "negative background loss scale": [*base, *out, "--background-loss-scale", "-1"],
+        "steps too few for strength": [*base, *out, "--steps", "2", "--strength", "0.4"],
     }
 
 
@@ -126,6 +129,9 @@ def error_cases(files, tiny_model):
         "out not png",
         "out dir missing",
         "model missing",
+        "guidance scale nan",
+        "negative background loss scale",
+        "steps too few for strength",
     ],
 )
 def test_errors_print_one_line_exit_2_and_write_nothing(files, tiny_model, capsys, case):
@@ -167,3 +173,20 @@ def test_default_strength_depends_on_the_application_and_the_checkpoint():
     assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png", "--invert-mask"]), checkpoint) == 1.0
     assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png"]), checkpoint) == 0.6
     assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png", "--strength", "0.3"]), checkpoint) == 0.3
+
+
+def test_errors_name_the_flag_not_the_pipeline_argument(files, tiny_model, capsys):
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    assert cli.main([*arguments, "--out", str(files / "out.png"), "--steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--steps must be an integer >= 1" in err and "num_inference_steps" not in err
+
+
+def test_algorithm_1_offline_with_the_background_loss_recorded(files, tiny_model):
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    out = ["--out", str(files / "out.png"), "--model", tiny_model, *FAST]
+    algorithm_1 = ["--no-blend", "--background-loss-scale", "100", "--background-loss", "mse"]
+    assert cli.main([*arguments, *out, *algorithm_1]) == 0
+    record = json.loads((files / "out-scores.json").read_text())
+    assert record["blend"] is False and record["background_loss"] == "mse"
+    assert record["background_loss_scale"] == 100.0 and record["num_inference_steps"] == 4

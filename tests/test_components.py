@@ -9,6 +9,7 @@ import PIL.Image
 import pytest
 import torch
 from conftest import fast_call, tiny_clip_parts
+from diffusers import DDPMScheduler
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from blended_pipeline import (
@@ -20,8 +21,9 @@ from blended_pipeline import (
 )
 from blended_pipeline.augment import warp
 from blended_pipeline.guidance import clip_pixel_values, range_loss, spherical_distance
-from blended_pipeline.image_io import load_mask, paste, to_resolution
+from blended_pipeline.image_io import load_mask
 from blended_pipeline.ranking import rank
+from blended_pipeline.region import paste, to_resolution
 
 
 def images(batch: int = 2, size: int = 16) -> torch.Tensor:
@@ -158,8 +160,54 @@ def test_plain_function_callback_without_blending(pipe, image, mask):
 def test_contradictory_blending_requests_are_refused(pipe, image, mask):
     with pytest.raises(ValueError, match="blend=False"):
         fast_call(pipe, image, mask, blend=False, callback_on_step_end=BlendCallback())
-    with pytest.raises(TypeError, match="MultiPipelineCallbacks"):
-        fast_call(pipe, image, mask, callback_on_step_end=lambda p, i, t, kw: kw)
+    with pytest.raises(TypeError, match="callable"):
+        fast_call(pipe, image, mask, callback_on_step_end="blend")
+
+
+def test_a_plain_function_callback_runs_after_blending_with_the_tensors_it_names(pipe, image, mask):
+    seen = []
+
+    def watch(pipeline, step_index, timestep, tensors):
+        seen.append({name: value.clone() for name, value in tensors.items()})
+        return tensors
+
+    names = ["latents", "noised_image", "mask"]
+    watched = fast_call(pipe, image, mask, callback_on_step_end=watch, callback_on_step_end_tensor_inputs=names)
+    assert len(seen) == 4 and all(sorted(step) == sorted(names) for step in seen)
+    for step in seen:  # blending ran first: outside the mask the sample is the noised input
+        keep = (step["mask"] == 0).expand_as(step["latents"])
+        assert torch.equal(step["latents"][keep], step["noised_image"][keep])
+    assert np.array_equal(watched.images, fast_call(pipe, image, mask).images)
+
+
+def test_a_plain_function_callback_can_replace_the_latents(pipe, image, mask):
+    def grey_at_the_end(pipeline, step_index, timestep, tensors):
+        if step_index + 1 == pipeline.num_timesteps:
+            return {"latents": torch.zeros_like(tensors["latents"])}
+        return tensors
+
+    out = fast_call(pipe, image, mask, callback_on_step_end=grey_at_the_end)
+    inside = np.asarray(mask) > 0
+    assert np.allclose(out.images[:, inside], 0.5)
+
+
+def test_interrupt_stops_after_that_step_and_returns_ranked_results(pipe, image, mask):
+    calls = []
+    pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+
+    def stop_after_two(pipeline, step_index, timestep, tensors):
+        pipeline._interrupt = step_index == 1
+        return tensors
+
+    out = fast_call(pipe, image, mask, num_images_per_prompt=3, callback_on_step_end=stop_after_two)
+    assert len(calls) == 2 and pipe.interrupt
+    assert len(out.images) == 3 and out.scores == sorted(out.scores, reverse=True)
+    keep = np.asarray(mask) == 0
+    source = np.asarray(image).astype(np.float32) / 255
+    assert all(np.array_equal(result[keep], source[keep]) for result in out.images)
+    calls.clear()
+    fast_call(pipe, image, mask)  # the next call starts uninterrupted
+    assert len(calls) == 4 and not pipe.interrupt
 
 
 def test_progressive_dilation_shrinks_to_the_real_mask():
@@ -196,7 +244,7 @@ def test_clip_pixel_values_match_the_feature_extractor():
 
 def test_clip_guidance_loss_score_and_gradient():
     guidance = CLIPGuidance(**tiny_clip_parts())
-    target = guidance.prepare("a red ball", torch.device("cpu"))
+    target = guidance.prepare(["a red ball"], torch.device("cpu"))
     x = images(3).requires_grad_(True)
     loss = guidance.loss(x, target)
     score = guidance.score(x, target)
@@ -245,9 +293,9 @@ def test_rank_by_masked_region_whole_image_or_both():
         rank(ByMean(), x, mask, None, "crop")
 
 
-def test_custom_objective_plugs_in(pipe, image, mask):
+def test_custom_guidance_plugs_in_as_a_plain_attribute(pipe, image, mask):
     class Brightness:
-        def prepare(self, prompt, device):
+        def prepare(self, prompts, device):
             return None
 
         def loss(self, views, target):
@@ -256,7 +304,7 @@ def test_custom_objective_plugs_in(pipe, image, mask):
         def score(self, x, target):
             return x.mean(dim=(1, 2, 3))
 
-    pipe.custom_guidance = Brightness()
+    pipe.guidance = Brightness()
     out = fast_call(pipe, image, mask, num_images_per_prompt=3)
     assert out.scores == sorted(out.scores, reverse=True)
     inside = np.asarray(mask) > 0
@@ -285,10 +333,14 @@ def test_background_loss_looks_only_outside_the_mask():
 
 
 def test_algorithm_1_with_background_loss(pipe, image, mask):
-    pipe.background_loss = lpips_with_random_backbone()
     plain = fast_call(pipe, image, mask, blend=False)
-    with_loss = fast_call(pipe, image, mask, blend=False, background_loss_scale=1000.0)
-    assert np.isfinite(with_loss.images).all() and not np.array_equal(plain.images, with_loss.images)
+    lpips_loss = fast_call(
+        pipe, image, mask, blend=False, background_loss_scale=1000.0, background_loss=lpips_with_random_backbone()
+    )
+    mse_loss = fast_call(pipe, image, mask, blend=False, background_loss_scale=1000.0, background_loss="mse")
+    for with_loss in (lpips_loss, mse_loss):
+        assert np.isfinite(with_loss.images).all() and not np.array_equal(plain.images, with_loss.images)
+    assert not np.array_equal(lpips_loss.images, mse_loss.images)
 
 
 def test_missing_lpips_weights_say_where_to_put_them(monkeypatch, pipe, image, mask):
@@ -300,6 +352,11 @@ def test_missing_lpips_weights_say_where_to_put_them(monkeypatch, pipe, image, m
     monkeypatch.setattr(lpips, "LPIPS", offline)
     with pytest.raises(RuntimeError, match="alexnet-owt-7be5be79.pth"):
         fast_call(pipe, image, mask, blend=False, background_loss_scale=1.0)
+    # The offline choice runs, and a loss of weight 0 is never loaded.
+    assert np.isfinite(
+        fast_call(pipe, image, mask, blend=False, background_loss_scale=1.0, background_loss="mse").images
+    ).all()
+    assert np.isfinite(fast_call(pipe, image, mask, blend=False).images).all()
 
 
 # Image I/O
@@ -332,7 +389,7 @@ def test_load_mask_errors():
 
 
 def test_feather_ramps_outward_and_reaches_exact_zero():
-    from blended_pipeline.image_io import feather
+    from blended_pipeline.region import feather
 
     mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
     mask[..., 12:20, 12:20] = True
@@ -345,7 +402,7 @@ def test_feather_ramps_outward_and_reaches_exact_zero():
 
 
 def test_crop_box_is_square_contains_the_mask_and_stays_inside():
-    from blended_pipeline.image_io import crop_box
+    from blended_pipeline.region import crop_box
 
     mask = torch.zeros(1, 1, 200, 300)
     mask[..., 10:30, 250:290] = 1  # 20 x 40 near the top-right corner
@@ -356,3 +413,89 @@ def test_crop_box_is_square_contains_the_mask_and_stays_inside():
     wide = torch.zeros(1, 1, 100, 400)
     wide[..., 40:60, 10:390] = 1
     assert crop_box(wide, 32, 0.25) == (0, 0, 100, 400)  # no square fits: whole image
+
+
+# Guidance as functions
+
+
+def test_guided_noise_is_the_prediction_shifted_along_the_loss_gradient():
+    """An analytic stand-in: eps = a * x and loss = sum(c * x0_hat), so d loss / d x_t is known in closed form."""
+    from blended_pipeline.guidance import guided_noise_prediction
+
+    a, alpha_bar = 0.3, torch.tensor(0.64)
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    c = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    def loss(x0_hat, x_t, abar):
+        return (c * x0_hat).sum()
+
+    sigma = (1 - alpha_bar).sqrt()
+    for backprop, gradient in ((True, c * (1 - sigma * a) / alpha_bar.sqrt()), (False, c / alpha_bar.sqrt())):
+        guided, x0_hat = guided_noise_prediction(lambda s: a * s, x, alpha_bar, loss, backprop)
+        assert torch.allclose(guided, a * x + sigma * gradient, atol=1e-6)
+        assert torch.allclose(x0_hat, (x - sigma * a * x) / alpha_bar.sqrt(), atol=1e-6)
+    six = guided_noise_prediction(lambda s: torch.cat([a * s, s + 7], dim=1), x, alpha_bar, loss)[0]
+    assert six.shape == (2, 6, 4, 4) and torch.equal(six[:, 3:], x + 7)  # a learned variance passes through
+
+
+def test_guidance_loss_weights_views_range_and_background():
+    from blended_pipeline.guidance import GuidanceLoss, mse_outside
+
+    class Mean:
+        def loss(self, views, target):
+            return views.mean(dim=(1, 2, 3))
+
+    def identity_views(images, count, generator=None):
+        return images.repeat(count, 1, 1, 1)
+
+    x0_hat = torch.full((2, 3, 4, 4), 2.0)
+    source, mask = torch.zeros(2, 3, 4, 4), torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1
+    loss = GuidanceLoss(Mean(), None, mask, identity_views, 3, clip_guidance_scale=10.0, range_loss_scale=5.0)
+    assert loss(x0_hat, x0_hat, torch.tensor(0.5)).item() == pytest.approx(2 * (10 * 1.0 + 5 * 1.0))
+    with_bg = GuidanceLoss(
+        Mean(),
+        None,
+        mask,
+        identity_views,
+        3,
+        10.0,
+        5.0,
+        background_loss=mse_outside,
+        background_loss_scale=2.0,
+        source=source,
+    )
+    assert with_bg(x0_hat, x0_hat, torch.tensor(0.5)).item() == pytest.approx(2 * (10 + 5 + 2 * 2.0))
+    mixed = GuidanceLoss(Mean(), None, mask, identity_views, 3, 10.0, 0.0, clip_input="mixed")
+    x_t = torch.zeros_like(x0_hat)  # judged = x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar)) = 2 * 0.6
+    assert mixed(x0_hat, x_t, torch.tensor(0.64)).item() == pytest.approx(2 * 10 * 1.2 * 0.5)
+
+
+def test_blending_uses_the_input_noised_to_the_level_of_the_step_just_produced(pipe, image, mask):
+    """A scheduler whose 'noise' writes the timestep into the sample shows which level each blend used."""
+
+    class TimestepNoise(DDPMScheduler):
+        def add_noise(self, original, noise, timesteps):
+            return torch.zeros_like(original) + timesteps.float().view(-1, 1, 1, 1)
+
+    pipe.scheduler = TimestepNoise.from_config(pipe.scheduler.config)
+    seen = []
+
+    def record(pipeline, step_index, timestep, tensors):
+        seen.append((tensors["noised_image"].clone(), tensors["image"]))
+        return tensors
+
+    fast_call(
+        pipe,
+        image,
+        mask,
+        num_inference_steps=8,
+        strength=0.5,
+        callback_on_step_end=record,
+        callback_on_step_end_tensor_inputs=["noised_image", "image"],
+    )
+    timesteps = pipe.scheduler.timesteps[4:]
+    assert len(seen) == 4
+    for i in range(3):
+        assert torch.all(seen[i][0] == timesteps[i + 1])
+    assert torch.equal(*seen[3])  # after the last step: the clean input

@@ -246,7 +246,19 @@ BAD_INPUTS = [
     ({"num_inference_steps": 0}, ValueError, "num_inference_steps"),
     ({"prompt": ""}, ValueError, "prompt is empty"),
     ({"prompt": None}, TypeError, "prompt must be a string"),
-    ({"prompt": ["a", "b"]}, TypeError, "prompt must be a string"),
+    ({"prompt": ["a", 3]}, TypeError, "prompt must be a string"),
+    ({"prompt": ["a", "b"], "image": []}, ValueError, "one length"),
+    (
+        {
+            "prompt": ["a", "b"],
+            "output_type": "np",
+            "image": [PIL.Image.new("RGB", (40, 24)), PIL.Image.new("RGB", (20, 12))],
+        },
+        ValueError,
+        "one size",
+    ),
+    ({"clip_guidance_scale": float("nan")}, ValueError, "finite"),
+    ({"background_loss": "l1"}, ValueError, "background_loss"),
     ({"generator": [torch.Generator()]}, ValueError, "generators"),
     ({"output_type": "latent"}, ValueError, "output_type"),
     ({"num_images_per_prompt": 0}, ValueError, "num_images_per_prompt"),
@@ -315,7 +327,8 @@ def test_real_photographs_keep_their_background(pipe, name):
 
 
 def test_soft_mask_blends_a_ramp_and_keeps_zero_pixels_exact(pipe, image, mask):
-    from blended_pipeline.image_io import feather, load_mask
+    from blended_pipeline.image_io import load_mask
+    from blended_pipeline.region import feather
 
     out = fast_call(pipe, image, mask, mask_blur=2.0)
     soft = feather(load_mask(mask, (24, 40)), 2.0)[0, 0].numpy()
@@ -336,7 +349,8 @@ def test_large_image_is_edited_on_a_crop_around_the_mask(pipe):
     mask = PIL.Image.fromarray(array)
     from diffusers.callbacks import PipelineCallback
 
-    from blended_pipeline.image_io import crop_box, load_image, load_mask, to_resolution
+    from blended_pipeline.image_io import load_image, load_mask
+    from blended_pipeline.region import crop_box, to_resolution
 
     class SeeImage(PipelineCallback):
         tensor_inputs = ["image"]
@@ -352,4 +366,41 @@ def test_large_image_is_edited_on_a_crop_around_the_mask(pipe):
     top, left, bottom, right = crop_box(load_mask(mask, (96, 160)), 16, 0.25)
     assert (bottom - top, right - left) == (24, 24)
     expected, _ = to_resolution(load_image(large)[..., top:bottom, left:right], torch.ones(1, 1, 24, 24), (16, 16))
-    assert torch.equal(SeeImage.seen[0], expected)
+    assert torch.equal(SeeImage.seen[0], expected.expand(2, -1, -1, -1))  # one row per result
+
+
+def seeded(*seeds: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
+def test_a_list_of_prompts_is_one_batch_equal_to_one_call_per_edit(pipe, image, mask):
+    rng = np.random.default_rng(5)
+    other = PIL.Image.fromarray(rng.integers(0, 256, size=(24, 40, 3), dtype=np.uint8))
+    other_mask = np.zeros((24, 40), dtype=np.uint8)
+    other_mask[2:10, 20:36] = 255
+    calls = count_unet_calls(pipe)
+    batched = fast_call(
+        pipe,
+        [image, other],
+        [mask, PIL.Image.fromarray(other_mask)],
+        prompt=["a red ball", "a blue square"],
+        generator=seeded(0, 1, 2, 3),
+    )
+    assert calls[0] == 4  # one batch: a UNet call per step for all four results
+    first = fast_call(pipe, image, mask, prompt="a red ball", generator=seeded(0, 1))
+    second = fast_call(pipe, other, PIL.Image.fromarray(other_mask), prompt="a blue square", generator=seeded(2, 3))
+    assert batched.images.shape == (4, 24, 40, 3)
+    assert np.allclose(batched.images, np.concatenate([first.images, second.images]), atol=1e-4)
+    assert np.allclose(batched.scores, first.scores + second.scores, atol=1e-4)
+    assert batched.scores[:2] == sorted(batched.scores[:2], reverse=True)
+
+
+def test_one_image_and_mask_serve_every_prompt_and_sizes_may_differ_with_pil(pipe, image, mask):
+    out = fast_call(pipe, image, mask, prompt=["a red ball", "a blue ball", "a red square"], output_type="pil")
+    assert len(out.images) == 6 and len(out.scores) == 6
+    small = image.resize((20, 12))
+    mixed = fast_call(pipe, [image, small], [mask, mask.resize((20, 12))], prompt=["a red ball"] * 2, output_type="pil")
+    assert [picture.size for picture in mixed.images] == [(40, 24)] * 2 + [(20, 12)] * 2
+    keep = np.asarray(mask.resize((20, 12))) == 0
+    for result in mixed.images[2:]:
+        assert np.array_equal(np.asarray(result)[keep], np.asarray(small)[keep])

@@ -4,7 +4,13 @@ from pathlib import Path
 
 from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.blending import BlendCallback, ProgressiveDilationBlendCallback
-from blended_pipeline.guidance import BackgroundPreservationLoss, CLIPGuidance, GuidanceObjective
+from blended_pipeline.guidance import (
+    BackgroundPreservationLoss,
+    CLIPGuidance,
+    Guidance,
+    GuidanceLoss,
+    guided_noise_prediction,
+)
 from blended_pipeline.pipeline import BlendedDiffusionPipeline, BlendedDiffusionPipelineOutput
 
 SHAPES_CHECKPOINT = str(Path(__file__).parent / "shapes" / "checkpoint")
@@ -16,8 +22,10 @@ __all__ = [
     "BlendedDiffusionPipeline",
     "BlendedDiffusionPipelineOutput",
     "CLIPGuidance",
-    "GuidanceObjective",
+    "Guidance",
+    "GuidanceLoss",
     "ProgressiveDilationBlendCallback",
     "ProjectiveAugmentation",
     "SHAPES_CHECKPOINT",
+    "guided_noise_prediction",
 ]

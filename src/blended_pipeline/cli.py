@@ -35,10 +35,22 @@ from blended_pipeline.applications import (
     invert_mask,
 )
 from blended_pipeline.image_io import load_image, load_mask
-from blended_pipeline.ranking import RANK_BY
+from blended_pipeline.options import BACKGROUND_LOSSES, DEFAULTS, RANK_BY, SCHEDULERS, check_settings, scheduler_class
 
-SCHEDULERS = ("ddpm", "ddim", "dpm++")
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+PIPELINE_ARGUMENTS = (
+    "num_inference_steps",
+    "num_images_per_prompt",
+    "clip_guidance_scale",
+    "num_augmentations",
+    "background_loss_scale",
+    "background_loss",
+    "mask_blur",
+    "crop_margin",
+    "rank_by",
+    "eta",
+)
+"""Pipeline arguments that an option sets one to one (the option's ``dest`` is the argument's name)."""
 
 
 class UsageError(Exception):
@@ -61,8 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="render a shapes scene and a mask, and edit it")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT, help="pipeline directory or hub id (default: shapes)")
     parser.add_argument("--clip", help="separate CLIP checkpoint (directory or hub id) for a DDPM-only --model")
-    parser.add_argument("--samples", type=int, default=4, help="results to generate and rank (default 4)")
-    parser.add_argument("--steps", type=int, default=100, help="steps of the full schedule (default 100)")
+    parser.add_argument(
+        "--samples",
+        dest="num_images_per_prompt",
+        type=int,
+        default=DEFAULTS.num_images_per_prompt,
+        help=f"results to generate and rank (default {DEFAULTS.num_images_per_prompt})",
+    )
+    parser.add_argument(
+        "--steps",
+        dest="num_inference_steps",
+        type=int,
+        default=DEFAULTS.num_inference_steps,
+        help=f"steps of the full schedule (default {DEFAULTS.num_inference_steps})",
+    )
     parser.add_argument(
         "--strength",
         type=float,
@@ -76,15 +100,55 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--extend-fill", choices=CANVAS_FILLS, default="edge", help="what the new canvas starts as (default edge)"
     )
-    parser.add_argument("--mask-blur", type=float, default=0.0, help="feather the mask by this many pixels")
-    parser.add_argument("--crop-margin", type=float, default=0.25, help="context around the mask for large images")
-    parser.add_argument("--guidance-scale", type=float, default=1000.0, help="CLIP guidance weight (default 1000)")
-    parser.add_argument("--augmentations", type=int, default=8, help="augmented views per result (default 8)")
     parser.add_argument(
-        "--rank-by", choices=RANK_BY, default="both", help="score the masked region, the whole image, or both"
+        "--mask-blur", type=float, default=DEFAULTS.mask_blur, help="feather the mask by this many pixels"
     )
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddpm")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM's stochasticity, 0 to 1 (default 0)")
+    parser.add_argument(
+        "--crop-margin", type=float, default=DEFAULTS.crop_margin, help="context around the mask for large images"
+    )
+    parser.add_argument(
+        "--guidance-scale",
+        dest="clip_guidance_scale",
+        type=float,
+        default=DEFAULTS.clip_guidance_scale,
+        help=f"CLIP guidance weight (default {DEFAULTS.clip_guidance_scale:g})",
+    )
+    parser.add_argument(
+        "--augmentations",
+        dest="num_augmentations",
+        type=int,
+        default=DEFAULTS.num_augmentations,
+        help=f"augmented views per result (default {DEFAULTS.num_augmentations})",
+    )
+    parser.add_argument(
+        "--rank-by",
+        choices=RANK_BY,
+        default=DEFAULTS.rank_by,
+        help=f"score the masked region, the whole image, or both (default {DEFAULTS.rank_by})",
+    )
+    parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), default=DEFAULTS.scheduler)
+    parser.add_argument(
+        "--eta", type=float, default=DEFAULTS.eta, help=f"DDIM's stochasticity, 0 to 1 (default {DEFAULTS.eta:g})"
+    )
+    parser.add_argument(
+        "--no-blend",
+        dest="blend",
+        action="store_false",
+        help="Algorithm 1: no blending during the process, only the final paste (use with --background-loss-scale)",
+    )
+    parser.add_argument(
+        "--background-loss-scale",
+        type=float,
+        default=DEFAULTS.background_loss_scale,
+        help="weight of the loss on changes outside the mask (Algorithm 1's lambda; default 0)",
+    )
+    parser.add_argument(
+        "--background-loss",
+        choices=BACKGROUND_LOSSES,
+        default=DEFAULTS.background_loss,
+        help="lpips: the paper's MSE + LPIPS (its AlexNet weights are downloaded once); mse: offline "
+        f"(default {DEFAULTS.background_loss})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
@@ -113,14 +177,12 @@ def run(args: argparse.Namespace) -> int:
     load_mask(mask, load_image(image).shape[-2:])  # a bad mask is refused before the model loads
     pipe = load_pipeline(args.model, args.clip, args.scheduler, args.device)
     warn_about_unknown_words(pipe, prompt)
+    settings = pipeline_settings(args, pipe.config)
     out = pipe(
-        prompt=prompt,
-        image=image,
-        mask_image=mask,
-        generator=torch.Generator().manual_seed(args.seed),
-        **pipeline_settings(args, pipe.config),
+        prompt=prompt, image=image, mask_image=mask, generator=torch.Generator().manual_seed(args.seed), **settings
     )
-    written = write_outputs(args, image, mask, prompt, out.images, out.scores)
+    record = {"prompt": prompt, "seed": args.seed, "scheduler": args.scheduler, **settings}
+    written = write_outputs(args, image, mask, record, out.images, out.scores)
     for path in written:
         print(path)
     return 0
@@ -129,17 +191,16 @@ def run(args: argparse.Namespace) -> int:
 def pipeline_settings(args: argparse.Namespace, checkpoint: FrozenDict) -> dict:
     """The pipeline's keyword arguments that the options set with ``checkpoint``'s config: all but the inputs."""
     return dict(
-        num_inference_steps=args.steps,
+        **{name: getattr(args, name) for name in PIPELINE_ARGUMENTS},
         strength=strength_for(args, checkpoint),
-        mask_blur=args.mask_blur,
-        crop_margin=args.crop_margin,
-        num_images_per_prompt=args.samples,
-        clip_guidance_scale=args.guidance_scale,
-        num_augmentations=args.augmentations,
-        rank_by=args.rank_by,
-        eta=args.eta,
+        blend=args.blend,
         mixed_precision=DTYPES[args.dtype],
     )
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each pipeline argument's option, to name it in messages: ``num_inference_steps`` -> ``--steps``."""
+    return {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
 
 
 def strength_for(args: argparse.Namespace, checkpoint: FrozenDict) -> float:
@@ -181,19 +242,11 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"--out must be a .png file, got {args.out}")
         if not args.out.parent.resolve().is_dir():
             raise UsageError(f"--out's directory {args.out.parent} does not exist")
-    for flag, value, low in (
-        ("--samples", args.samples, 1),
-        ("--steps", args.steps, 1),
-        ("--augmentations", args.augmentations, 1),
-    ):
-        if value < low:
-            raise UsageError(f"{flag} must be at least {low}, got {value}")
-    if args.mask_blur < 0 or args.crop_margin < 0:
-        raise UsageError("--mask-blur and --crop-margin must be >= 0")
-    if not 0 <= args.eta <= 1:
-        raise UsageError(f"--eta must be in [0, 1], got {args.eta}")
-    if args.strength is not None and not 0 < args.strength <= 1:
-        raise UsageError(f"--strength must be in (0, 1], got {args.strength}")
+    settings = {name: getattr(args, name) for name in (*PIPELINE_ARGUMENTS, "strength", "scheduler")}
+    try:
+        check_settings(flag_names(build_parser()), **settings)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty")
 
@@ -219,7 +272,6 @@ def demo_inputs(seed: int) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
 def load_pipeline(model: str, clip: str | None, scheduler: str, device: str):
     import diffusers
     import transformers
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     from blended_pipeline import BlendedDiffusionPipeline
@@ -239,8 +291,7 @@ def load_pipeline(model: str, clip: str | None, scheduler: str, device: str):
         pipe = BlendedDiffusionPipeline.from_pretrained(model, **clip_parts)
     except (OSError, ValueError) as error:
         raise UsageError(f"--model {model}: cannot load a pipeline ({str(error).splitlines()[0]})") from error
-    scheduler_class = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler}[scheduler]
-    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
     return pipe.to(device)
 
 
@@ -259,11 +310,14 @@ def write_outputs(
     args: argparse.Namespace,
     image: PIL.Image.Image,
     mask: PIL.Image.Image,
-    prompt: str,
+    record: dict,
     results: list[PIL.Image.Image],
     scores: list[float],
 ) -> list[Path]:
-    """Everything is written to temporary names first and renamed only when all of it is written."""
+    """Everything is written to temporary names first and renamed only when all of it is written.
+
+    ``record`` (the prompt and the settings the edit ran with) goes into the scores file beside the ranking.
+    """
     if args.demo:
         args.out.mkdir(parents=True, exist_ok=True)
         best = args.out / "result.png"
@@ -285,7 +339,7 @@ def write_outputs(
             temporary.append((_temporary_name(path), path))
             picture.save(temporary[-1][0], format="PNG")
         temporary.append((_temporary_name(scores_path), scores_path))
-        Path(temporary[-1][0]).write_text(json.dumps({"prompt": prompt, "results": ranked}, indent=2))
+        Path(temporary[-1][0]).write_text(json.dumps({**record, "results": ranked}, indent=2))
     except BaseException:
         for name, _ in temporary:
             Path(name).unlink(missing_ok=True)

@@ -1,12 +1,19 @@
-"""Guidance objectives: what the sampler's gradient pushes towards.
+"""Guidance, in one place: what the sampler's gradient pushes towards, and how the gradient moves a step.
 
-The pipeline asks an objective two things: a loss on a batch of images (lower is better, differentiable, used to
-guide) and a score (higher is better, used to rank). Any object with ``prepare``, ``loss`` and ``score`` can
-replace the CLIP objective (see ``GuidanceObjective``).
+Three pieces, each usable without a pipeline:
+- ``Guidance``: judges images against prompts; a loss (lower is better, differentiable) to guide with and a score
+  (higher is better) to rank with. ``CLIPGuidance`` is the paper's ``D_CLIP``; any object with ``prepare``,
+  ``loss`` and ``score`` replaces it.
+- ``GuidanceLoss``: the loss of one call, built from its arguments: the guidance on augmented views of the
+  masked ``x0_hat``, the range penalty and, for Algorithm 1, the background loss.
+- ``guided_noise_prediction``: a model's noise prediction shifted along the loss's gradient, so that any
+  epsilon-based scheduler step moves down the loss (guided-diffusion's ``condition_score``, for a loss).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,22 +22,34 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 
+from blended_pipeline.augment import Augmentation, Generators
+from blended_pipeline.options import ClipInput
 
-class GuidanceObjective(Protocol):
-    def prepare(self, prompt: str, device: torch.device) -> Any:
-        """Whatever ``loss`` and ``score`` need about the prompt, computed once per call."""
+BackgroundLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(source, images, mask) -> (N,)`` losses: how far ``images`` strayed from ``source`` where ``mask`` is 0."""
+
+
+class Guidance(Protocol):
+    """Judges images against prompts. Rows of a batch are matched to prompts cyclically: with N prompts, image
+    row ``j`` is judged against prompt ``j % N`` (so ``k`` augmented views of N images, view-major, line up)."""
+
+    def prepare(self, prompts: Sequence[str], device: torch.device) -> Any:
+        """Whatever ``loss`` and ``score`` need about the prompts (one per result), computed once per call."""
 
     def loss(self, images: torch.Tensor, target: Any) -> torch.Tensor:
-        """(N,) losses for (N, 3, H, W) images in [-1, 1]; lower is a better match."""
+        """(M,) losses for (M, 3, H, W) images in [-1, 1]; lower is a better match."""
 
     def score(self, images: torch.Tensor, target: Any) -> torch.Tensor:
-        """(N,) scores; higher is a better match."""
+        """(M,) scores; higher is a better match."""
 
 
 @dataclass
-class TokenizedPrompt:
+class TokenizedPrompts:
+    """The distinct prompts, tokenized, and for each result the row of its prompt."""
+
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    rows: torch.Tensor
 
 
 class CLIPGuidance:
@@ -47,24 +66,28 @@ class CLIPGuidance:
         self.tokenizer = tokenizer
         self.feature_extractor = feature_extractor
 
-    def prepare(self, prompt: str, device: torch.device) -> TokenizedPrompt:
+    def prepare(self, prompts: Sequence[str], device: torch.device) -> TokenizedPrompts:
+        distinct = list(dict.fromkeys(prompts))
         tokens = self.tokenizer(
-            [prompt], padding="max_length", truncation=True, max_length=self._max_length(), return_tensors="pt"
+            distinct, padding="max_length", truncation=True, max_length=self._max_length(), return_tensors="pt"
         )
-        return TokenizedPrompt(tokens.input_ids.to(device), tokens.attention_mask.to(device))
+        rows = torch.tensor([distinct.index(prompt) for prompt in prompts], device=device)
+        return TokenizedPrompts(tokens.input_ids.to(device), tokens.attention_mask.to(device), rows)
 
-    def loss(self, images: torch.Tensor, target: TokenizedPrompt) -> torch.Tensor:
+    def loss(self, images: torch.Tensor, target: TokenizedPrompts) -> torch.Tensor:
         image_embeds, text_embeds = self._embed(images, target)
         return spherical_distance(image_embeds, text_embeds)
 
-    def score(self, images: torch.Tensor, target: TokenizedPrompt) -> torch.Tensor:
+    def score(self, images: torch.Tensor, target: TokenizedPrompts) -> torch.Tensor:
         image_embeds, text_embeds = self._embed(images, target)
         return (image_embeds * text_embeds).sum(dim=-1)
 
-    def _embed(self, images: torch.Tensor, target: TokenizedPrompt) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed(self, images: torch.Tensor, target: TokenizedPrompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit image embeddings, and for each image the unit embedding of its prompt."""
         pixels = clip_pixel_values(images, self.feature_extractor).to(self.clip_model.dtype)
         output = self.clip_model(input_ids=target.input_ids, attention_mask=target.attention_mask, pixel_values=pixels)
-        return output.image_embeds.float(), output.text_embeds.float()
+        rows = target.rows.repeat(images.shape[0] // target.rows.shape[0])
+        return output.image_embeds.float(), output.text_embeds.float()[rows]
 
     def _max_length(self) -> int:
         return min(self.tokenizer.model_max_length, self.clip_model.config.text_config.max_position_embeddings)
@@ -124,3 +147,69 @@ class BackgroundPreservationLoss:
         self.lpips_model.to(images.device)
         perceptual = self.lpips_model(source.expand_as(images), images).flatten()
         return 0.5 * (mse + perceptual)
+
+
+def mse_outside(source: torch.Tensor, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N,) mean squared error outside the mask: ``D_bg`` without LPIPS, which needs no downloaded weights."""
+    return ((source - images) * (1 - mask)).pow(2).mean(dim=(1, 2, 3))
+
+
+@dataclass
+class GuidanceLoss:
+    """The loss whose gradient guides one call (Algorithm 2's line 5; Algorithm 1 adds ``D_bg``).
+
+    ``clip_guidance_scale`` times the guidance loss averaged over ``num_augmentations`` views of the masked
+    ``x0_hat``, plus ``range_loss_scale`` times the range penalty, plus ``background_loss_scale`` times
+    ``background_loss(source, x0_hat, mask)``. Summed over results, so each result's gradient is its own.
+    ``clip_input="mixed"`` judges ``x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar))`` (the authors' code).
+    """
+
+    guidance: Guidance
+    target: Any
+    mask: torch.Tensor
+    augmentation: Augmentation
+    num_augmentations: int
+    clip_guidance_scale: float
+    range_loss_scale: float
+    clip_input: ClipInput = "x0_hat"
+    background_loss: BackgroundLoss | None = None
+    background_loss_scale: float = 0.0
+    source: torch.Tensor | None = None
+    generator: Generators = None
+
+    def __call__(self, x0_hat: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        judged = x0_hat
+        if self.clip_input == "mixed":
+            judged = x0_hat * (1 - alpha_bar).sqrt() + x_t * (1 - (1 - alpha_bar).sqrt())
+        views = self.augmentation(judged * self.mask, self.num_augmentations, self.generator)
+        guidance_loss = self.guidance.loss(views, self.target).view(self.num_augmentations, -1).mean(dim=0)
+        loss = self.clip_guidance_scale * guidance_loss + self.range_loss_scale * range_loss(x0_hat)
+        if self.background_loss is not None and self.background_loss_scale > 0:
+            loss = loss + self.background_loss_scale * self.background_loss(self.source, x0_hat, self.mask)
+        return loss.sum()
+
+
+def guided_noise_prediction(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    sample: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    backprop_through_model: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's output with its noise shifted by ``+sqrt(1 - abar) * grad_{x_t} loss``, and ``x0_hat``.
+
+    ``x0_hat = (x_t - sqrt(1 - abar) * eps) / sqrt(abar)``. The shifted noise moves any epsilon-based step (DDPM's
+    mean, DDIM's update) down the loss and needs nothing of the scheduler but ``abar``. Channels beyond the
+    sample's (a learned variance) are passed through. ``backprop_through_model=False`` treats the model's output
+    as constant: no backward pass through the model (cheaper, less faithful).
+    """
+    channels = sample.shape[1]
+    with torch.enable_grad():
+        x_t = sample.detach().requires_grad_(True)
+        with nullcontext() if backprop_through_model else torch.no_grad():
+            output = model(x_t if backprop_through_model else x_t.detach()).float()
+        noise = output[:, :channels]
+        x0_hat = (x_t - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()
+        gradient = torch.autograd.grad(loss(x0_hat, x_t, alpha_bar), x_t)[0]
+    guided_noise = noise.detach() + (1 - alpha_bar).sqrt() * gradient
+    return torch.cat([guided_noise, output[:, channels:].detach()], dim=1), x0_hat.detach()

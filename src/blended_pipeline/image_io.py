@@ -7,17 +7,14 @@ True = edit. A mask is thresholded at 0.5 of its range (so grey anti-aliasing de
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
 
+from blended_pipeline.options import OutputType
+
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
-OutputType = Literal["pil", "np", "pt"]
-OUTPUT_TYPES = ("pil", "np", "pt")
 
 
 def load_image(image: ImageInput) -> torch.Tensor:
@@ -50,64 +47,6 @@ def load_mask(mask: ImageInput, image_size: tuple[int, int]) -> torch.Tensor:
     if not binary.any():
         raise ValueError("mask_image is empty (all pixels are 0 = keep): there is nothing to edit; white = edit")
     return binary
-
-
-def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
-    """A soft (1, 1, H, W) float mask: 1 inside, a Gaussian ramp (sigma ``radius / 2``) outward, exactly 0 beyond."""
-    hard = mask.float()
-    if radius <= 0:
-        return hard
-    sigma, size = radius / 2, 2 * int(math.ceil(radius)) + 1
-    offsets = torch.arange(size, dtype=torch.float32) - size // 2
-    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    blurred = F.conv2d(F.pad(hard, [size // 2] * 4, mode="replicate"), kernel.view(1, 1, 1, -1))
-    blurred = F.conv2d(blurred, kernel.view(1, 1, -1, 1))
-    return torch.maximum(hard, blurred)
-
-
-def crop_box(mask: torch.Tensor, resolution: int, margin: float) -> tuple[int, int, int, int]:
-    """The square (top, left, bottom, right) to edit an image larger than the model on.
-
-    The mask's bounding box, grown by ``margin`` times its longer side on every side for context, made square by
-    growing within the image. The whole image when it is no larger than the model, or too narrow for a square.
-    """
-    height, width = mask.shape[-2:]
-    if max(height, width) <= resolution:
-        return 0, 0, height, width
-    rows, cols = torch.nonzero(mask[0, 0] > 0, as_tuple=True)
-    top, bottom, left, right = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-    side = int(round(max(bottom - top, right - left) * (1 + 2 * margin)))
-    side = max(side, resolution)
-    if side > min(height, width):
-        return 0, 0, height, width
-    top = min(max(0, (top + bottom - side) // 2), height - side)
-    left = min(max(0, (left + right - side) // 2), width - side)
-    return top, left, top + side, left + side
-
-
-def to_resolution(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The image in [-1, 1] and the mask as floats in [0, 1] at the model's resolution.
-
-    A model-resolution pixel takes the largest mask value under it, so no masked input pixel is left out.
-    """
-    mask = mask.float()
-    if image.shape[-2:] != size:
-        image = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        mask = F.adaptive_max_pool2d(mask, size) if mask.shape[-2] >= size[0] else F.interpolate(mask, size=size)
-    return image * 2 - 1, mask
-
-
-def paste(edited: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Edited images (N, 3, h, w) in [-1, 1], resized to the input's size, mixed into it by the (soft) mask.
-
-    Returns (N, 3, H, W) in [0, 1]; where the mask is 0, the pixels are exactly the input's.
-    """
-    edited = (edited.float() + 1) / 2
-    if edited.shape[-2:] != image.shape[-2:]:
-        edited = F.interpolate(edited, size=image.shape[-2:], mode="bicubic", align_corners=False)
-    image, mask = image.to(edited.device), mask.to(edited.device).float()
-    return torch.where(mask > 0, image + mask * (edited.clamp(0, 1) - image), image)
 
 
 def to_output(images: torch.Tensor, output_type: OutputType) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -20,37 +20,39 @@ from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 
 from blended_pipeline.augment import Augmentation, ProjectiveAugmentation
 from blended_pipeline.blending import BlendCallback, contains_blending
-from blended_pipeline.guidance import BackgroundPreservationLoss, CLIPGuidance, GuidanceObjective, range_loss
-from blended_pipeline.image_io import (
-    OUTPUT_TYPES,
-    ImageInput,
-    OutputType,
-    crop_box,
-    feather,
-    load_image,
-    load_mask,
-    paste,
-    to_output,
-    to_resolution,
+from blended_pipeline.guidance import (
+    BackgroundLoss,
+    BackgroundPreservationLoss,
+    CLIPGuidance,
+    Guidance,
+    GuidanceLoss,
+    guided_noise_prediction,
+    mse_outside,
 )
-from blended_pipeline.ranking import RANK_BY, RankBy, rank
+from blended_pipeline.image_io import ImageInput, load_image, load_mask, to_output
+from blended_pipeline.options import (
+    DEFAULTS,
+    BackgroundLossName,
+    ClipInput,
+    MixedPrecision,
+    OutputType,
+    RankBy,
+    check_settings,
+    check_strength,
+)
+from blended_pipeline.ranking import rank
+from blended_pipeline.region import EditRegion, feather
 
 Generators = torch.Generator | list[torch.Generator] | None
-MixedPrecision = Literal["no", "fp16", "bf16"]
+StepEndCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 LEARNED_VARIANCE = ("learned", "learned_range")
 DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
 DEFAULT_SCRIBBLE_STRENGTH = 0.5  # half the schedule: on a linear schedule the strokes' colours survive
 
 
-def check_strength(name: str, value: float) -> None:
-    """A strength is a fraction of the schedule: in (0, 1]."""
-    if not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1], got {value}")
-
-
 @dataclass
 class BlendedDiffusionPipelineOutput(BaseOutput):
-    """Results best first, and their scores (higher = the masked region matches the prompt better)."""
+    """Results, each edit's best first (edits in input order), and their scores (higher = a better match)."""
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     scores: list[float]
@@ -65,13 +67,12 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         clip_model, tokenizer, feature_extractor: the CLIP that guides and ranks.
 
     Config (saved in ``model_index.json``; how much of the input survives a strength depends on the noise
-    schedule, at 0.75 a cosine schedule keeps 38% of its amplitude and a linear one 6%, so each checkpoint
-    carries its own):
+    schedule, so each checkpoint carries its own):
         default_strength: the ``strength`` of a call that names none.
         scribble_strength: the strength for scribble-guided edits (lower: the strokes must survive the noise).
 
-    Pluggable parts (plain attributes): ``guidance`` (the objective; CLIP by default), ``augmentation`` (the
-    extending augmentations) and ``background_loss`` (Algorithm 1's ``D_bg``, LPIPS loaded on first use).
+    Pluggable parts, plain attributes: ``guidance`` (a ``Guidance``; ``None``, the default, is CLIP from the
+    components) and ``augmentation`` (the extending augmentations).
     """
 
     model_cpu_offload_seq = "clip_model->unet"
@@ -98,21 +99,22 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             feature_extractor=feature_extractor,
         )
-        self.custom_guidance: GuidanceObjective | None = None
+        self.guidance: Guidance | None = None
         self.augmentation: Augmentation = ProjectiveAugmentation()
-        self.background_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         self.default_mixed_precision: MixedPrecision = "no"
+        self._lpips_loss: BackgroundPreservationLoss | None = None
         self._num_timesteps = 0
-
-    @property
-    def guidance(self) -> GuidanceObjective:
-        """The objective that guides and ranks: ``custom_guidance`` if set, else CLIP from the components."""
-        return self.custom_guidance or CLIPGuidance(self.clip_model, self.tokenizer, self.feature_extractor)
+        self._interrupt = False
 
     @property
     def num_timesteps(self) -> int:
         """Denoising steps in the current (or last) call."""
         return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` in a step-end callback to stop after that step (diffusers' convention)."""
+        return self._interrupt
 
     def prepare_with(self, accelerator: Any) -> BlendedDiffusionPipeline:
         """Adopt an ``accelerate.Accelerator``'s device and mixed precision."""
@@ -123,44 +125,50 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str,
-        image: ImageInput,
-        mask_image: ImageInput,
-        num_inference_steps: int = 100,
+        prompt: str | list[str],
+        image: ImageInput | list[ImageInput],
+        mask_image: ImageInput | list[ImageInput],
+        num_inference_steps: int = DEFAULTS.num_inference_steps,
         strength: float | None = None,
-        num_images_per_prompt: int = 4,
-        clip_guidance_scale: float = 1000.0,
-        num_augmentations: int = 8,
-        range_loss_scale: float = 50.0,
-        background_loss_scale: float = 0.0,
+        num_images_per_prompt: int = DEFAULTS.num_images_per_prompt,
+        clip_guidance_scale: float = DEFAULTS.clip_guidance_scale,
+        num_augmentations: int = DEFAULTS.num_augmentations,
+        range_loss_scale: float = DEFAULTS.range_loss_scale,
+        background_loss_scale: float = DEFAULTS.background_loss_scale,
+        background_loss: BackgroundLossName | BackgroundLoss = DEFAULTS.background_loss,
         blend: bool = True,
         backprop_through_unet: bool = True,
-        clip_input: Literal["x0_hat", "mixed"] = "x0_hat",
-        mask_blur: float = 0.0,
-        crop_margin: float = 0.25,
-        rank_by: RankBy = "both",
-        eta: float = 0.0,
+        clip_input: ClipInput = DEFAULTS.clip_input,
+        mask_blur: float = DEFAULTS.mask_blur,
+        crop_margin: float = DEFAULTS.crop_margin,
+        rank_by: RankBy = DEFAULTS.rank_by,
+        eta: float = DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
-        output_type: OutputType = "pil",
+        output_type: OutputType = DEFAULTS.output_type,
         return_dict: bool = True,
-        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end: StepEndCallback | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> BlendedDiffusionPipelineOutput | tuple:
         r"""Edit ``image`` where ``mask_image`` is white so that the region matches ``prompt``.
 
         Args:
-            prompt: what the masked region should show.
-            image: the input; any size. The edit runs at the UNet's resolution and is pasted back.
-            mask_image: white / 1 = edit, black / 0 = keep; thresholded at 0.5; the image's aspect ratio.
+            prompt: what the masked region should show; a list edits several images (or one image several ways)
+                in one batch, each edit ranked on its own.
+            image: the input, any size (the edit runs at the UNet's resolution and is pasted back); or a list,
+                one per prompt.
+            mask_image: white / 1 = edit, black / 0 = keep; thresholded at 0.5; the image's aspect ratio. Or a
+                list, one per prompt. A single image or mask serves every prompt.
             num_inference_steps: steps of the full schedule; ``strength`` of them are run.
             strength: fraction of the schedule run, starting from the input noised to that level (1.0 = pure noise);
                 default: the checkpoint's ``default_strength``.
-            num_images_per_prompt: results to generate (one batch) and rank.
+            num_images_per_prompt: results to generate per edit, and rank.
             clip_guidance_scale: weight of ``D_CLIP``, averaged over the augmented views.
             num_augmentations: views per result given to CLIP (the first untransformed).
             range_loss_scale: weight of the penalty on ``x0_hat`` outside [-1, 1].
-            background_loss_scale: weight of ``D_bg`` (MSE + LPIPS outside the mask; Algorithm 1's lambda).
+            background_loss_scale: weight of ``D_bg`` outside the mask (Algorithm 1's lambda; 0 = none).
+            background_loss: ``D_bg``: "lpips" (the paper's ``0.5 * (MSE + LPIPS)``; LPIPS's backbone is
+                downloaded on first use), "mse" (offline), or a callable ``(source, images, mask) -> (N,)``.
             blend: blend with the noised input after every step (Algorithm 2); False gives Algorithm 1.
             backprop_through_unet: take the guidance gradient through the UNet (exact); False treats the
                 UNet's output as constant, which skips the UNet's backward pass (cheaper, less faithful).
@@ -175,133 +183,142 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             eta: DDIM's stochasticity (0 deterministic, 1 as much noise as DDPM); schedulers without it ignore it.
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
-            generator: a generator, or one per result, for reproducible noise and augmentations.
-            output_type: "pil", "np" (floats in [0, 1], (n, H, W, 3)) or "pt" ((n, 3, H, W) in [0, 1]).
+            generator: one generator for the whole batch, or one per result (edit-major: the first
+                ``num_images_per_prompt`` serve the first edit, and so on). With one per result, each edit's
+                results equal those of a call for that edit alone with its generators.
+            output_type: "pil", "np" (floats in [0, 1], (n, H, W, 3)) or "pt" ((n, 3, H, W) in [0, 1]); "np" and
+                "pt" need every input of one size.
             return_dict: return a ``BlendedDiffusionPipelineOutput`` rather than a tuple.
-            callback_on_step_end: called after every step as ``fn(pipe, step, t, tensors) -> tensors``. Blending is
-                itself such a callback: when ``blend`` is on and this contains no ``BlendCallback``, a default
-                ``BlendCallback`` runs first.
+            callback_on_step_end: called after every step as ``fn(pipe, step, t, tensors) -> tensors``: a plain
+                function (given ``callback_on_step_end_tensor_inputs``), a ``PipelineCallback`` or
+                ``MultiPipelineCallbacks``. With ``blend`` on, a ``BlendCallback`` runs first unless this holds one.
+                Setting ``pipe._interrupt = True`` stops after that step; the samples so far are ranked and pasted.
             callback_on_step_end_tensor_inputs: tensors handed to a plain-function callback.
 
         Returns:
-            ``BlendedDiffusionPipelineOutput`` (or ``(images, scores)``), best result first.
+            ``BlendedDiffusionPipelineOutput`` (or ``(images, scores)``): ``num_images_per_prompt`` results per
+            edit, edits in input order, each edit's best first.
         """
         # 0. Check every input before any work.
+        prompts, images, masks = self._edits(prompt, image, mask_image)
         strength = self.config.default_strength if strength is None else strength
-        callback = self._step_end_callback(blend, callback_on_step_end)
-        tensor_inputs = getattr(callback, "tensor_inputs", callback_on_step_end_tensor_inputs)
+        callbacks = self._step_end_callbacks(blend, callback_on_step_end, callback_on_step_end_tensor_inputs)
         self.check_inputs(
-            prompt,
-            num_inference_steps,
-            strength,
-            num_images_per_prompt,
-            num_augmentations,
-            generator,
-            output_type,
-            tensor_inputs,
-            clip_input,
-            mask_blur,
-            crop_margin,
-            rank_by,
-            eta,
+            prompts=prompts,
+            generator=generator,
+            callbacks=callbacks,
+            num_inference_steps=num_inference_steps,
+            strength=strength,
+            num_images_per_prompt=num_images_per_prompt,
+            clip_guidance_scale=clip_guidance_scale,
+            num_augmentations=num_augmentations,
+            range_loss_scale=range_loss_scale,
+            background_loss_scale=background_loss_scale,
+            background_loss=background_loss,
+            clip_input=clip_input,
+            mask_blur=mask_blur,
+            crop_margin=crop_margin,
+            rank_by=rank_by,
+            eta=eta,
+            mixed_precision=mixed_precision,
+            output_type=output_type,
         )
+        sources = [load_image(picture) for picture in images]
+        masks = [feather(load_mask(m, tuple(s.shape[-2:])), mask_blur) for m, s in zip(masks, sources, strict=True)]
+        if output_type != "pil" and len({s.shape for s in sources}) > 1:
+            raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")
         precision = mixed_precision or self.default_mixed_precision
-        source = load_image(image)
-        mask = feather(load_mask(mask_image, tuple(source.shape[-2:])), mask_blur)
-        background_loss = self._background_loss() if background_loss_scale > 0 else None
         device = self._execution_device
+        self._interrupt = False
 
-        # 1. Inputs at the UNet's resolution (a crop around the mask for a larger image), and the prompt.
-        top, left, bottom, right = crop_box(mask, max(self._model_resolution()), crop_margin)
-        region = (..., slice(top, bottom), slice(left, right))
-        model_image, model_mask = to_resolution(source[region], mask[region], self._model_resolution())
-        model_image, model_mask = model_image.to(device), model_mask.to(device)
-        guidance = self.guidance
-        target = guidance.prepare(prompt, device)
+        # 1. Each edit's region at the UNet's resolution (a crop around the mask of a larger image), one row per
+        #    result, and the loss that guides.
+        regions = [
+            EditRegion.around(s, m, self._model_resolution(), crop_margin) for s, m in zip(sources, masks, strict=True)
+        ]
+        model_image = torch.cat([r.image for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
+        model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
+        guidance = self.guidance if self.guidance is not None else self._clip_guidance()
+        target = guidance.prepare([p for p in prompts for _ in range(num_images_per_prompt)], device)
+        loss = GuidanceLoss(
+            guidance=guidance,
+            target=target,
+            mask=model_mask,
+            augmentation=self.augmentation,
+            num_augmentations=num_augmentations,
+            clip_guidance_scale=clip_guidance_scale,
+            range_loss_scale=range_loss_scale,
+            clip_input=clip_input,
+            background_loss=self._background_loss(background_loss) if background_loss_scale > 0 else None,
+            background_loss_scale=background_loss_scale,
+            source=model_image,
+            generator=generator,
+        )
 
         # 2. The part of the schedule to run, and x_T: the input noised to its first timestep.
         timesteps = self._timesteps(num_inference_steps, strength, device)
         self._num_timesteps = len(timesteps)
-        shape = (num_images_per_prompt, *model_image.shape[1:])
+        shape = tuple(model_image.shape)
         noise = randn_tensor(shape, generator=generator, device=device)
-        latents = self.scheduler.add_noise(model_image.expand(shape), noise, timesteps[:1].repeat(shape[0]))
+        latents = self.scheduler.add_noise(model_image, noise, timesteps[:1].repeat(shape[0]))
 
-        def objective(x0_hat: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-            """The loss whose gradient guides; summed over results so each result's gradient is its own."""
-            judged = (
-                x0_hat * (1 - alpha_bar).sqrt() + x_t * (1 - (1 - alpha_bar).sqrt())
-                if clip_input == "mixed"
-                else x0_hat
-            )
-            views = self.augmentation(judged * model_mask, num_augmentations, generator)
-            clip_loss = guidance.loss(views, target).view(num_augmentations, -1).mean(dim=0)
-            loss = clip_guidance_scale * clip_loss + range_loss_scale * range_loss(x0_hat)
-            if background_loss is not None:
-                loss = loss + background_loss_scale * background_loss(model_image, x0_hat, model_mask)
-            return loss.sum()
-
-        # 3. Denoise: guided step, then the step-end callbacks (blending).
+        # 3. Denoise: a guided step, then the step-end callbacks (blending first).
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)
+        alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
         for i, t in enumerate(self.progress_bar(timesteps)):
             with self._autocast(precision, device):
-                noise_pred, pred_original_sample = self._guided_noise_prediction(
-                    latents, t, objective, backprop_through_unet
+                noise_pred, pred_original_sample = guided_noise_prediction(
+                    lambda x, t=t: self.unet(x.to(self.unet.dtype), t).sample,
+                    latents,
+                    alphas_cumprod[t].float(),
+                    loss,
+                    backprop_through_unet,
                 )
+            if not self._scheduler_uses_learned_variance():
+                noise_pred = noise_pred[:, : latents.shape[1]]
             latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
-            if callback is not None:
-                noised_image = self._noised_image(model_image, timesteps, i, generator, shape, device)
-                available = {
+            if callbacks:
+                tensors = {
                     "latents": latents,
-                    "noised_image": noised_image,
+                    "noised_image": self._noised_image(model_image, timesteps, i, generator),
                     "mask": model_mask,
                     "image": model_image,
                     "noise_pred": noise_pred,
                     "pred_original_sample": pred_original_sample,
                 }
-                outputs = callback(self, i, t, {name: available[name] for name in tensor_inputs})
-                latents = outputs.pop("latents", latents)
+                latents = self._run_callbacks(callbacks, i, t, tensors)
+            if self.interrupt:
+                break
 
-        # 4. Rank by the objective (on the masked region, the whole result, or both), best first.
+        # 4. Rank each edit's results by the guidance (on the masked region, the whole result, or both).
         results = latents.clamp(-1, 1)
         with self._autocast(precision, device):
-            order, scores = rank(guidance, results, model_mask, target, rank_by)
+            order, scores = rank(guidance, results, model_mask, target, rank_by, num_images_per_prompt)
         self.maybe_free_model_hooks()
 
-        # 5. Back to the input's size; outside the mask, the input's exact pixels.
-        edited = source.to(device).repeat(len(order), 1, 1, 1)
-        edited[region] = paste(results[order], source[region], mask[region])
-        images = to_output(edited, output_type)
+        # 5. Back to each input's size; outside the mask, the input's exact pixels.
+        ranked = results[order].split(num_images_per_prompt)
+        edited = [region.paste(r, s, m) for region, r, s, m in zip(regions, ranked, sources, masks, strict=True)]
+        outputs = to_output(torch.cat(edited), output_type) if output_type != "pil" else self._to_pil(edited)
         score_list = [float(s) for s in scores]
         if not return_dict:
-            return images, score_list
-        return BlendedDiffusionPipelineOutput(images=images, scores=score_list)
+            return outputs, score_list
+        return BlendedDiffusionPipelineOutput(images=outputs, scores=score_list)
 
-    def _guided_noise_prediction(
-        self,
-        latents: torch.Tensor,
-        t: torch.Tensor,
-        objective: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-        backprop_through_unet: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The UNet's output with its noise shifted by ``-sqrt(1 - abar_t) * g``, ``g = -grad_{x_t} loss``.
-
-        This moves any epsilon-based step (DDPM's mean, DDIM's update) down the loss, and needs nothing of the
-        scheduler but ``alphas_cumprod``. Returns the output to hand to ``scheduler.step`` and ``x0_hat``.
-        """
-        alpha_bar = self.scheduler.alphas_cumprod.to(latents.device)[t].float()
-        channels = latents.shape[1]
-        with torch.enable_grad():
-            x_t = latents.detach().requires_grad_(True)
-            unet_input = x_t if backprop_through_unet else x_t.detach()
-            with nullcontext() if backprop_through_unet else torch.no_grad():
-                model_output = self.unet(unet_input.to(self.unet.dtype), t).sample.float()
-            noise = model_output[:, :channels]
-            x0_hat = (x_t - (1 - alpha_bar).sqrt() * noise) / alpha_bar.sqrt()
-            gradient = torch.autograd.grad(objective(x0_hat, x_t, alpha_bar), x_t)[0]
-        guided_noise = noise.detach() + (1 - alpha_bar).sqrt() * gradient
-        if self._scheduler_uses_learned_variance():
-            return torch.cat([guided_noise, model_output[:, channels:].detach()], dim=1), x0_hat.detach()
-        return guided_noise, x0_hat.detach()
+    @staticmethod
+    def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:
+        """The call's edits as three lists of one length: a single prompt, image or mask serves every edit."""
+        given = {"prompt": prompt, "image": image, "mask_image": mask_image}
+        lengths = {name: len(value) for name, value in given.items() if isinstance(value, (list, tuple))}
+        count = max(lengths.values(), default=1)
+        if any(length != count for length in lengths.values()):
+            raise ValueError(f"prompt, image and mask_image lists must have one length, got {lengths}")
+        if count == 0:
+            raise ValueError("prompt, image and mask_image lists are empty: give at least one edit")
+        prompts, images, masks = (
+            list(value) if isinstance(value, (list, tuple)) else [value] * count for value in given.values()
+        )
+        return prompts, images, masks
 
     def _scheduler_uses_learned_variance(self) -> bool:
         """True for schedulers (DDPM) configured to read the UNet's extra variance channels.
@@ -312,19 +329,13 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         return accepts and self.scheduler.config.get("variance_type") in LEARNED_VARIANCE
 
     def _noised_image(
-        self,
-        image: torch.Tensor,
-        timesteps: torch.Tensor,
-        step_index: int,
-        generator: Generators,
-        shape: tuple[int, ...],
-        device: torch.device,
+        self, image: torch.Tensor, timesteps: torch.Tensor, step_index: int, generator: Generators
     ) -> torch.Tensor:
         """The input at the noise level of the sample after step ``step_index``; the clean input after the last."""
         if step_index + 1 == len(timesteps):
-            return image.expand(shape)
-        noise = randn_tensor(shape, generator=generator, device=device)
-        return self.scheduler.add_noise(image.expand(shape), noise, timesteps[step_index + 1 : step_index + 2])
+            return image
+        noise = randn_tensor(tuple(image.shape), generator=generator, device=image.device)
+        return self.scheduler.add_noise(image, noise, timesteps[step_index + 1 : step_index + 2])
 
     def _timesteps(self, num_inference_steps: int, strength: float, device: torch.device) -> torch.Tensor:
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -334,27 +345,53 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             self.scheduler.set_begin_index(begin)
         return self.scheduler.timesteps[begin:]
 
-    def _step_end_callback(self, blend: bool, callback: Any) -> Any:
-        """The user's callback, with the default blending in front when ``blend`` asks for it and none is there."""
-        if not blend:
-            if contains_blending(callback):
-                raise ValueError("blend=False but callback_on_step_end contains a BlendCallback; drop one of them")
-            return callback
-        if contains_blending(callback):
-            return callback
-        if callback is None:
-            return BlendCallback()
-        if not isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
-            raise TypeError(
-                "with blend=True a plain-function callback_on_step_end cannot be combined with blending; pass a "
-                "PipelineCallback, or MultiPipelineCallbacks([BlendCallback(), your_callback])"
-            )
-        return MultiPipelineCallbacks([BlendCallback(), callback])
+    def _step_end_callbacks(
+        self, blend: bool, callback: Any, tensor_inputs: Sequence[str]
+    ) -> list[tuple[StepEndCallback, list[str]]]:
+        """The callbacks to run after each step, in order, each with the tensors it is handed.
 
-    def _background_loss(self) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-        if self.background_loss is None:
-            self.background_loss = BackgroundPreservationLoss.pretrained()
-        return self.background_loss
+        Blending comes first when ``blend`` asks for it and the user's callback holds none of its own.
+        """
+        chain: list[tuple[StepEndCallback, list[str]]] = []
+        if blend and not contains_blending(callback):
+            chain.append((BlendCallback(), BlendCallback.tensor_inputs))
+        if not blend and contains_blending(callback):
+            raise ValueError("blend=False but callback_on_step_end contains a BlendCallback; drop one of them")
+        if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
+            chain.append((callback, list(callback.tensor_inputs)))
+        elif callback is not None:
+            if not callable(callback):
+                raise TypeError(f"callback_on_step_end must be callable, got {type(callback).__name__}")
+            chain.append((callback, list(tensor_inputs)))
+        return chain
+
+    def _run_callbacks(
+        self,
+        callbacks: list[tuple[StepEndCallback, list[str]]],
+        step_index: int,
+        timestep: torch.Tensor,
+        tensors: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """Each callback in turn on the tensors it names; what one returns, the next sees. The new latents."""
+        for callback, names in callbacks:
+            returned = callback(self, step_index, timestep, {name: tensors[name] for name in names})
+            tensors.update({name: value for name, value in (returned or {}).items() if name in tensors})
+        return tensors["latents"]
+
+    def _clip_guidance(self) -> CLIPGuidance:
+        if self.clip_model is None:
+            raise ValueError("no guidance: the pipeline has no clip_model; pass CLIP parts or set pipe.guidance")
+        return CLIPGuidance(self.clip_model, self.tokenizer, self.feature_extractor)
+
+    def _background_loss(self, choice: BackgroundLossName | BackgroundLoss) -> BackgroundLoss:
+        """The ``D_bg`` asked for; LPIPS is loaded once, on first use."""
+        if callable(choice):
+            return choice
+        if choice == "mse":
+            return mse_outside
+        if self._lpips_loss is None:
+            self._lpips_loss = BackgroundPreservationLoss.pretrained()
+        return self._lpips_loss
 
     def _model_resolution(self) -> tuple[int, int]:
         size = self.unet.config.sample_size
@@ -379,56 +416,33 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         return torch.autocast(device_type=device.type, dtype=dtype)
 
+    @staticmethod
+    def _to_pil(images: list[torch.Tensor]) -> list[PIL.Image.Image]:
+        return [picture for edit in images for picture in to_output(edit, "pil")]
+
     def check_inputs(
         self,
-        prompt: Any,
-        num_inference_steps: int,
-        strength: float,
-        num_images_per_prompt: int,
-        num_augmentations: int,
+        *,
+        prompts: list[Any],
         generator: Generators,
-        output_type: str,
-        tensor_inputs: Sequence[str],
-        clip_input: str,
-        mask_blur: float = 0.0,
-        crop_margin: float = 0.25,
-        rank_by: str = "both",
-        eta: float = 0.0,
+        callbacks: list[tuple[StepEndCallback, list[str]]],
+        **settings: Any,
     ) -> None:
-        """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected."""
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-        if not prompt.strip():
-            raise ValueError("prompt is empty: describe what the masked region should show")
-        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
-        check_strength("strength", strength)
-        if int(num_inference_steps * strength) < 1:
+        """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected; ``settings`` are the
+        call's keyword arguments, checked by ``options.check_settings``."""
+        for prompt in prompts:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
+            if not prompt.strip():
+                raise ValueError("prompt is empty: describe what the masked region should show")
+        check_settings(**settings)
+        results = len(prompts) * settings["num_images_per_prompt"]
+        if isinstance(generator, list) and len(generator) != results:
             raise ValueError(
-                f"strength={strength} of num_inference_steps={num_inference_steps} runs no step; raise either"
+                f"got a list of {len(generator)} generators for {len(prompts)} edit(s) x num_images_per_prompt="
+                f"{settings['num_images_per_prompt']}; pass one generator, or one per result ({results})"
             )
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
-            raise ValueError(f"num_images_per_prompt must be an integer >= 1, got {num_images_per_prompt!r}")
-        if not isinstance(num_augmentations, int) or num_augmentations < 1:
-            raise ValueError(f"num_augmentations must be an integer >= 1, got {num_augmentations!r}")
-        if isinstance(generator, list) and len(generator) != num_images_per_prompt:
-            raise ValueError(
-                f"got a list of {len(generator)} generators for num_images_per_prompt={num_images_per_prompt}; "
-                "pass one generator, or one per image"
-            )
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        if clip_input not in ("x0_hat", "mixed"):
-            raise ValueError(f"clip_input must be 'x0_hat' or 'mixed', got {clip_input!r}")
-        if mask_blur < 0 or crop_margin < 0:
-            raise ValueError(
-                f"mask_blur and crop_margin must be >= 0 (pixels, fraction), got {mask_blur}, {crop_margin}"
-            )
-        if rank_by not in RANK_BY:
-            raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
-        if not 0 <= eta <= 1:
-            raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta}")
-        unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
+        unknown = [name for _, names in callbacks for name in names if name not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
                 f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"

@@ -1,0 +1,123 @@
+"""Every tunable setting's default, choices and check, defined once for the pipeline, the CLI and the benchmarks.
+
+This module imports neither torch nor diffusers, so the CLI can check its arguments before the heavy imports.
+Checks raise ``ValueError`` naming the setting as the caller knows it (``names`` maps the pipeline's argument
+names to, say, the CLI's flags) and what is expected.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+RankBy = Literal["masked", "whole", "both"]
+OutputType = Literal["pil", "np", "pt"]
+ClipInput = Literal["x0_hat", "mixed"]
+BackgroundLossName = Literal["lpips", "mse"]
+MixedPrecision = Literal["no", "fp16", "bf16"]
+
+RANK_BY: tuple[str, ...] = get_args(RankBy)
+OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
+CLIP_INPUTS: tuple[str, ...] = get_args(ClipInput)
+BACKGROUND_LOSSES: tuple[str, ...] = get_args(BackgroundLossName)
+MIXED_PRECISIONS: tuple[str, ...] = get_args(MixedPrecision)
+SCHEDULERS: dict[str, str] = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler"}
+"""The schedulers offered by name (CLI, benchmarks): diffusers class names; any other swaps in by ``from_config``."""
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The pipeline's defaults; ``BlendedDiffusionPipeline.__call__`` and ``blended-edit`` both read them here."""
+
+    num_inference_steps: int = 100
+    num_images_per_prompt: int = 4
+    clip_guidance_scale: float = 1000.0
+    num_augmentations: int = 8
+    range_loss_scale: float = 50.0
+    background_loss_scale: float = 0.0
+    background_loss: BackgroundLossName = "lpips"  # the paper's D_bg: 0.5 * (MSE + LPIPS)
+    clip_input: ClipInput = "x0_hat"
+    mask_blur: float = 0.0
+    crop_margin: float = 0.25
+    rank_by: RankBy = "both"
+    eta: float = 0.0
+    output_type: OutputType = "pil"
+    scheduler: str = "ddpm"
+
+
+DEFAULTS = Defaults()
+
+
+def scheduler_class(name: str) -> type:
+    """The diffusers scheduler class offered under ``name`` (see ``SCHEDULERS``)."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {tuple(SCHEDULERS)}, got {name!r}")
+    return getattr(diffusers, SCHEDULERS[name])
+
+
+def check_strength(name: str, value: float) -> None:
+    """A strength is a fraction of the schedule: in (0, 1]."""
+    _check_number(name, value)
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1], got {value}")
+
+
+def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> None:
+    """Check the pipeline arguments given (by their pipeline names); ``names`` renames them in messages."""
+    names = names or {}
+
+    def name(key: str) -> str:
+        return names.get(key, key)
+
+    for key in ("num_inference_steps", "num_images_per_prompt", "num_augmentations"):
+        if key in settings:
+            value = settings[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name(key)} must be an integer >= 1, got {value!r}")
+    for key in ("clip_guidance_scale", "range_loss_scale", "background_loss_scale", "mask_blur", "crop_margin"):
+        if key in settings:
+            _check_number(name(key), settings[key])
+            if settings[key] < 0:
+                raise ValueError(f"{name(key)} must be >= 0, got {settings[key]}")
+    if settings.get("strength") is not None:
+        strength = settings["strength"]
+        check_strength(name("strength"), strength)
+        steps = settings.get("num_inference_steps")
+        if isinstance(steps, int) and int(steps * strength) < 1:
+            raise ValueError(
+                f"{name('strength')} {strength} of {name('num_inference_steps')} {steps} runs no step; raise either"
+            )
+    if "eta" in settings:
+        _check_number(name("eta"), settings["eta"])
+        if not 0 <= settings["eta"] <= 1:
+            raise ValueError(
+                f"{name('eta')} must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {settings['eta']}"
+            )
+    for key, choices in (
+        ("rank_by", RANK_BY),
+        ("output_type", OUTPUT_TYPES),
+        ("clip_input", CLIP_INPUTS),
+        ("scheduler", tuple(SCHEDULERS)),
+    ):
+        if key in settings and settings[key] not in choices:
+            raise ValueError(f"{name(key)} must be one of {choices}, got {settings[key]!r}")
+    if settings.get("mixed_precision") is not None and settings["mixed_precision"] not in MIXED_PRECISIONS:
+        raise ValueError(
+            f"{name('mixed_precision')} must be one of {MIXED_PRECISIONS}, got {settings['mixed_precision']!r}"
+        )
+    background_loss: str | Callable | None = settings.get("background_loss")
+    if background_loss is not None and not callable(background_loss) and background_loss not in BACKGROUND_LOSSES:
+        raise ValueError(
+            f"{name('background_loss')} must be one of {BACKGROUND_LOSSES} or a callable "
+            f"(source, images, mask) -> (N,) losses, got {background_loss!r}"
+        )
+
+
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
