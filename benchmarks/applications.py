@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-import torch
-from common import load_for_edits, provenance, upscale, write_results
+from common import load_for_edits, provenance, timed_edit, upscale, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.applications import (
@@ -42,24 +41,14 @@ LARGE_SCALE = 4
 EDGE_STEP = 30.0  # a colour step (0-255) above this between neighbours is an edge; palette colours differ by more
 
 
-def edit(pipe: BlendedDiffusionPipeline, image: np.ndarray, mask: np.ndarray, prompt: str, seed: int, settings: dict):
-    """The ranked results as (H, W, 3) uint8 arrays."""
-    out = pipe(
-        prompt=prompt,
-        image=PIL.Image.fromarray(image),
-        mask_image=PIL.Image.fromarray(mask.astype(np.uint8) * 255),
-        generator=torch.Generator().manual_seed(seed),
-        **settings,
-    )
-    return [np.asarray(result) for result in out.images]
-
-
 def background_replacement(pipe: BlendedDiffusionPipeline, count: int, settings: dict, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     colour_share, exact = [], []
     for index in range(count):
         case = background_case(rng, 32)
-        results = edit(pipe, case.image, ~case.keep, case.prompt, index, {**settings, "strength": BACKGROUND_STRENGTH})
+        results = timed_edit(
+            pipe, case.image, ~case.keep, case.prompt, index, **{**settings, "strength": BACKGROUND_STRENGTH}
+        ).results
         asked = colour_labels(results[0])[~case.keep] == COLOURS.index(case.colour)
         colour_share.append(float(asked.mean()))
         exact.append(all(np.array_equal(r[case.keep], case.image[case.keep]) for r in results))
@@ -78,7 +67,7 @@ def scribble(pipe: BlendedDiffusionPipeline, count: int, settings: dict, seed: i
         case = scribble_case(rng, 32)
         painted, mask = apply_scribble(PIL.Image.fromarray(case.image), PIL.Image.fromarray(case.strokes))
         painted, mask = np.asarray(painted), np.asarray(mask) > 127
-        results = edit(pipe, painted, mask, case.prompt, index, {**settings, "strength": strength})
+        results = timed_edit(pipe, painted, mask, case.prompt, index, **{**settings, "strength": strength}).results
         verdicts.append(judge(results[0], mask, case.prompt).ok)
         exact.append(all(np.array_equal(r[~mask], painted[~mask]) for r in results))
     return {
@@ -120,7 +109,7 @@ def extrapolation(pipe: BlendedDiffusionPipeline, count: int, settings: dict, se
         case = extend_case(rng, 32, EXTEND_CUT)
         canvas, mask = extend_canvas(PIL.Image.fromarray(case.image), *case.padding, fill=fill, seed=index)
         new = np.asarray(mask) > 127
-        best = edit(pipe, np.asarray(canvas), new, case.prompt, index, settings)[0]
+        best = timed_edit(pipe, np.asarray(canvas), new, case.prompt, index, **settings).results[0]
         left, top, right, bottom = case.padding
         exact.append(np.array_equal(best[top : 32 - bottom, left : 32 - right], case.image))
         seam, lines, edges = seam_strength(best, case.padding)
@@ -148,10 +137,14 @@ def large_image(pipe: BlendedDiffusionPipeline, count: int, settings: dict, seed
     native, large, exact = [], [], []
     for index, case in enumerate(edit_cases(seed, count, 32)):
         native.append(
-            judge(edit(pipe, case.image, case.mask, case.prompt, index, settings)[0], case.mask, case.prompt).ok
+            judge(
+                timed_edit(pipe, case.image, case.mask, case.prompt, index, **settings).results[0],
+                case.mask,
+                case.prompt,
+            ).ok
         )
         image, mask = upscale(case.image, LARGE_SCALE), upscale(case.mask, LARGE_SCALE)
-        results = edit(pipe, image, mask, case.prompt, index, settings)
+        results = timed_edit(pipe, image, mask, case.prompt, index, **settings).results
         large.append(judge(results[0], mask, case.prompt).ok)
         exact.append(all(np.array_equal(r[~mask], image[~mask]) for r in results))
     return {

@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
-import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
+from common import timed_edit
 from diffusers import DDPMScheduler
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
@@ -87,38 +85,27 @@ def build(smoke: bool) -> BlendedDiffusionPipeline:
     )
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
 def time_one(
     pipe: BlendedDiffusionPipeline, precision: str, steps: int, samples: int, augmentations: int, device: torch.device
 ) -> dict:
     size = pipe.unet.config.sample_size
-    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
-    mask = np.zeros((size, size), np.uint8)
-    mask[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 255
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    mask = np.zeros((size, size), bool)
+    mask[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = True
     run_steps = max(1, round(steps * 0.75))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        torch.cuda.synchronize(device)
-    began = time.perf_counter()
-    pipe(
-        prompt="a red ball",
-        image=image,
-        mask_image=PIL.Image.fromarray(mask),
+    edit = timed_edit(
+        pipe,
+        image,
+        mask,
+        "a red ball",
+        0,
         num_inference_steps=steps,
         strength=run_steps / steps,
         num_images_per_prompt=samples,
         num_augmentations=augmentations,
         mixed_precision=precision,
-        generator=torch.Generator().manual_seed(0),
     )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - began
+    seconds = edit.seconds
     return {
         "precision": precision,
         "denoising_steps": run_steps,
@@ -127,7 +114,7 @@ def time_one(
         "seconds": seconds,
         "seconds_per_image": seconds / samples,
         "seconds_per_image_at_75_steps": seconds / samples * 75 / run_steps,
-        "peak_memory_mb": peak_memory_mb(device),
+        "peak_memory_mb": edit.peak_memory_mb,
     }
 
 

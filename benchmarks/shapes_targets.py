@@ -12,13 +12,12 @@ augmentations on (8 views) and off (1 view), and with the cheap gradient that sk
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
-from common import load_for_edits, provenance, write_results
+from common import load_for_edits, provenance, timed_edit, write_results
 from diffusers import DDPMPipeline
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
@@ -58,16 +57,9 @@ def edit_success(pipe: BlendedDiffusionPipeline, count: int, settings: dict, edi
     """Edit ``count`` cases of the edit set at ``settings`` (which name the views and the gradient) and judge them."""
     top1, any_ok, exact, seconds, failures = [], [], [], [], []
     for index, case in enumerate(edit_cases(edit_seed, count, 32)):
-        began = time.perf_counter()
-        out = pipe(
-            prompt=case.prompt,
-            image=PIL.Image.fromarray(case.image),
-            mask_image=PIL.Image.fromarray(case.mask.astype(np.uint8) * 255),
-            generator=torch.Generator().manual_seed(index),
-            **settings,
-        )
-        seconds.append(time.perf_counter() - began)
-        results = [np.asarray(image) for image in out.images]
+        edit = timed_edit(pipe, case.image, case.mask, case.prompt, index, **settings)
+        seconds.append(edit.seconds)
+        results = edit.results
         verdicts = [judge(result, case.mask, case.prompt) for result in results]
         top1.append(verdicts[0].ok)
         any_ok.append(any(verdict.ok for verdict in verdicts))

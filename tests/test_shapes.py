@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from shapes_helpers import ideal_edit
 
-from blended_pipeline.shapes.edits import background_case, edit_case, extend_case, ideal_edit, scribble_case
+from blended_pipeline.shapes.edits import background_case, edit_case, extend_case, scribble_case
 from blended_pipeline.shapes.judge import colour_labels, judge, parse_prompt
 from blended_pipeline.shapes.tokenizer import build_tokenizer, unknown_words
 from blended_pipeline.shapes.world import COLOURS, PALETTE, SHAPES, VOCABULARY, random_scene, render

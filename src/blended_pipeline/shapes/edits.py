@@ -45,20 +45,6 @@ def edit_cases(seed: int, count: int, resolution: int) -> list[EditCase]:
     return [edit_case(rng, resolution) for _ in range(count)]
 
 
-def ideal_edit(
-    case: EditCase, rng: np.random.Generator, shape: str | None = None, colour: str | None = None
-) -> np.ndarray:
-    """The case's image with a shape drawn inside its box: what a perfect edit could look like."""
-    left, top, right, bottom = case.box
-    side = right - left
-    resolution = case.image.shape[0]
-    size = min(rng.uniform(*SHAPE_SIZE_RANGE) * resolution, side - 1)
-    center = tuple(rng.uniform(low + size / 2, low + side - size / 2) for low in (left, top))
-    image = case.image.copy()
-    image[shape_mask(shape or case.shape, center, size, resolution) & case.mask] = PALETTE[colour or case.colour]
-    return image
-
-
 @dataclass(frozen=True)
 class BackgroundCase:
     """Background replacement: keep the first shape (``keep``, grown by a pixel), make the rest ``colour``."""
