@@ -268,6 +268,34 @@ class Measurements:
         return {**self.done[key], "label": config.label}
 
 
+def config_of(run: dict) -> Config:
+    return Config(**{field: run[field] for field in Config.__dataclass_fields__})
+
+
+def in_grid_order(runs: list[dict], grid: list[Config]) -> list[dict]:
+    """``runs`` of ``grid``'s configurations (in any order, some perhaps twice), once each, in the grid's order."""
+    by_config = {config_of(run): run for run in runs}
+    return [by_config[config] for config in grid if config in by_config]
+
+
+def merge(prefixes: list[Path], mode: str) -> dict:
+    """One result from runs that shared the parts or a part's configurations (e.g. one ran ``--reverse``)."""
+    parts = [json.loads(Path(f"{prefix}.json").read_text()) for prefix in prefixes]
+    results = {**parts[0], **provenance("tradeoffs.py"), "merged_from": [part["command"] for part in parts]}
+    results["parts"] = sorted({name for part in parts for name in part["parts"]})
+    for key, grid in (("sweep", sweep_configs(mode)), ("ablations", ablation_configs(mode))):
+        runs = [run for part in parts for run in part.get(key, [])]
+        if runs:
+            results[key] = in_grid_order(runs, grid)
+    for key in ("repaint", "cost_growth"):
+        found = [part[key] for part in parts if key in part]
+        if found:
+            results[key] = found[0]
+    if "sweep" in results:
+        results.update(pareto_front=pareto_front(results["sweep"]), headline=headline(results["sweep"]))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -285,17 +313,23 @@ def main() -> None:
         default=list(PARTS),
         help=f"comma-separated parts to run (default all: {','.join(PARTS)})",
     )
+    parser.add_argument(
+        "--reverse", action="store_true", help="run each part's configurations last first (a second process shares)"
+    )
     parser.add_argument("--replot", action="store_true", help="redraw the table and plots from OUT.json; no runs")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", metavar="PREFIX", help="write OUT from the results of these runs; no runs"
+    )
     args = parser.parse_args()
-    if args.replot:
-        results = json.loads(Path(f"{args.out}.json").read_text())
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.replot or args.merge:
+        results = merge(args.merge, mode) if args.merge else json.loads(Path(f"{args.out}.json").read_text())
         write_results(args.out, results, markdown(results))
         plot(results, args.out)
         return
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         parser.error(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     count = args.edits or {"smoke": 1, "quick": 4, "full": 32}[mode]
     pipe = BlendedDiffusionPipeline.from_pretrained(args.model).to(args.device)
     pipe.set_progress_bar_config(disable=True)
@@ -317,16 +351,15 @@ def main() -> None:
         write_results(args.out, results, markdown(results))
         plot(results, args.out)
 
-    if "sweep" in args.parts:
-        sweep = results["sweep"] = []
-        for config in sweep_configs(mode):
-            sweep.append(measured(config))
-            results.update(pareto_front=pareto_front(sweep), headline=headline(sweep))
-            save()
-    if "ablations" in args.parts:
-        ablations = results["ablations"] = []
-        for config in ablation_configs(mode):
-            ablations.append(measured(config))
+    for part, grid in (("sweep", sweep_configs(mode)), ("ablations", ablation_configs(mode))):
+        if part not in args.parts:
+            continue
+        runs = []
+        for config in reversed(grid) if args.reverse else grid:
+            runs.append(measured(config))
+            results[part] = in_grid_order(runs, grid)
+            if part == "sweep":
+                results.update(pareto_front=pareto_front(results[part]), headline=headline(results[part]))
             save()
     if "repaint" in args.parts:
         results["repaint"] = repaint(

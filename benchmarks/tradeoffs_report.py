@@ -58,6 +58,8 @@ def markdown(results: dict) -> str:
         f"{'GPU allocated' if 'cuda' in results.get('device', '') else 'CPU peak RSS'} "
         f"({results['resident_memory_mb_after_loading']:.0f} MB resident after loading, before any edit).",
     ]
+    if "merged_from" in results:
+        lines.insert(1, "Merged from the runs: " + "; ".join(f"`{command}`" for command in results["merged_from"]))
     if "sweep" in results:
         head = results["headline"]
         lines += [

@@ -135,3 +135,19 @@ def test_examples_run(tmp_path):
         "4-extend.png",
         "5-large-soft.png",
     ]
+
+
+def test_a_sweep_shared_by_two_processes_merges_in_grid_order(tmp_path):
+    forward, first = run_smoke(tmp_path / "a", "tradeoffs.py", "--parts", "sweep")
+    backward, second = run_smoke(tmp_path / "b", "tradeoffs.py", "--parts", "sweep", "--reverse")
+    assert [run["scheduler"] for run in second["sweep"]] == [run["scheduler"] for run in first["sweep"]]
+    merged = tmp_path / "merged"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "tradeoffs.py"), "--smoke", "--out", str(merged), "--merge"]
+        + [str(forward), str(backward)],
+        check=True,
+        capture_output=True,
+    )
+    results = json.loads(Path(f"{merged}.json").read_text())
+    assert len(results["sweep"]) == len(first["sweep"]) and len(results["merged_from"]) == 2
+    assert "Merged from the runs" in Path(f"{merged}.md").read_text()
