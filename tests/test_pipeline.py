@@ -252,7 +252,7 @@ BAD_INPUTS = [
         {
             "prompt": ["a", "b"],
             "output_type": "np",
-            "image": [PIL.Image.new("RGB", (40, 24)), PIL.Image.new("RGB", (20, 12))],
+            "image": [PIL.Image.new("RGB", (40, 24)), PIL.Image.new("RGB", (30, 18))],
         },
         ValueError,
         "one size",
@@ -398,9 +398,9 @@ def test_a_list_of_prompts_is_one_batch_equal_to_one_call_per_edit(pipe, image, 
 def test_one_image_and_mask_serve_every_prompt_and_sizes_may_differ_with_pil(pipe, image, mask):
     out = fast_call(pipe, image, mask, prompt=["a red ball", "a blue ball", "a red square"], output_type="pil")
     assert len(out.images) == 6 and len(out.scores) == 6
-    small = image.resize((20, 12))
-    mixed = fast_call(pipe, [image, small], [mask, mask.resize((20, 12))], prompt=["a red ball"] * 2, output_type="pil")
-    assert [picture.size for picture in mixed.images] == [(40, 24)] * 2 + [(20, 12)] * 2
-    keep = np.asarray(mask.resize((20, 12))) == 0
+    small = image.resize((30, 18))
+    mixed = fast_call(pipe, [image, small], [mask, mask.resize((30, 18))], prompt=["a red ball"] * 2, output_type="pil")
+    assert [picture.size for picture in mixed.images] == [(40, 24)] * 2 + [(30, 18)] * 2
+    keep = np.asarray(mask.resize((30, 18))) == 0
     for result in mixed.images[2:]:
         assert np.array_equal(np.asarray(result)[keep], np.asarray(small)[keep])

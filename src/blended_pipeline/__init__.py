@@ -1,31 +1,39 @@
-"""Blended Diffusion (Avrahami et al., CVPR 2022) on Hugging Face diffusers."""
+"""Blended Diffusion (Avrahami et al., CVPR 2022) on Hugging Face diffusers.
 
+The public names load on first use, so that ``import blended_pipeline`` (and the CLI's ``--help``) does not wait
+for torch and diffusers.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
 from pathlib import Path
-
-from blended_pipeline.augment import ProjectiveAugmentation
-from blended_pipeline.blending import BlendCallback, ProgressiveDilationBlendCallback
-from blended_pipeline.guidance import (
-    BackgroundPreservationLoss,
-    CLIPGuidance,
-    Guidance,
-    GuidanceLoss,
-    guided_noise_prediction,
-)
-from blended_pipeline.pipeline import BlendedDiffusionPipeline, BlendedDiffusionPipelineOutput
+from typing import Any
 
 SHAPES_CHECKPOINT = str(Path(__file__).parent / "shapes" / "checkpoint")
 """A diffusers pipeline directory of the shapes world's trained models, shipped with the package."""
 
-__all__ = [
-    "BackgroundPreservationLoss",
-    "BlendCallback",
-    "BlendedDiffusionPipeline",
-    "BlendedDiffusionPipelineOutput",
-    "CLIPGuidance",
-    "Guidance",
-    "GuidanceLoss",
-    "ProgressiveDilationBlendCallback",
-    "ProjectiveAugmentation",
-    "SHAPES_CHECKPOINT",
-    "guided_noise_prediction",
-]
+_HOMES = {
+    "BackgroundPreservationLoss": "guidance",
+    "BlendCallback": "blending",
+    "BlendedDiffusionPipeline": "pipeline",
+    "BlendedDiffusionPipelineOutput": "pipeline",
+    "CLIPGuidance": "guidance",
+    "Guidance": "guidance",
+    "GuidanceLoss": "guidance",
+    "ProgressiveDilationBlendCallback": "blending",
+    "ProjectiveAugmentation": "augment",
+    "guided_noise_prediction": "guidance",
+}
+
+__all__ = [*sorted(_HOMES), "SHAPES_CHECKPOINT"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(f"blended_pipeline.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'blended_pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

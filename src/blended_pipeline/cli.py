@@ -7,8 +7,10 @@
     blended-edit --image IN.png --extend 0,0,16,0 --prompt "a green background" --out OUT.png
 
 Writes the best result to OUT.png, every ranked result beside it (OUT-1.png, OUT-2.png, ... with
-OUT-scores.json), and OUT-grid.png (input | mask | results). Argument and file errors print one line and exit
-with status 2 before anything is written; outputs are written under temporary names, then renamed.
+OUT-scores.json), and OUT-grid.png (input | mask | results), and prints their names. Argument and file errors
+print one line and exit with status 2 before the model loads; an earlier run's outputs are replaced only with
+--overwrite; outputs are written under temporary names, then renamed; Ctrl-C exits with status 130 and leaves
+nothing behind. torch and diffusers are imported only once the arguments and files have been checked.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import PIL.Image
-import torch
-from diffusers.configuration_utils import FrozenDict
 
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.applications import (
@@ -34,8 +36,19 @@ from blended_pipeline.applications import (
     extend_canvas,
     invert_mask,
 )
-from blended_pipeline.image_io import load_image, load_mask
-from blended_pipeline.options import BACKGROUND_LOSSES, DEFAULTS, RANK_BY, SCHEDULERS, check_settings, scheduler_class
+from blended_pipeline.options import (
+    BACKGROUND_LOSSES,
+    DEFAULTS,
+    RANK_BY,
+    SCHEDULERS,
+    InputWarning,
+    check_extension,
+    check_image_size,
+    check_settings,
+)
+
+if TYPE_CHECKING:
+    from blended_pipeline.pipeline import BlendedDiffusionPipeline
 
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 PIPELINE_ARGUMENTS = (
@@ -51,6 +64,7 @@ PIPELINE_ARGUMENTS = (
     "eta",
 )
 """Pipeline arguments that an option sets one to one (the option's ``dest`` is the argument's name)."""
+INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT
 
 
 class UsageError(Exception):
@@ -150,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULTS.background_loss})",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs (the whole set)")
+    parser.add_argument("--quiet", action="store_true", help="print only the written files (no progress)")
     return parser
 
 
@@ -165,30 +181,60 @@ def _pixels(text: str) -> tuple[int, int, int, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return run(args)
+    except KeyboardInterrupt:
+        print("blended-edit: interrupted; nothing was written", file=sys.stderr)
+        return INTERRUPTED
     except (UsageError, ValueError, TypeError, OSError) as error:
-        print(f"blended-edit: error: {error}", file=sys.stderr)
+        print(f"blended-edit: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
 
 
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
+    outputs = OutputSet.planned(args)
     image, mask, prompt = demo_inputs(args.seed) if args.demo else prepare_inputs(args)
+    from blended_pipeline.image_io import load_image, load_mask
+
     load_mask(mask, load_image(image).shape[-2:])  # a bad mask is refused before the model loads
-    pipe = load_pipeline(args.model, args.clip, args.scheduler, args.device)
+    device = resolve_device(args.device)
+    check_model_directory(args.model)
+    say(args, f"loading {args.model} on {device} ({args.dtype})")
+    pipe = load_pipeline(args.model, args.clip, args.scheduler, device)
+    pipe.set_progress_bar_config(disable=args.quiet)
     warn_about_unknown_words(pipe, prompt)
     settings = pipeline_settings(args, pipe.config)
+    steps, strength = settings["num_inference_steps"], settings["strength"]
+    say(
+        args,
+        f"editing to {prompt!r}: {int(steps * strength)} of {steps} steps, the first {steps - int(steps * strength)} "
+        f"skipped at strength {strength:g} ({strength_source(args)}); {settings['num_images_per_prompt']} results",
+    )
+    import torch
+
     out = pipe(
         prompt=prompt, image=image, mask_image=mask, generator=torch.Generator().manual_seed(args.seed), **settings
     )
-    record = {"prompt": prompt, "seed": args.seed, "scheduler": args.scheduler, **settings}
-    written = write_outputs(args, image, mask, record, out.images, out.scores)
-    for path in written:
+    record = {"prompt": prompt, "seed": args.seed, "scheduler": args.scheduler, "model": args.model, **settings}
+    for path in outputs.write(image, mask, record, out.images, out.scores):
         print(path)
     return 0
 
 
-def pipeline_settings(args: argparse.Namespace, checkpoint: FrozenDict) -> dict:
+def say(args: argparse.Namespace, message: str) -> None:
+    """What the command is doing, on stderr (stdout holds only the written files); silent with --quiet."""
+    if not args.quiet:
+        print(f"blended-edit: {message}", file=sys.stderr, flush=True)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    if issubclass(category, InputWarning):
+        print(f"blended-edit: warning: {message}", file=sys.stderr)
+
+
+def pipeline_settings(args: argparse.Namespace, checkpoint: Any) -> dict:
     """The pipeline's keyword arguments that the options set with ``checkpoint``'s config: all but the inputs."""
     return dict(
         **{name: getattr(args, name) for name in PIPELINE_ARGUMENTS},
@@ -203,7 +249,7 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     return {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
 
 
-def strength_for(args: argparse.Namespace, checkpoint: FrozenDict) -> float:
+def strength_for(args: argparse.Namespace, checkpoint: Any) -> float:
     """The strength asked for, else the application's: the checkpoint's own, or 1.0 for a new background."""
     if args.strength is not None:
         return args.strength
@@ -212,12 +258,24 @@ def strength_for(args: argparse.Namespace, checkpoint: FrozenDict) -> float:
     return BACKGROUND_STRENGTH if args.invert_mask else checkpoint.default_strength
 
 
+def strength_source(args: argparse.Namespace) -> str:
+    """Where ``strength_for`` took the strength from, in words."""
+    if args.strength is not None:
+        return "--strength"
+    if args.scribble:
+        return "the checkpoint's scribble_strength"
+    return "--invert-mask's new background" if args.invert_mask else "the checkpoint's default_strength"
+
+
 def prepare_inputs(args: argparse.Namespace) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
     """The image and mask the pipeline edits, after the application options have shaped them."""
     image = open_image(args.image, "--image")
+    check_image_size(*image.size, f"--image {args.image}")
     mask = open_image(args.mask, "--mask") if args.mask else None
     if args.extend:
+        check_extension(*image.size, *args.extend, "--extend")
         image, mask = extend_canvas(image, *args.extend, fill=args.extend_fill, seed=args.seed)
+        check_image_size(*image.size, "--extend's canvas")
     if args.scribble:
         image, stroke_mask = apply_scribble(image, open_image(args.scribble, "--scribble"))
         mask = mask or stroke_mask
@@ -230,6 +288,8 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.demo:
         if args.image or args.mask:
             raise UsageError("--demo makes its own image and mask; drop --image/--mask")
+        if args.out.suffix:
+            raise UsageError(f"--demo writes a directory of files: --out names that directory, got {args.out}")
     else:
         needs_mask = not (args.extend or args.scribble)
         required = (("--image", args.image), ("--mask", args.mask if needs_mask else True), ("--prompt", args.prompt))
@@ -240,25 +300,29 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError("--extend masks the new canvas area itself; drop --mask")
         if args.out.suffix.lower() != ".png":
             raise UsageError(f"--out must be a .png file, got {args.out}")
-        if not args.out.parent.resolve().is_dir():
-            raise UsageError(f"--out's directory {args.out.parent} does not exist")
     settings = {name: getattr(args, name) for name in (*PIPELINE_ARGUMENTS, "strength", "scheduler")}
     try:
         check_settings(flag_names(build_parser()), **settings)
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.prompt is not None and not args.prompt.strip():
-        raise UsageError("--prompt is empty")
+        raise UsageError("--prompt is empty: say what the masked region should show")
 
 
 def open_image(path: Path, flag: str) -> PIL.Image.Image:
+    """The image at ``path``, fully read; every failure names the flag and the file."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory; give an image file")
     if not path.is_file():
         raise UsageError(f"{flag} {path}: no such file")
     try:
         with PIL.Image.open(path) as image:
+            image.load()
             return image.copy()
     except PIL.UnidentifiedImageError as error:
         raise UsageError(f"{flag} {path}: not an image PIL can read") from error
+    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt files
+        raise UsageError(f"{flag} {path}: cannot read the image ({error})") from error
 
 
 def demo_inputs(seed: int) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
@@ -269,24 +333,61 @@ def demo_inputs(seed: int) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
     return PIL.Image.fromarray(case.image), PIL.Image.fromarray(case.mask.astype(np.uint8) * 255), case.prompt
 
 
-def load_pipeline(model: str, clip: str | None, scheduler: str, device: str):
+def resolve_device(text: str) -> str:
+    """``--device`` as a torch device string that is present here; "auto" is cuda when present, else cpu."""
+    import torch
+
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--device {text}: not a device torch knows; use cpu, cuda, cuda:N or mps") from error
+    present = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not present.get(device.type, False):
+        raise UsageError(f"--device {text}: no such device here; use cpu" + (" or cuda" * torch.cuda.is_available()))
+    return str(device)
+
+
+def check_model_directory(model: str) -> None:
+    """A local pipeline directory has its model_index.json and every component folder that file names."""
+    path = Path(model)
+    if not path.exists():
+        if path.is_absolute() or model.startswith(".") or model.count("/") > 1:
+            raise UsageError(f"--model {model}: no such directory (and not a hub id, which reads owner/name)")
+        return  # a hub id
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise UsageError(f"--model {model}: no model_index.json there; give a diffusers pipeline directory")
+    for name, entry in json.loads(index.read_text()).items():
+        if isinstance(entry, list) and entry[0] is not None and not (path / name).is_dir():
+            raise UsageError(f"--model {model}: model_index.json names {name!r} but {path / name} is missing")
+
+
+def load_pipeline(model: str, clip: str | None, scheduler: str, device: str) -> BlendedDiffusionPipeline:
     import diffusers
     import transformers
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    from blended_pipeline import BlendedDiffusionPipeline
+    from blended_pipeline.options import scheduler_class
+    from blended_pipeline.pipeline import BlendedDiffusionPipeline
 
     diffusers.utils.logging.disable_progress_bar()  # the denoising bar stays; loading bars are noise
     transformers.utils.logging.disable_progress_bar()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available")
     clip_parts = {}
     if clip:
-        clip_parts = dict(
-            clip_model=CLIPModel.from_pretrained(clip),
-            tokenizer=CLIPTokenizer.from_pretrained(clip),
-            feature_extractor=CLIPImageProcessor.from_pretrained(clip),
-        )
+        try:
+            clip_parts = dict(
+                clip_model=CLIPModel.from_pretrained(clip),
+                tokenizer=CLIPTokenizer.from_pretrained(clip),
+                feature_extractor=CLIPImageProcessor.from_pretrained(clip),
+            )
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--clip {clip}: cannot load a CLIP ({str(error).splitlines()[0]})") from error
     try:
         pipe = BlendedDiffusionPipeline.from_pretrained(model, **clip_parts)
     except (OSError, ValueError) as error:
@@ -295,7 +396,7 @@ def load_pipeline(model: str, clip: str | None, scheduler: str, device: str):
     return pipe.to(device)
 
 
-def warn_about_unknown_words(pipe, prompt: str) -> None:
+def warn_about_unknown_words(pipe: BlendedDiffusionPipeline, prompt: str) -> None:
     """The shapes CLIP knows a closed vocabulary: name the words it never saw."""
     from blended_pipeline.shapes.tokenizer import unknown_words
     from blended_pipeline.shapes.world import VOCABULARY
@@ -306,47 +407,100 @@ def warn_about_unknown_words(pipe, prompt: str) -> None:
             print(f"blended-edit: warning: the shapes model does not know {', '.join(unknown)}", file=sys.stderr)
 
 
-def write_outputs(
-    args: argparse.Namespace,
-    image: PIL.Image.Image,
-    mask: PIL.Image.Image,
-    record: dict,
-    results: list[PIL.Image.Image],
-    scores: list[float],
-) -> list[Path]:
-    """Everything is written to temporary names first and renamed only when all of it is written.
+class OutputSet:
+    """The files one run writes (the best result, its ranked siblings, the grid and the scores; with --demo also
+    the input and the mask), checked before any work and written all at once."""
 
-    ``record`` (the prompt and the settings the edit ran with) goes into the scores file beside the ranking.
-    """
-    if args.demo:
-        args.out.mkdir(parents=True, exist_ok=True)
-        best = args.out / "result.png"
-        files = {args.out / "input.png": image.convert("RGB"), args.out / "mask.png": mask.convert("L")}
-    else:
-        best, files = args.out, {}
-    files[best] = results[0]
-    for rank, result in enumerate(results, start=1):
-        files[best.with_name(f"{best.stem}-{rank}.png")] = result
-    files[best.with_name(f"{best.stem}-grid.png")] = grid([image, mask, *results])
-    scores_path = best.with_name(f"{best.stem}-scores.json")
-    ranked = [
-        {"rank": r, "file": best.with_name(f"{best.stem}-{r}.png").name, "score": s}
-        for r, s in enumerate(scores, start=1)
-    ]
-    temporary: list[tuple[str, Path]] = []
+    def __init__(self, best: Path, extras: tuple[str, ...], overwrite: bool) -> None:
+        self.best, self.extras, self.overwrite = best, extras, overwrite
+
+    @classmethod
+    def planned(cls, args: argparse.Namespace) -> OutputSet:
+        """Refuse, before any work, an output place that cannot be written or that holds an earlier run's set."""
+        folder = args.out if args.demo else args.out.parent
+        if args.demo and args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {args.out}: exists and is not a directory; --demo writes a directory")
+        existing_folder = next(p for p in (folder, *folder.parents) if p.exists()) if folder.parents else folder
+        if not args.demo and not folder.is_dir():
+            raise UsageError(f"--out's directory {folder} does not exist")
+        _check_writable(existing_folder)
+        outputs = cls(folder / "result.png" if args.demo else args.out, ("input", "mask") * args.demo, args.overwrite)
+        earlier = outputs.existing()
+        if earlier and not args.overwrite:
+            names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+            raise UsageError(
+                f"--out {args.out}: {len(earlier)} file(s) of an earlier run are there ({names}); "
+                "pass --overwrite to replace the whole set"
+            )
+        return outputs
+
+    def existing(self) -> list[Path]:
+        """Files of this set already on disk, numbered siblings of any count included."""
+        folder, stem = self.best.parent, self.best.stem
+        if not folder.is_dir():
+            return []
+        named = [self.best, folder / f"{stem}-grid.png", folder / f"{stem}-scores.json"]
+        named += [folder / f"{extra}.png" for extra in self.extras]
+        numbered = [p for p in folder.glob(f"{stem}-*.png") if p.stem[len(stem) + 1 :].isdigit()]
+        return sorted({path for path in [*named, *numbered] if path.exists()})
+
+    def write(
+        self,
+        image: PIL.Image.Image,
+        mask: PIL.Image.Image,
+        record: dict,
+        results: list[PIL.Image.Image],
+        scores: list[float],
+    ) -> list[Path]:
+        """Everything to temporary names first, renamed only when all is written; with --overwrite the earlier
+        set's files that this run does not write (more numbered results) are removed. ``record`` (the prompt and
+        the settings) goes into the scores file beside the ranking."""
+        self.best.parent.mkdir(parents=True, exist_ok=True)
+        folder, stem = self.best.parent, self.best.stem
+        files: dict[Path, PIL.Image.Image] = {}
+        if self.extras:
+            files = {folder / "input.png": image.convert("RGB"), folder / "mask.png": mask.convert("L")}
+        files[self.best] = results[0]
+        for rank, result in enumerate(results, start=1):
+            files[folder / f"{stem}-{rank}.png"] = result
+        files[folder / f"{stem}-grid.png"] = grid([image, mask, *results])
+        ranked = [{"rank": r, "file": f"{stem}-{r}.png", "score": s} for r, s in enumerate(scores, start=1)]
+        scores_text = json.dumps({**record, "results": ranked}, indent=2)
+        stale = [path for path in self.existing() if path not in files and path.name != f"{stem}-scores.json"]
+        temporary: list[tuple[str, Path]] = []
+        try:
+            for path, picture in files.items():
+                temporary.append((_temporary_name(path), path))
+                picture.save(temporary[-1][0], format="PNG")
+            temporary.append((_temporary_name(folder / f"{stem}-scores.json"), folder / f"{stem}-scores.json"))
+            Path(temporary[-1][0]).write_text(scores_text)
+        except BaseException:
+            for name, _ in temporary:
+                Path(name).unlink(missing_ok=True)
+            raise
+        permissions = 0o666 & ~_umask()
+        for name, path in temporary:
+            os.chmod(name, permissions)
+            os.replace(name, path)
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return [path for _, path in temporary]
+
+
+def _check_writable(folder: Path) -> None:
+    """Create and remove a file in ``folder``: the one check a read-only or special filesystem cannot pass."""
     try:
-        for path, picture in files.items():
-            temporary.append((_temporary_name(path), path))
-            picture.save(temporary[-1][0], format="PNG")
-        temporary.append((_temporary_name(scores_path), scores_path))
-        Path(temporary[-1][0]).write_text(json.dumps({**record, "results": ranked}, indent=2))
-    except BaseException:
-        for name, _ in temporary:
-            Path(name).unlink(missing_ok=True)
-        raise
-    for name, path in temporary:
-        os.replace(name, path)
-    return [path for _, path in temporary]
+        handle, name = tempfile.mkstemp(prefix=".blended-edit-", dir=folder)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as error:
+        raise UsageError(f"--out: cannot write in {folder} ({error.strerror or error})") from error
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def grid(pictures: list[PIL.Image.Image], cell: int = 128) -> PIL.Image.Image:

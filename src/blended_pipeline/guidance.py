@@ -12,6 +12,7 @@ Three pieces, each usable without a pipeline:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 
 from blended_pipeline.augment import Augmentation, Generators
-from blended_pipeline.options import ClipInput
+from blended_pipeline.options import ClipInput, InputWarning
 
 BackgroundLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``(source, images, mask) -> (N,)`` losses: how far ``images`` strayed from ``source`` where ``mask`` is 0."""
@@ -68,6 +69,8 @@ class CLIPGuidance:
 
     def prepare(self, prompts: Sequence[str], device: torch.device) -> TokenizedPrompts:
         distinct = list(dict.fromkeys(prompts))
+        for prompt in distinct:
+            self._warn_if_cut(prompt)
         tokens = self.tokenizer(
             distinct, padding="max_length", truncation=True, max_length=self._max_length(), return_tensors="pt"
         )
@@ -88,6 +91,18 @@ class CLIPGuidance:
         output = self.clip_model(input_ids=target.input_ids, attention_mask=target.attention_mask, pixel_values=pixels)
         rows = target.rows.repeat(images.shape[0] // target.rows.shape[0])
         return output.image_embeds.float(), output.text_embeds.float()[rows]
+
+    def _warn_if_cut(self, prompt: str) -> None:
+        """CLIP reads a fixed number of tokens: name the words a longer prompt loses."""
+        ids = self.tokenizer(prompt, truncation=False).input_ids
+        kept = self._max_length() - 1  # the last place holds the end-of-text token
+        if len(ids) > kept + 1:
+            dropped = self.tokenizer.decode(ids[kept:-1], skip_special_tokens=True).strip()
+            warnings.warn(
+                f"prompt is longer than CLIP's {self._max_length()} tokens; dropped: {dropped!r}",
+                InputWarning,
+                stacklevel=4,
+            )
 
     def _max_length(self) -> int:
         return min(self.tokenizer.model_max_length, self.clip_model.config.text_config.max_position_embeddings)

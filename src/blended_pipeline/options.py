@@ -50,6 +50,38 @@ class Defaults:
 
 DEFAULTS = Defaults()
 
+MIN_IMAGE_SIDE = 16
+"""Pixels: a smaller image holds too little for the model's resolution (32 px for shapes, 256 for ADM) to edit."""
+MAX_ASPECT_RATIO = 4.0
+"""Longer side over shorter: beyond it the square model input squashes the image (when no square crop fits)."""
+MAX_EXTENSION = 1.0
+"""``--extend`` may add at most this times the image's width across left + right, and its height across top + bottom:
+beyond it most of the canvas is invented from a thin strip, which smears it."""
+
+
+class InputWarning(UserWarning):
+    """An input was read in a way its author may not expect (alpha ignored, a prompt cut); said once, in one line."""
+
+
+def check_image_size(width: int, height: int, name: str) -> None:
+    """Refuse an image too small, or too long and thin, for the method; the message names the limit."""
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ValueError(f"{name} is {width}x{height} (WxH): each side must be at least {MIN_IMAGE_SIDE} pixels")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ValueError(
+            f"{name} is {width}x{height} (WxH): the longer side may be at most {MAX_ASPECT_RATIO:g} times the shorter"
+        )
+
+
+def check_extension(width: int, height: int, left: int, top: int, right: int, bottom: int, name: str) -> None:
+    """Refuse growing a ``width`` x ``height`` image by more than ``MAX_EXTENSION`` of its side on an axis."""
+    if left + right > MAX_EXTENSION * width or top + bottom > MAX_EXTENSION * height:
+        raise ValueError(
+            f"{name} {left},{top},{right},{bottom} grows the {width}x{height} image too much: left + right may add "
+            f"at most {MAX_EXTENSION:g} x its width ({int(MAX_EXTENSION * width)}), top + bottom at most "
+            f"{MAX_EXTENSION:g} x its height ({int(MAX_EXTENSION * height)})"
+        )
+
 
 def scheduler_class(name: str) -> type:
     """The diffusers scheduler class offered under ``name`` (see ``SCHEDULERS``)."""

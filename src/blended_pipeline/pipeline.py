@@ -37,6 +37,7 @@ from blended_pipeline.options import (
     MixedPrecision,
     OutputType,
     RankBy,
+    check_image_size,
     check_settings,
     check_strength,
 )
@@ -224,6 +225,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             output_type=output_type,
         )
         sources = [load_image(picture) for picture in images]
+        for source in sources:
+            check_image_size(source.shape[-1], source.shape[-2], "image")
         masks = [feather(load_mask(m, tuple(s.shape[-2:])), mask_blur) for m, s in zip(masks, sources, strict=True)]
         if output_type != "pil" and len({s.shape for s in sources}) > 1:
             raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")

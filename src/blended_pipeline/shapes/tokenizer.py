@@ -36,4 +36,4 @@ def build_tokenizer(words: Iterable[str], max_length: int = 16) -> CLIPTokenizer
 def unknown_words(prompt: str, vocabulary: Iterable[str]) -> list[str]:
     """The words of ``prompt`` outside ``vocabulary``, in order of appearance."""
     known = set(vocabulary)
-    return [word for word in re.findall(r"[a-z0-9]+", prompt.lower()) if word not in known]
+    return [word for word in re.findall(r"\w+", prompt.lower()) if word not in known]
