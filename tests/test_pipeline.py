@@ -244,6 +244,7 @@ BAD_INPUTS = [
     ({"strength": 0.0}, ValueError, "strength"),
     ({"strength": 1.5}, ValueError, "strength"),
     ({"num_inference_steps": 0}, ValueError, "num_inference_steps"),
+    ({"num_inference_steps": 101}, ValueError, "trained with"),
     ({"prompt": ""}, ValueError, "prompt is empty"),
     ({"prompt": None}, TypeError, "prompt must be a string"),
     ({"prompt": ["a", 3]}, TypeError, "prompt must be a string"),

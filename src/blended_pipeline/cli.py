@@ -201,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     load_mask(mask, load_image(image).shape[-2:])  # a bad mask is refused before the model loads
     device = resolve_device(args.device)
     check_model_directory(args.model)
+    if args.clip:
+        check_model_directory(args.clip, "--clip", "config.json")
     say(args, f"loading {args.model} on {device} ({args.dtype})")
     pipe = load_pipeline(args.model, args.clip, args.scheduler, device)
     pipe.set_progress_bar_config(disable=args.quiet)
@@ -353,19 +355,20 @@ def resolve_device(text: str) -> str:
     return str(device)
 
 
-def check_model_directory(model: str) -> None:
-    """A local pipeline directory has its model_index.json and every component folder that file names."""
+def check_model_directory(model: str, flag: str = "--model", needs: str = "model_index.json") -> None:
+    """A local checkpoint directory has the file that describes it and, for a pipeline, every component folder
+    its model_index.json names; anything else that looks like a path must exist. Hub ids pass (read at load)."""
     path = Path(model)
     if not path.exists():
         if path.is_absolute() or model.startswith(".") or model.count("/") > 1:
-            raise UsageError(f"--model {model}: no such directory (and not a hub id, which reads owner/name)")
-        return  # a hub id
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise UsageError(f"--model {model}: no model_index.json there; give a diffusers pipeline directory")
-    for name, entry in json.loads(index.read_text()).items():
-        if isinstance(entry, list) and entry[0] is not None and not (path / name).is_dir():
-            raise UsageError(f"--model {model}: model_index.json names {name!r} but {path / name} is missing")
+            raise UsageError(f"{flag} {model}: no such directory (and not a hub id, which reads owner/name)")
+        return
+    if not (path / needs).is_file():
+        raise UsageError(f"{flag} {model}: no {needs} there; give a diffusers/transformers checkpoint directory")
+    if needs == "model_index.json":
+        for name, entry in json.loads((path / needs).read_text()).items():
+            if isinstance(entry, list) and entry[0] is not None and not (path / name).is_dir():
+                raise UsageError(f"{flag} {model}: model_index.json names {name!r} but {path / name} is missing")
 
 
 def load_pipeline(model: str, clip: str | None, scheduler: str, device: str) -> BlendedDiffusionPipeline:

@@ -439,6 +439,12 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             if not prompt.strip():
                 raise ValueError("prompt is empty: describe what the masked region should show")
         check_settings(**settings)
+        trained = self.scheduler.config.get("num_train_timesteps")
+        if trained is not None and settings["num_inference_steps"] > trained:
+            raise ValueError(
+                f"num_inference_steps={settings['num_inference_steps']} is more than the {trained} timesteps the "
+                "scheduler (and the UNet) was trained with; use at most that many"
+            )
         results = len(prompts) * settings["num_images_per_prompt"]
         if isinstance(generator, list) and len(generator) != results:
             raise ValueError(
