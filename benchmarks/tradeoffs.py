@@ -211,33 +211,30 @@ def cost_growth(pipe: BlendedDiffusionPipeline, case: EditCase, steps: int, samp
 
 
 def sweep_configs(mode: str) -> list[Config]:
-    """Schedulers x steps at the default 8 views; then views, gradient mode and precision around anchor points."""
+    """Schedulers x steps at the default 8 views; then views, gradient mode and precision around the default.
+
+    DDIM with eta 1 is not swept: with the clipped model output it is DDPM's step (the published table of
+    2026-11-26 measured it equal to DDPM at every step count).
+    """
     if mode == "smoke":
         return [
             Config(num_inference_steps=4, num_augmentations=2, num_images_per_prompt=2),
             Config(scheduler="ddim", num_inference_steps=4, mixed_precision="bf16"),
         ]
     if mode == "quick":
-        schedulers, steps, views = ("ddpm", "ddim"), (10, 25), (1,)
-        anchors = (Config(scheduler="ddim", num_inference_steps=10),)
+        schedulers, steps, views, anchor = ("ddpm", "ddim"), (10, 25), (1,), Config(num_inference_steps=25)
     else:
-        schedulers, steps, views = tuple(SCHEDULERS), (10, 25, 50, 100), (1, 4, 16)
-        anchors = (Config(), Config(scheduler="ddim", num_inference_steps=25))
+        schedulers, steps, views, anchor = tuple(SCHEDULERS), (10, 25, 50, 100), (1, 4, 16), Config()
     grid = [Config(scheduler=s, num_inference_steps=n) for s in schedulers for n in steps]
-    grid += [Config(scheduler="ddim", eta=1.0, num_inference_steps=n) for n in steps]
-    for anchor in anchors:
-        grid += [replace(anchor, num_augmentations=v) for v in views]
-        grid += [
-            replace(anchor, backprop_through_unet=exact, mixed_precision=precision)
-            for exact, precision in ((False, "no"), (True, "bf16"), (False, "bf16"))
-        ]
+    grid += [replace(anchor, num_augmentations=v) for v in views]
+    grid += [replace(anchor, backprop_through_unet=False), replace(anchor, mixed_precision="bf16")]
     return grid
 
 
 def ablation_configs(mode: str) -> list[Config]:
     """Algorithm 2 with 8 views and 1, against Algorithm 1 over lambda (0: guided generation, then a plain paste)."""
     steps = {"smoke": 4, "quick": 25, "full": 100}[mode]
-    lambdas = {"smoke": (0.0,), "quick": (0.0, 1000.0), "full": (0.0, 100.0, 1000.0, 10000.0)}[mode]
+    lambdas = {"smoke": (0.0,), "quick": (0.0, 1000.0), "full": (0.0, 1000.0)}[mode]
     base = Config(num_inference_steps=steps)
     if mode == "smoke":
         base = replace(base, num_augmentations=2, num_images_per_prompt=2)
@@ -252,20 +249,37 @@ def ablation_configs(mode: str) -> list[Config]:
 
 
 class Measurements:
-    """Runs each configuration once: an ablation that repeats a sweep point reuses its figures under its label."""
+    """Runs each configuration once: an ablation that repeats a sweep point reuses its figures under its label,
+    and so does a configuration already in one of the ``reuse`` results files, which are read again before every
+    measurement (so two processes sharing a grid, one of them with ``--reverse``, meet in the middle)."""
 
-    def __init__(self, pipe: BlendedDiffusionPipeline, cases: list[EditCase]) -> None:
-        self.pipe, self.cases = pipe, cases
+    def __init__(self, pipe: BlendedDiffusionPipeline, cases: list[EditCase], reuse: list[Path]) -> None:
+        self.pipe, self.cases, self.reuse = pipe, cases, reuse
         self.counter = EvaluationCounter(pipe)
         self.done: dict[Config, dict] = {}
 
     def __call__(self, config: Config) -> dict:
         key = replace(config, label="")
         if key not in self.done:
+            self.done.update(measured_in(self.reuse, len(self.cases)))
+        if key not in self.done:
             self.done[key] = measure(self.pipe, key, self.cases, self.counter)
             run = self.done[key]
             print(f"{name(run)}: top-1 {run['top1_success']:.0%}, {run['seconds_per_image']:.2f} s/image", flush=True)
         return {**self.done[key], "label": config.label}
+
+
+def measured_in(prefixes: list[Path], edits: int) -> dict[Config, dict]:
+    """Every sweep or ablation run in these results files (those that exist) made on ``edits`` edits, unlabelled."""
+    found = {}
+    for prefix in prefixes:
+        path = Path(f"{prefix}.json")
+        if path.exists():
+            results = json.loads(path.read_text())
+            for run in [*results.get("sweep", []), *results.get("ablations", [])]:
+                if run["edits"] == edits:
+                    found[replace(config_of(run), label="")] = {**run, "label": ""}
+    return found
 
 
 def config_of(run: dict) -> Config:
@@ -283,10 +297,11 @@ def merge(prefixes: list[Path], mode: str) -> dict:
     parts = [json.loads(Path(f"{prefix}.json").read_text()) for prefix in prefixes]
     results = {**parts[0], **provenance("tradeoffs.py"), "merged_from": [part["command"] for part in parts]}
     results["parts"] = sorted({name for part in parts for name in part["parts"]})
+    measured = measured_in(prefixes, parts[0]["edits"])
     for key, grid in (("sweep", sweep_configs(mode)), ("ablations", ablation_configs(mode))):
-        runs = [run for part in parts for run in part.get(key, [])]
-        if runs:
-            results[key] = in_grid_order(runs, grid)
+        runs = [{**measured[replace(c, label="")], "label": c.label} for c in grid if replace(c, label="") in measured]
+        if key in results["parts"] and runs:
+            results[key] = runs
     for key in ("repaint", "cost_growth"):
         found = [part[key] for part in parts if key in part]
         if found:
@@ -316,6 +331,14 @@ def main() -> None:
     parser.add_argument(
         "--reverse", action="store_true", help="run each part's configurations last first (a second process shares)"
     )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="PREFIX",
+        help="results whose configurations count as measured (read again before each; for a second process)",
+    )
     parser.add_argument("--replot", action="store_true", help="redraw the table and plots from OUT.json; no runs")
     parser.add_argument(
         "--merge", type=Path, nargs="+", metavar="PREFIX", help="write OUT from the results of these runs; no runs"
@@ -335,7 +358,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     loaded_memory_mb = process_memory_mb("VmRSS")
     cases = edit_cases(EDIT_SEED, count, 32)
-    measured = Measurements(pipe, cases)
+    measured = Measurements(pipe, cases, args.reuse)
     results = {
         **provenance("tradeoffs.py"),
         "mode": mode,
@@ -351,30 +374,29 @@ def main() -> None:
         write_results(args.out, results, markdown(results))
         plot(results, args.out)
 
-    for part, grid in (("sweep", sweep_configs(mode)), ("ablations", ablation_configs(mode))):
-        if part not in args.parts:
-            continue
-        runs = []
-        for config in reversed(grid) if args.reverse else grid:
-            runs.append(measured(config))
-            results[part] = in_grid_order(runs, grid)
-            if part == "sweep":
-                results.update(pareto_front=pareto_front(results[part]), headline=headline(results[part]))
+    grids = {"sweep": sweep_configs(mode), "ablations": ablation_configs(mode)}
+    for part in args.parts:  # in the order asked for
+        if part in grids:
+            runs = []
+            for config in reversed(grids[part]) if args.reverse else grids[part]:
+                runs.append(measured(config))
+                results[part] = in_grid_order(runs, grids[part])
+                if part == "sweep":
+                    results.update(pareto_front=pareto_front(results[part]), headline=headline(results[part]))
+                save()
+        elif part == "repaint":
+            steps, jumps = (4, 2) if mode == "smoke" else (50, 4)
+            results["repaint"] = repaint(pipe, cases, steps=steps, jumps=jumps, samples=4)
             save()
-    if "repaint" in args.parts:
-        results["repaint"] = repaint(
-            pipe, cases, steps=4 if mode == "smoke" else 50, jumps=2 if mode == "smoke" else 4, samples=4
-        )
-        save()
-    if "cost" in args.parts:
-        results["cost_growth"] = cost_growth(
-            pipe,
-            cases[0],
-            {"smoke": 4, "quick": 8, "full": 40}[mode],
-            samples=[1, 2] if mode == "smoke" else [1, 2, 4, 8],
-            sizes=[32, 64] if mode == "smoke" else [32, 64, 128, 256, 512],
-        )
-        save()
+        elif part == "cost":
+            results["cost_growth"] = cost_growth(
+                pipe,
+                cases[0],
+                {"smoke": 4, "quick": 8, "full": 40}[mode],
+                samples=[1, 2] if mode == "smoke" else [1, 2, 4, 8],
+                sizes=[32, 64] if mode == "smoke" else [32, 64, 128, 256, 512],
+            )
+            save()
 
 
 if __name__ == "__main__":

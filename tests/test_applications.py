@@ -81,6 +81,7 @@ def tiny_model(tmp_path):
 def run_cli(tmp_path, tiny_model, *arguments):
     return cli.main(
         [*arguments, "--prompt", "a red ball", "--out", str(tmp_path / "out.png"), "--model", tiny_model, *FAST]
+        + ["--overwrite"]  # each call replaces the previous one's outputs
     )
 
 

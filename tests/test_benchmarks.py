@@ -151,3 +151,15 @@ def test_a_sweep_shared_by_two_processes_merges_in_grid_order(tmp_path):
     results = json.loads(Path(f"{merged}.json").read_text())
     assert len(results["sweep"]) == len(first["sweep"]) and len(results["merged_from"]) == 2
     assert "Merged from the runs" in Path(f"{merged}.md").read_text()
+
+
+def test_cli_startup_benchmark_runs(tmp_path):
+    prefix = tmp_path / "startup"
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "cli_startup.py"), "--repeats", "1", "--out", str(prefix)],
+        check=True,
+        capture_output=True,
+    )
+    results = json.loads(Path(f"{prefix}.json").read_text())
+    assert set(results["runs"]) == {"--help", "a mistyped flag", "a missing image file"}
+    assert all(run["median_seconds"] > 0 for run in results["runs"].values())

@@ -13,6 +13,8 @@ import numpy as np
 import PIL.Image
 import PIL.ImageFilter
 
+from blended_pipeline.options import check_extension
+
 BACKGROUND_STRENGTH = 1.0  # a new background recolours most of the image: at 0.75 the old colours survive
 SCRIBBLE_DILATION = 2  # pixels added around the strokes when they make the mask
 CANVAS_FILLS = ("edge", "mirror", "noise")  # how extend_canvas starts the new area (see docs/applications.md)
@@ -64,6 +66,7 @@ def extend_canvas(
         raise ValueError(f"fill must be one of {CANVAS_FILLS}, got {fill!r}")
     if min(left, top, right, bottom) < 0 or left + top + right + bottom == 0:
         raise ValueError(f"extend by non-negative pixels, at least one positive; got {left},{top},{right},{bottom}")
+    check_extension(*image.size, left, top, right, bottom, "extend")
     array = np.asarray(image.convert("RGB"))
     padding = ((top, bottom), (left, right), (0, 0))
     inside = (slice(top, top + array.shape[0]), slice(left, left + array.shape[1]))
