@@ -214,13 +214,14 @@ def cost_growth(pipe: BlendedDiffusionPipeline, case: EditCase, steps: int, samp
     return {"steps": steps, "batching": batching, "image_size": scaling}
 
 
-def sweep_configs(mode: str) -> list[Config]:
+def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
     """Schedulers x steps at the default 8 views; then views, gradient mode and precision around the default.
 
     What fits two CPU cores in an hour or two at 32 edits a row (a row at 100 steps costs about 25 minutes there):
     schedulers compared up to 50 steps, the default (DDPM, 100 steps) and its variants. DDIM with eta 1 is not
     swept: with the clipped model output it is DDPM's step (the table of 2026-11-26 measured it equal to DDPM at
-    every step count); 16 views cost twice 8 and measured no better there.
+    every step count); 16 views cost twice 8 and measured no better there. bf16 autocast is swept on a GPU only: on
+    this 2-core CPU, which has no bf16 arithmetic, one 90-step row did not finish in half an hour.
     """
     if mode == "smoke":
         return [
@@ -234,7 +235,9 @@ def sweep_configs(mode: str) -> list[Config]:
     grid = [Config(scheduler=s, num_inference_steps=n) for s in schedulers for n in steps]
     grid += [anchor] * (mode == "full")  # the default, DDPM 100 steps: the anchor of the variants below
     grid += [replace(anchor, num_augmentations=v) for v in views]
-    grid += [replace(anchor, backprop_through_unet=False), replace(anchor, mixed_precision="bf16")]
+    grid += [replace(anchor, backprop_through_unet=False)]
+    if mode != "full" or on_gpu:  # bf16 autocast without bf16 hardware is many times slower than fp32
+        grid += [replace(anchor, mixed_precision="bf16")]
     return grid
 
 
@@ -305,7 +308,10 @@ def merge(prefixes: list[Path], mode: str) -> dict:
     results = {**parts[0], **provenance("tradeoffs.py"), "merged_from": [part["command"] for part in parts]}
     results["parts"] = sorted({name for part in parts for name in part["parts"]})
     measured = measured_in(prefixes, parts[0]["edits"])
-    for key, grid in (("sweep", sweep_configs(mode)), ("ablations", ablation_configs(mode))):
+    for key, grid in (
+        ("sweep", sweep_configs(mode, "cuda" in parts[0]["device"])),
+        ("ablations", ablation_configs(mode)),
+    ):
         runs = [{**measured[replace(c, label="")], "label": c.label} for c in grid if replace(c, label="") in measured]
         if key in results["parts"] and runs:
             results[key] = runs
@@ -381,7 +387,7 @@ def main() -> None:
         write_results(args.out, results, markdown(results))
         plot(results, args.out)
 
-    grids = {"sweep": sweep_configs(mode), "ablations": ablation_configs(mode)}
+    grids = {"sweep": sweep_configs(mode, pipe.device.type == "cuda"), "ablations": ablation_configs(mode)}
     for part in args.parts:  # in the order asked for
         if part in grids:
             runs = []
