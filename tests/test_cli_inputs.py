@@ -173,7 +173,14 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(files, tiny_model, 
     command += ["--mask", str(files / "mask.png"), "--prompt", "a red ball", "--model", str(tiny_model)]
     command += ["--steps", "100", "--strength", "1", "--samples", "8", "--augmentations", "16", "--out", str(out)]
     before = snapshot(files)
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # A suite started in the background inherits SIGINT ignored; a user's shell delivers it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     lines = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
