@@ -45,6 +45,8 @@ from blended_pipeline.options import (
     check_extension,
     check_image_size,
     check_settings,
+    scheduler_class,
+    steps_run,
 )
 
 if TYPE_CHECKING:
@@ -209,10 +211,11 @@ def run(args: argparse.Namespace) -> int:
     warn_about_unknown_words(pipe, prompt)
     settings = pipeline_settings(args, pipe.config)
     steps, strength = settings["num_inference_steps"], settings["strength"]
+    run_steps = steps_run(steps, strength)
     say(
         args,
-        f"editing to {prompt!r}: {int(steps * strength)} of {steps} steps, the first {steps - int(steps * strength)} "
-        f"skipped at strength {strength:g} ({strength_source(args)}); {settings['num_images_per_prompt']} results",
+        f"editing to {prompt!r}: {run_steps} of {steps} steps, the first {steps - run_steps} skipped at strength "
+        f"{strength:g} ({strength_source(args)}); {settings['num_images_per_prompt']} results",
     )
     import torch
 
@@ -302,13 +305,11 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError("--extend masks the new canvas area itself; drop --mask")
         if args.out.suffix.lower() != ".png":
             raise UsageError(f"--out must be a .png file, got {args.out}")
-    settings = {name: getattr(args, name) for name in (*PIPELINE_ARGUMENTS, "strength", "scheduler")}
+    settings = {name: getattr(args, name) for name in (*PIPELINE_ARGUMENTS, "strength", "scheduler", "prompt")}
     try:
         check_settings(flag_names(build_parser()), **settings)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    if args.prompt is not None and not args.prompt.strip():
-        raise UsageError("--prompt is empty: say what the masked region should show")
 
 
 def open_image(path: Path, flag: str) -> PIL.Image.Image:
@@ -376,7 +377,6 @@ def load_pipeline(model: str, clip: str | None, scheduler: str, device: str) -> 
     import transformers
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    from blended_pipeline.options import scheduler_class
     from blended_pipeline.pipeline import BlendedDiffusionPipeline
 
     diffusers.utils.logging.disable_progress_bar()  # the denoising bar stays; loading bars are noise
@@ -414,8 +414,9 @@ class OutputSet:
     """The files one run writes (the best result, its ranked siblings, the grid and the scores; with --demo also
     the input and the mask), checked before any work and written all at once."""
 
-    def __init__(self, best: Path, extras: tuple[str, ...], overwrite: bool) -> None:
-        self.best, self.extras, self.overwrite = best, extras, overwrite
+    def __init__(self, best: Path, extras: tuple[str, ...]) -> None:
+        self.best, self.extras = best, extras
+        self.scores = best.with_name(f"{best.stem}-scores.json")
 
     @classmethod
     def planned(cls, args: argparse.Namespace) -> OutputSet:
@@ -423,11 +424,10 @@ class OutputSet:
         folder = args.out if args.demo else args.out.parent
         if args.demo and args.out.exists() and not args.out.is_dir():
             raise UsageError(f"--out {args.out}: exists and is not a directory; --demo writes a directory")
-        existing_folder = next(p for p in (folder, *folder.parents) if p.exists()) if folder.parents else folder
         if not args.demo and not folder.is_dir():
             raise UsageError(f"--out's directory {folder} does not exist")
-        _check_writable(existing_folder)
-        outputs = cls(folder / "result.png" if args.demo else args.out, ("input", "mask") * args.demo, args.overwrite)
+        _check_writable(next(p for p in (folder, *folder.parents) if p.exists()))  # --demo may create its folder
+        outputs = cls(folder / "result.png" if args.demo else args.out, ("input", "mask") * args.demo)
         earlier = outputs.existing()
         if earlier and not args.overwrite:
             names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
@@ -442,7 +442,7 @@ class OutputSet:
         folder, stem = self.best.parent, self.best.stem
         if not folder.is_dir():
             return []
-        named = [self.best, folder / f"{stem}-grid.png", folder / f"{stem}-scores.json"]
+        named = [self.best, folder / f"{stem}-grid.png", self.scores]
         named += [folder / f"{extra}.png" for extra in self.extras]
         numbered = [p for p in folder.glob(f"{stem}-*.png") if p.stem[len(stem) + 1 :].isdigit()]
         return sorted({path for path in [*named, *numbered] if path.exists()})
@@ -469,13 +469,13 @@ class OutputSet:
         files[folder / f"{stem}-grid.png"] = grid([image, mask, *results])
         ranked = [{"rank": r, "file": f"{stem}-{r}.png", "score": s} for r, s in enumerate(scores, start=1)]
         scores_text = json.dumps({**record, "results": ranked}, indent=2)
-        stale = [path for path in self.existing() if path not in files and path.name != f"{stem}-scores.json"]
+        stale = [path for path in self.existing() if path not in files and path != self.scores]
         temporary: list[tuple[str, Path]] = []
         try:
             for path, picture in files.items():
                 temporary.append((_temporary_name(path), path))
                 picture.save(temporary[-1][0], format="PNG")
-            temporary.append((_temporary_name(folder / f"{stem}-scores.json"), folder / f"{stem}-scores.json"))
+            temporary.append((_temporary_name(self.scores), self.scores))
             Path(temporary[-1][0]).write_text(scores_text)
         except BaseException:
             for name, _ in temporary:

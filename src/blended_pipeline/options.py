@@ -1,8 +1,8 @@
 """Every tunable setting's default, choices and check, defined once for the pipeline, the CLI and the benchmarks.
 
 This module imports neither torch nor diffusers, so the CLI can check its arguments before the heavy imports.
-Checks raise ``ValueError`` naming the setting as the caller knows it (``names`` maps the pipeline's argument
-names to, say, the CLI's flags) and what is expected.
+Checks raise ``ValueError`` (``TypeError`` for a prompt that is not a string) naming the setting as the caller
+knows it (``names`` maps the pipeline's argument names to, say, the CLI's flags) and what is expected.
 """
 
 from __future__ import annotations
@@ -92,6 +92,19 @@ def scheduler_class(name: str) -> type:
     return getattr(diffusers, SCHEDULERS[name])
 
 
+def steps_run(num_inference_steps: int, strength: float) -> int:
+    """How many of the schedule's steps a call runs: the last ``int(num_inference_steps * strength)``."""
+    return int(num_inference_steps * strength)
+
+
+def check_prompt(prompt: Any, name: str = "prompt") -> None:
+    """A prompt is a non-empty string."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise ValueError(f"{name} is empty: describe what the masked region should show")
+
+
 def check_strength(name: str, value: float) -> None:
     """A strength is a fraction of the schedule: in (0, 1]."""
     _check_number(name, value)
@@ -106,6 +119,8 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
     def name(key: str) -> str:
         return names.get(key, key)
 
+    if settings.get("prompt") is not None:
+        check_prompt(settings["prompt"], name("prompt"))
     for key in ("num_inference_steps", "num_images_per_prompt", "num_augmentations"):
         if key in settings:
             value = settings[key]
@@ -120,7 +135,7 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
         strength = settings["strength"]
         check_strength(name("strength"), strength)
         steps = settings.get("num_inference_steps")
-        if isinstance(steps, int) and int(steps * strength) < 1:
+        if isinstance(steps, int) and steps_run(steps, strength) < 1:
             raise ValueError(
                 f"{name('strength')} {strength} of {name('num_inference_steps')} {steps} runs no step; raise either"
             )

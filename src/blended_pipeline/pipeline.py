@@ -38,8 +38,10 @@ from blended_pipeline.options import (
     OutputType,
     RankBy,
     check_image_size,
+    check_prompt,
     check_settings,
     check_strength,
+    steps_run,
 )
 from blended_pipeline.ranking import rank
 from blended_pipeline.region import EditRegion, feather
@@ -236,9 +238,8 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
 
         # 1. Each edit's region at the UNet's resolution (a crop around the mask of a larger image), one row per
         #    result, and the loss that guides.
-        regions = [
-            EditRegion.around(s, m, self._model_resolution(), crop_margin) for s, m in zip(sources, masks, strict=True)
-        ]
+        resolution = self._model_resolution()
+        regions = [EditRegion.around(s, m, resolution, crop_margin) for s, m in zip(sources, masks, strict=True)]
         model_image = torch.cat([r.image for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         guidance = self.guidance if self.guidance is not None else self._clip_guidance()
@@ -342,8 +343,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
 
     def _timesteps(self, num_inference_steps: int, strength: float, device: torch.device) -> torch.Tensor:
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        skipped = num_inference_steps - int(num_inference_steps * strength)
-        begin = skipped * self.scheduler.order
+        begin = (num_inference_steps - steps_run(num_inference_steps, strength)) * self.scheduler.order
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(begin)
         return self.scheduler.timesteps[begin:]
@@ -434,10 +434,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected; ``settings`` are the
         call's keyword arguments, checked by ``options.check_settings``."""
         for prompt in prompts:
-            if not isinstance(prompt, str):
-                raise TypeError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
-            if not prompt.strip():
-                raise ValueError("prompt is empty: describe what the masked region should show")
+            check_prompt(prompt)
         check_settings(**settings)
         trained = self.scheduler.config.get("num_train_timesteps")
         if trained is not None and settings["num_inference_steps"] > trained:

@@ -16,29 +16,32 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class EditRegion:
-    """One edit's crop: its (top, left, bottom, right) box in the input, and the crop at the model's resolution.
+    """One edit's crop: the index of its box in the input, and the crop at the model's resolution.
 
     ``image`` is (1, 3, h, w) in [-1, 1], ``mask`` (1, 1, h, w) floats in [0, 1], both at the model's resolution.
     """
 
-    box: tuple[int, int, int, int]
+    crop: tuple
     image: torch.Tensor
     mask: torch.Tensor
 
     @classmethod
     def around(cls, source: torch.Tensor, mask: torch.Tensor, resolution: tuple[int, int], margin: float) -> EditRegion:
         """The region of ``source`` (1, 3, H, W) in [0, 1] that the (soft) ``mask`` asks to edit."""
-        box = crop_box(mask, max(resolution), margin)
-        crop = (..., slice(box[0], box[2]), slice(box[1], box[3]))
-        return cls(box, *to_resolution(source[crop], mask[crop], resolution))
+        crop = _crop(crop_box(mask, max(resolution), margin))
+        return cls(crop, *to_resolution(source[crop], mask[crop], resolution))
 
     def paste(self, results: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) results in [-1, 1] put into the input: (N, 3, H, W) in [0, 1], the input where mask is 0."""
-        top, left, bottom, right = self.box
-        crop = (..., slice(top, bottom), slice(left, right))
         edited = source.to(results.device).repeat(results.shape[0], 1, 1, 1)
-        edited[crop] = paste(results, source[crop], mask[crop])
+        edited[self.crop] = paste(results, source[self.crop], mask[self.crop])
         return edited
+
+
+def _crop(box: tuple[int, int, int, int]) -> tuple:
+    """The index that cuts the (top, left, bottom, right) box out of a (..., H, W) tensor."""
+    top, left, bottom, right = box
+    return (..., slice(top, bottom), slice(left, right))
 
 
 def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
