@@ -163,3 +163,10 @@ def test_cli_startup_benchmark_runs(tmp_path):
     results = json.loads(Path(f"{prefix}.json").read_text())
     assert set(results["runs"]) == {"--help", "a mistyped flag", "a missing image file"}
     assert all(run["median_seconds"] > 0 for run in results["runs"].values())
+
+
+def test_batch_smoke(tmp_path):
+    _, results = run_smoke(tmp_path, "batch.py")
+    assert [row["processes"] for row in results["rows"]] == [1, 2, 1]
+    assert all(row["edits_per_second"] > 0 for row in results["rows"])
+    assert sum(p["done"] for p in results["rows"][1]["per_process"]) == results["edits"] == 2

@@ -87,8 +87,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", help='what the masked region should show, e.g. "a red circle"')
     parser.add_argument("--out", type=Path, required=True, help="output PNG (with --demo: an output directory)")
     parser.add_argument("--demo", action="store_true", help="render a shapes scene and a mask, and edit it")
+    parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
+    parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
+    parser.add_argument("--extend", type=pixels, help="LEFT,TOP,RIGHT,BOTTOM pixels of new canvas to fill")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs (the whole set)")
+    add_model_options(parser)
+    add_edit_options(parser)
+    return parser
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options that choose and place the model, and how the run reports (shared with ``blended-edit-batch``)."""
     parser.add_argument("--model", default=SHAPES_CHECKPOINT, help="pipeline directory or hub id (default: shapes)")
     parser.add_argument("--clip", help="separate CLIP checkpoint (directory or hub id) for a DDPM-only --model")
+    parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), default=DEFAULTS.scheduler)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
+    parser.add_argument(
+        "--no-blend",
+        dest="blend",
+        action="store_false",
+        help="Algorithm 1: no blending during the process, only the final paste (use with --background-loss-scale)",
+    )
+    parser.add_argument(
+        "--background-loss-scale",
+        type=float,
+        default=DEFAULTS.background_loss_scale,
+        help="weight of the loss on changes outside the mask (Algorithm 1's lambda; default 0)",
+    )
+    parser.add_argument(
+        "--background-loss",
+        choices=BACKGROUND_LOSSES,
+        default=DEFAULTS.background_loss,
+        help="lpips: the paper's MSE + LPIPS (its AlexNet weights are downloaded once); mse: offline "
+        f"(default {DEFAULTS.background_loss})",
+    )
+    parser.add_argument("--quiet", action="store_true", help="print only the written files (no progress)")
+
+
+EDIT_OPTIONS = (
+    "--samples",
+    "--steps",
+    "--strength",
+    "--seed",
+    "--guidance-scale",
+    "--augmentations",
+    "--mask-blur",
+    "--crop-margin",
+    "--rank-by",
+    "--eta",
+    "--extend-fill",
+)
+"""The options ``add_edit_options`` adds: they describe one edit (a batch manifest may set them per line)."""
+
+
+def add_edit_options(parser: argparse.ArgumentParser) -> None:
+    """The options of one edit, ``EDIT_OPTIONS`` (shared with ``blended-edit-batch``, where they are defaults)."""
     parser.add_argument(
         "--samples",
         dest="num_images_per_prompt",
@@ -110,18 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of the schedule run (default: the checkpoint's default_strength, or its scribble_strength "
         f"with --scribble, both in its model_index.json; {BACKGROUND_STRENGTH} with --invert-mask)",
     )
-    parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
-    parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
-    parser.add_argument("--extend", type=_pixels, help="LEFT,TOP,RIGHT,BOTTOM pixels of new canvas to fill")
-    parser.add_argument(
-        "--extend-fill", choices=CANVAS_FILLS, default="edge", help="what the new canvas starts as (default edge)"
-    )
-    parser.add_argument(
-        "--mask-blur", type=float, default=DEFAULTS.mask_blur, help="feather the mask by this many pixels"
-    )
-    parser.add_argument(
-        "--crop-margin", type=float, default=DEFAULTS.crop_margin, help="context around the mask for large images"
-    )
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--guidance-scale",
         dest="clip_guidance_scale",
@@ -137,43 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"augmented views per result (default {DEFAULTS.num_augmentations})",
     )
     parser.add_argument(
+        "--mask-blur", type=float, default=DEFAULTS.mask_blur, help="feather the mask by this many pixels"
+    )
+    parser.add_argument(
+        "--crop-margin", type=float, default=DEFAULTS.crop_margin, help="context around the mask for large images"
+    )
+    parser.add_argument(
         "--rank-by",
         choices=RANK_BY,
         default=DEFAULTS.rank_by,
         help=f"score the masked region, the whole image, or both (default {DEFAULTS.rank_by})",
     )
-    parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), default=DEFAULTS.scheduler)
     parser.add_argument(
         "--eta", type=float, default=DEFAULTS.eta, help=f"DDIM's stochasticity, 0 to 1 (default {DEFAULTS.eta:g})"
     )
     parser.add_argument(
-        "--no-blend",
-        dest="blend",
-        action="store_false",
-        help="Algorithm 1: no blending during the process, only the final paste (use with --background-loss-scale)",
+        "--extend-fill", choices=CANVAS_FILLS, default="edge", help="what --extend's new canvas starts as"
     )
-    parser.add_argument(
-        "--background-loss-scale",
-        type=float,
-        default=DEFAULTS.background_loss_scale,
-        help="weight of the loss on changes outside the mask (Algorithm 1's lambda; default 0)",
-    )
-    parser.add_argument(
-        "--background-loss",
-        choices=BACKGROUND_LOSSES,
-        default=DEFAULTS.background_loss,
-        help="lpips: the paper's MSE + LPIPS (its AlexNet weights are downloaded once); mse: offline "
-        f"(default {DEFAULTS.background_loss})",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs (the whole set)")
-    parser.add_argument("--quiet", action="store_true", help="print only the written files (no progress)")
-    return parser
 
 
-def _pixels(text: str) -> tuple[int, int, int, int]:
+def pixels(text: str) -> tuple[int, int, int, int]:
     values = text.split(",")
     if len(values) != 4 or not all(v.strip().isdigit() for v in values):
         raise argparse.ArgumentTypeError(f"expected LEFT,TOP,RIGHT,BOTTOM as four non-negative integers, got {text!r}")
@@ -305,11 +331,15 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError("--extend masks the new canvas area itself; drop --mask")
         if args.out.suffix.lower() != ".png":
             raise UsageError(f"--out must be a .png file, got {args.out}")
-    settings = {name: getattr(args, name) for name in (*PIPELINE_ARGUMENTS, "strength", "scheduler", "prompt")}
     try:
-        check_settings(flag_names(build_parser()), **settings)
+        check_settings(flag_names(build_parser()), **checked_settings(args))
     except ValueError as error:
         raise UsageError(str(error)) from error
+
+
+def checked_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of ``args`` that ``options.check_settings`` checks, by their pipeline names."""
+    return {name: getattr(args, name) for name in (*PIPELINE_ARGUMENTS, "strength", "scheduler", "prompt")}
 
 
 def open_image(path: Path, flag: str) -> PIL.Image.Image:

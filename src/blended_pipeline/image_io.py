@@ -17,7 +17,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from blended_pipeline.options import InputWarning, OutputType
+from blended_pipeline.options import InputWarning, OutputType, check_mask_size
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -44,11 +44,7 @@ def load_mask(mask: ImageInput, image_size: tuple[int, int]) -> torch.Tensor:
     colour_channels = {2: 1, 4: 3}.get(tensor.shape[1], tensor.shape[1])  # an alpha channel is not the mask
     tensor = tensor[:, :colour_channels].mean(dim=1, keepdim=True)
     height, width = tensor.shape[-2:]
-    if abs(height * image_size[1] - width * image_size[0]) > max(height, width, *image_size) // 2:
-        raise ValueError(
-            f"mask_image is {width}x{height} (WxH) but image is {image_size[1]}x{image_size[0]}: the mask must have "
-            "the image's size or at least its aspect ratio"
-        )
+    check_mask_size(width, height, image_size[1], image_size[0])
     if (height, width) != image_size:
         tensor = F.interpolate(tensor, size=image_size, mode="nearest")
     binary = tensor > 0.5

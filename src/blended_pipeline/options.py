@@ -73,6 +73,15 @@ def check_image_size(width: int, height: int, name: str) -> None:
         )
 
 
+def check_mask_size(mask_width: int, mask_height: int, width: int, height: int, what: str = "mask_image") -> None:
+    """A mask has its image's size, or at least its aspect ratio (to within half a pixel of the larger side)."""
+    if abs(mask_height * width - mask_width * height) > max(mask_width, mask_height, width, height) // 2:
+        raise ValueError(
+            f"{what} is {mask_width}x{mask_height} (WxH) but image is {width}x{height}: the mask must have the "
+            "image's size or at least its aspect ratio"
+        )
+
+
 def check_extension(width: int, height: int, left: int, top: int, right: int, bottom: int, name: str) -> None:
     """Refuse growing a ``width`` x ``height`` image by more than ``MAX_EXTENSION`` of its side on an axis."""
     if left + right > MAX_EXTENSION * width or top + bottom > MAX_EXTENSION * height:

@@ -1,0 +1,315 @@
+"""``blended-edit-batch``: run a manifest of edits, spread over processes, GPUs and machines by accelerate.
+
+    blended-edit-batch edits.jsonl --out results/                                   # one process
+    accelerate launch --multi_gpu --num_processes 4 -m blended_pipeline.batch edits.jsonl --out results/
+
+The main process reads and checks the whole manifest before any work (every bad line is named, exit status 2),
+leaves out the edits already done, and shares the rest; each process loads the model once and edits its share.
+Each edit's results land in ``OUT/<id>/`` (``0.png`` best, ``mask.png``, ``result.json``), written in a hidden
+temporary folder and renamed into place: a folder exists only complete, so a killed batch run again finishes
+every edit exactly once. A failing edit is recorded in ``OUT/errors.jsonl`` and the batch goes on (exit status
+1 at the end); ``OUT/summary.json`` counts what was done. See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from blended_pipeline.cli import (
+    OneLineParser,
+    UsageError,
+    add_edit_options,
+    add_model_options,
+    check_model_directory,
+    checked_settings,
+    flag_names,
+    pipeline_settings,
+    prepare_inputs,
+    resolve_device,
+)
+from blended_pipeline.manifest import RESULT_FILE, ManifestEdit, ManifestError, read_manifest
+from blended_pipeline.options import InputWarning, check_settings
+
+if TYPE_CHECKING:
+    from blended_pipeline.pipeline import BlendedDiffusionPipeline
+
+TEMPORARY_PREFIX = ".tmp-"  # an edit's folder while it is written; left only by a killed run, removed by the next
+FAILED = 1  # exit status when some edits failed (the others are done)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="blended-edit-batch", description=__doc__.splitlines()[0])
+    parser.add_argument("manifest", type=Path, help="JSON Lines (or .csv): id, image, mask, prompt[, options] a line")
+    parser.add_argument("--out", type=Path, required=True, help="output directory: OUT/<id>/ for each edit")
+    add_model_options(parser)
+    add_edit_options(parser)  # the batch's defaults; a manifest line may set its own
+    return parser
+
+
+@dataclass
+class Plan:
+    """What the main process decided and every process follows."""
+
+    todo: list[ManifestEdit]
+    skipped: int
+    run: str  # when the run started (UTC) and the main process's id: tells this run's lines in errors.jsonl
+
+
+@dataclass
+class ProcessReport:
+    process: int
+    device: str
+    done: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    load_seconds: float = 0.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_settings(flag_names(parser), **checked_settings(argparse.Namespace(**vars(args), prompt=None)))
+        if args.out.exists() and not args.out.is_dir():
+            raise UsageError(f"--out {args.out}: exists and is not a directory")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InputWarning)  # per-edit warnings would flood a long batch
+            return run(args, parser)
+    except (UsageError, ValueError, TypeError, OSError) as error:
+        print(f"blended-edit-batch: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    # gloo on a CPU-only machine: a plain PartialState() there would give every process the whole manifest.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    started = time.perf_counter()
+    shared: list[Plan | list[str] | None] = [None]
+    if state.is_main_process:
+        try:
+            shared[0] = plan(args, parser)
+        except ManifestError as error:
+            shared[0] = error.problems
+        except UsageError as error:
+            shared[0] = [str(error)]
+    broadcast_object_list(shared)
+    decided = shared[0]
+    if not isinstance(decided, Plan):
+        if state.is_main_process:
+            for problem in decided:
+                print(f"blended-edit-batch: error: {problem}", file=sys.stderr)
+        return 2
+
+    device = str(state.device) if args.device == "auto" else resolve_device(args.device)
+    report = ProcessReport(process=state.process_index, device=device)
+    pipe = load(args, device, report)
+    progress = None
+    if state.is_main_process and not args.quiet:
+        progress = Progress(args.out, [edit.id for edit in decided.todo], decided.run)
+        progress.start()
+    with state.split_between_processes(decided.todo) as mine:
+        for edit in mine:
+            edit_and_record(pipe, edit, args.out, decided.run, report)
+    report.seconds = time.perf_counter() - started - report.load_seconds
+    reports = gather_object([report])
+    if progress:
+        progress.stop()
+    if state.is_main_process:
+        summary = write_summary(args.out, decided, reports, time.perf_counter() - started)
+        print(json.dumps({key: summary[key] for key in ("done", "skipped", "failed", "edits_per_second")}))
+    failed = sum(r.failed for r in reports)
+    return FAILED if failed else 0
+
+
+def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
+    """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
+    edits = read_manifest(args.manifest, args, parser)
+    check_model_directory(args.model)
+    if args.clip:
+        check_model_directory(args.clip, "--clip", "config.json")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for leftover in args.out.glob(f"{TEMPORARY_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    incomplete = [e for e in edits if (args.out / e.id).exists() and not (args.out / e.id / RESULT_FILE).is_file()]
+    if incomplete:
+        raise ManifestError(
+            [
+                f"{args.manifest}:{e.line}: {args.out / e.id} exists but holds no {RESULT_FILE} (not written by this "
+                "command); remove it or choose another --out"
+                for e in incomplete
+            ]
+        )
+    todo = [edit for edit in edits if not (args.out / edit.id).exists()]
+    return Plan(
+        todo=todo,
+        skipped=len(edits) - len(todo),
+        run=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{os.getpid()}",
+    )
+
+
+def load(args: argparse.Namespace, device: str, report: ProcessReport) -> BlendedDiffusionPipeline:
+    from blended_pipeline.cli import load_pipeline
+
+    start = time.perf_counter()
+    pipe = load_pipeline(args.model, args.clip, args.scheduler, device)
+    pipe.set_progress_bar_config(disable=True)  # the batch's own bar counts edits
+    report.load_seconds = time.perf_counter() - start
+    return pipe
+
+
+def edit_and_record(
+    pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, run: str, report: ProcessReport
+) -> None:
+    """One edit into ``out/<id>/``; a failure goes to ``out/errors.jsonl`` and the batch goes on."""
+    try:
+        write_edit(pipe, edit, out, report)
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of one edit is recorded; the others go on
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        line = {"id": edit.id, "line": edit.line, "reason": reason, "run": run, "process": report.process}
+        append_line(out / "errors.jsonl", line)
+        report.failed += 1
+        return
+    report.done += 1
+
+
+def write_edit(pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, report: ProcessReport) -> None:
+    import torch
+
+    start = time.perf_counter()
+    args = edit.arguments
+    image, mask, prompt = prepare_inputs(args)
+    settings = pipeline_settings(args, pipe.config)
+    result = pipe(
+        prompt=prompt, image=image, mask_image=mask, generator=torch.Generator().manual_seed(args.seed), **settings
+    )
+    folder = Path(_temporary_folder(out, edit.id))
+    try:
+        files = []
+        for rank, (picture, score) in enumerate(zip(result.images, result.scores, strict=True)):
+            picture.save(folder / f"{rank}.png")
+            files.append({"file": f"{rank}.png", "score": score})
+        mask.convert("L").save(folder / "mask.png")
+        record = {
+            "id": edit.id,
+            "prompt": prompt,
+            "application": edit.application,
+            **{name: str(getattr(args, name)) for name in ("image", "mask", "scribble") if getattr(args, name)},
+            "extend": args.extend,
+            "seed": args.seed,
+            "scheduler": args.scheduler,
+            "model": args.model,
+            **settings,
+            "results": files,
+            "seconds": round(time.perf_counter() - start, 3),
+            "device": report.device,
+            "process": report.process,
+        }
+        (folder / RESULT_FILE).write_text(json.dumps(record, indent=2))
+        os.chmod(folder, 0o777 & ~_umask())
+        os.rename(folder, out / edit.id)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _temporary_folder(out: Path, edit_id: str) -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{edit_id}-", dir=out)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    """One JSON line, appended in a single write (processes share the file)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        os.write(descriptor, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(descriptor)
+
+
+def write_summary(out: Path, decided: Plan, reports: list[ProcessReport], seconds: float) -> dict[str, Any]:
+    done, failed = sum(r.done for r in reports), sum(r.failed for r in reports)
+    summary = {
+        "run": decided.run,
+        "done": done,
+        "skipped": decided.skipped,
+        "failed": failed,
+        "processes": len(reports),
+        "seconds": round(seconds, 3),
+        "edits_per_second": round(done / seconds, 4) if seconds else None,
+        "per_process": [
+            {
+                **asdict(r),
+                "seconds": round(r.seconds, 3),
+                "load_seconds": round(r.load_seconds, 3),
+                "edits_per_second": round(r.done / r.seconds, 4) if r.seconds else None,
+            }
+            for r in reports
+        ],
+    }
+    temporary = out / f"{TEMPORARY_PREFIX}summary.json"
+    temporary.write_text(json.dumps(summary, indent=2))
+    os.replace(temporary, out / "summary.json")
+    return summary
+
+
+class Progress:
+    """A bar on the main process that counts the edits finished by every process: it watches ``out`` for the
+    edits' folders and ``errors.jsonl`` for this run's failures (no collective call, so no process waits)."""
+
+    def __init__(self, out: Path, ids: list[str], run: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.out, self.ids, self.run = out, set(ids), run
+        self.bar = tqdm(total=len(ids), desc="edits", unit="edit", file=sys.stderr)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+            self._update()
+        self.bar.close()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(1.0):
+            self._update()
+
+    def _update(self) -> None:
+        finished = len(self.ids.intersection(os.listdir(self.out)))
+        errors = self.out / "errors.jsonl"
+        if errors.exists():
+            finished += sum(f'"run": "{self.run}"' in line for line in errors.read_text().splitlines())
+        self.bar.n = finished
+        self.bar.refresh()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

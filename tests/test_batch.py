@@ -1,0 +1,263 @@
+"""blended-edit-batch: the manifest's checks, results per edit, failures recorded, several processes, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+from conftest import tiny_pipeline
+
+from blended_pipeline import batch
+
+FAST = ["--steps", "4", "--samples", "2", "--augmentations", "2"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A tiny model, six images, a mask and a scribble, and a manifest of six edits over all four applications."""
+    folder = tmp_path_factory.mktemp("batch")
+    tiny_pipeline().save_pretrained(folder / "model")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        PIL.Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+    mask = np.zeros((24, 40), np.uint8)
+    mask[6:18, 10:26] = 255
+    PIL.Image.fromarray(mask).save(folder / "mask.png")
+    scribble = np.zeros((24, 40, 4), np.uint8)
+    scribble[8:14, 12:20] = (255, 0, 0, 255)
+    PIL.Image.fromarray(scribble).save(folder / "scribble.png")
+    lines = [
+        {"id": "e0", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball", "seed": 3},
+        {"id": "e1", "image": "img1.png", "mask": "mask.png", "prompt": "a blue square", "samples": 3},
+        {
+            "id": "e2",
+            "image": "img2.png",
+            "mask": "mask.png",
+            "prompt": "a blue background",
+            "application": "background",
+        },
+        {"id": "e3", "image": "img3.png", "scribble": "scribble.png", "prompt": "a red circle"},
+        {
+            "id": "e4",
+            "image": "img4.png",
+            "extend": [0, 0, 8, 0],
+            "prompt": "a blue background",
+            "extend_fill": "mirror",
+        },
+        {"id": "e5", "image": "img5.png", "mask": "mask.png", "prompt": "a red square", "strength": 0.5, "steps": 6},
+    ]
+    write_manifest(folder / "edits.jsonl", lines)
+    return folder
+
+
+def write_manifest(path: Path, lines: list[dict]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def launch(workspace: Path, out: Path, *launcher: str, manifest: str = "edits.jsonl") -> subprocess.Popen:
+    """The batch in fresh processes, one thread each (two torch processes with two threads on two cores crawl)."""
+    command = [*launcher, "-m", "blended_pipeline.batch", str(workspace / manifest), "--out", str(out)]
+    command += ["--model", str(workspace / "model"), *FAST, "--quiet"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+ONE_PROCESS = (sys.executable,)
+
+
+def two_processes() -> tuple[str, ...]:
+    """``accelerate launch`` of two processes, on a free port (a relaunch never meets the last run's socket)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    launcher = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port")
+    return (sys.executable, *launcher, str(port))
+
+
+def finished(process: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err
+
+
+def results(out: Path, edit_id: str) -> tuple[list[np.ndarray], dict]:
+    record = json.loads((out / edit_id / "result.json").read_text())
+    pictures = [np.asarray(PIL.Image.open(out / edit_id / r["file"])) for r in record["results"]]
+    return pictures, record
+
+
+def test_two_processes_do_each_edit_once_and_equal_one_process(workspace, tmp_path):
+    code, _, err = finished(launch(workspace, tmp_path / "two", *two_processes()))
+    assert code == 0, err
+    code, _, err = finished(launch(workspace, tmp_path / "one", *ONE_PROCESS))
+    assert code == 0, err
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert (two["done"], two["skipped"], two["failed"], two["processes"]) == (6, 0, 0, 2)
+    assert sorted(p["done"] for p in two["per_process"]) == [3, 3]
+    for edit_id in ("e0", "e1", "e2", "e3", "e4", "e5"):
+        pictures_two, record_two = results(tmp_path / "two", edit_id)
+        pictures_one, record_one = results(tmp_path / "one", edit_id)
+        assert len(pictures_two) == len(pictures_one) == (3 if edit_id == "e1" else 2)
+        for a, b in zip(pictures_two, pictures_one, strict=True):
+            assert np.array_equal(a, b)
+        assert [r["score"] for r in record_two["results"]] == pytest.approx(
+            [r["score"] for r in record_one["results"]], abs=1e-5
+        )
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {"e0", "e1", "e2", "e3", "e4", "e5", "summary.json"}
+
+
+def run_batch(workspace: Path, out: Path, manifest: str = "edits.jsonl", *options: str) -> int:
+    """The batch in this process (one process: accelerate's state has no launcher here)."""
+    return batch.main([str(workspace / manifest), "--out", str(out), "--model", str(workspace / "model"), *options])
+
+
+def test_results_folder_holds_ranked_results_mask_and_record(workspace, tmp_path):
+    assert run_batch(workspace, tmp_path, "edits.jsonl", *FAST, "--quiet") == 0
+    pictures, record = results(tmp_path, "e0")
+    assert [r["file"] for r in record["results"]] == ["0.png", "1.png"]
+    assert record["results"][0]["score"] >= record["results"][1]["score"]
+    assert (record["prompt"], record["seed"], record["num_inference_steps"], record["device"]) == (
+        "a red ball",
+        3,
+        4,
+        "cpu",
+    )
+    keep = np.asarray(PIL.Image.open(workspace / "mask.png")) == 0
+    assert np.array_equal(pictures[0][keep], np.asarray(PIL.Image.open(workspace / "img0.png"))[keep])
+    inverted = np.asarray(PIL.Image.open(tmp_path / "e2" / "mask.png")) > 127
+    assert np.array_equal(inverted, keep)  # the background application edits all but the object
+    assert results(tmp_path, "e4")[0][0].shape == (24, 48, 3)  # extended by 8 pixels on the right
+    assert results(tmp_path, "e5")[1]["strength"] == 0.5
+    assert results(tmp_path, "e3")[1]["application"] == "scribble"
+
+    again = run_batch(workspace, tmp_path, "edits.jsonl", *FAST, "--quiet")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert again == 0 and (summary["done"], summary["skipped"]) == (0, 6)
+
+
+def test_csv_manifest_with_the_same_columns(workspace, tmp_path):
+    (workspace / "edits.csv").write_text(
+        "id,image,mask,prompt,seed,samples,steps\n"
+        "c0,img0.png,mask.png,a red ball,3,,\n"
+        "c1,img1.png,mask.png,a blue square,,3,5\n"
+    )
+    assert run_batch(workspace, tmp_path, "edits.csv", *FAST, "--quiet") == 0
+    c0, c1 = results(tmp_path, "c0")[1], results(tmp_path, "c1")[1]
+    assert (c0["seed"], c0["num_images_per_prompt"]) == (3, 2)
+    assert (c1["num_images_per_prompt"], c1["num_inference_steps"]) == (3, 5)
+
+
+def test_bad_manifest_is_refused_before_any_work_with_every_bad_line_named(workspace, tmp_path, capsys):
+    PIL.Image.new("L", (10, 30)).save(workspace / "tall-mask.png")
+    lines = [
+        '{"id": "ok", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball"}',
+        '{"id": "ok", "image": "img1.png", "mask": "mask.png", "prompt": "a red ball"}',
+        '{"id": "b", "image": "missing.png", "mask": "mask.png", "prompt": "a red ball"}',
+        '{"id": "c", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball", "colour": "red"}',
+        '{"id": "d", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball", "steps": 0}',
+        '{"id": "e", "image": "img0.png", "mask": "tall-mask.png", "prompt": "a red ball"}',
+        '{"id": "f", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball", "application": "paint"}',
+        "not json",
+        '{"id": "../g", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball"}',
+        '{"id": "h", "image": "img0.png", "prompt": "a red ball"}',
+        '{"id": "i", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball", "strength": "strong"}',
+    ]
+    (workspace / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code = run_batch(workspace, out, "bad.jsonl")
+    err = capsys.readouterr().err
+    assert code == 2
+    named = {int(line.split("bad.jsonl:")[1].split(":")[0]) for line in err.splitlines() if "bad.jsonl:" in line}
+    assert named == set(range(2, 12))
+    for text in (
+        "repeats line 1",
+        "missing.png: no such file",
+        "unknown field(s) colour",
+        "steps must be an integer",
+        "aspect ratio",
+        "application 'paint'",
+        "not JSON",
+        "id '../g'",
+        "needs a mask",
+        "expected a float",
+    ):
+        assert text in err
+    assert not out.exists()
+
+
+def test_an_existing_folder_without_a_result_is_refused(workspace, tmp_path, capsys):
+    (tmp_path / "e0").mkdir()
+    code = run_batch(workspace, tmp_path)
+    assert code == 2 and "holds no result.json" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e0"]
+
+
+def test_a_failing_edit_is_recorded_and_the_others_complete(workspace, tmp_path):
+    data = (workspace / "img0.png").read_bytes()
+    (workspace / "truncated.png").write_bytes(data[: len(data) // 2])  # the header reads; the pixels do not
+    lines = [
+        {"id": "good", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball"},
+        {"id": "bad", "image": "truncated.png", "mask": "mask.png", "prompt": "a red ball"},
+        {"id": "also-good", "image": "img1.png", "mask": "mask.png", "prompt": "a blue ball"},
+    ]
+    write_manifest(workspace / "failing.jsonl", lines)
+    assert run_batch(workspace, tmp_path, "failing.jsonl", *FAST, "--quiet") == batch.FAILED
+    errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert [(e["id"], e["line"]) for e in errors] == [("bad", 2)] and "truncated.png" in errors[0]["reason"]
+    assert (tmp_path / "good" / "result.json").is_file() and (tmp_path / "also-good" / "result.json").is_file()
+    assert not (tmp_path / "bad").exists()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["done"], summary["failed"]) == (2, 1)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the launcher's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the launcher's workers through /proc")
+def test_killed_worker_then_rerun_completes_every_edit_exactly_once(workspace, tmp_path):
+    lines = [
+        {"id": f"k{i}", "image": f"img{i % 6}.png", "mask": "mask.png", "prompt": "a red ball", "steps": 100}
+        for i in range(8)
+    ]
+    write_manifest(workspace / "slow.jsonl", lines)  # slow edits (100 steps): the kill lands mid-batch
+    out = tmp_path / "out"
+    launcher = launch(workspace, out, *two_processes(), manifest="slow.jsonl")
+    deadline = time.monotonic() + 240
+    while not any(out.glob("k*/result.json")) and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = children(launcher.pid)
+    assert workers, "the launcher started no workers"
+    os.kill(workers[-1], signal.SIGKILL)
+    code, _, _ = finished(launcher)
+    assert code != 0
+    first = {p.name: (p.stat().st_ino, (p / "result.json").read_text()) for p in out.glob("k*")}
+    assert all((out / name / "result.json").is_file() for name in first)
+    assert 0 < len(first) < 8, "the kill should land between the first and the last edit"
+
+    code, _, err = finished(launch(workspace, out, *two_processes(), manifest="slow.jsonl"))
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["skipped"], summary["failed"]) == (8 - len(first), len(first), 0)
+    assert sorted(p.name for p in out.glob("k*")) == [f"k{i}" for i in range(8)]
+    assert {name: (out / name).stat().st_ino for name in first} == {n: ino for n, (ino, _) in first.items()}
+    assert all((out / name / "result.json").read_text() == text for name, (_, text) in first.items())
+    assert not list(out.glob(".tmp-*")) and not (out / "errors.jsonl").exists()
