@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import PIL.Image
 import PIL.ImageFilter
@@ -18,6 +20,16 @@ from blended_pipeline.options import check_extension
 BACKGROUND_STRENGTH = 1.0  # a new background recolours most of the image: at 0.75 the old colours survive
 SCRIBBLE_DILATION = 2  # pixels added around the strokes when they make the mask
 CANVAS_FILLS = ("edge", "mirror", "noise")  # how extend_canvas starts the new area (see docs/applications.md)
+APPLICATIONS = ("edit", "background", "scribble", "extend")
+"""edit the masked region; replace the background (the mask inverted); shape scribbled strokes; extend the canvas."""
+
+
+def application_strength(application: str, checkpoint: Any) -> float:
+    """The strength an application runs at when none is asked for: the checkpoint's ``scribble_strength`` for
+    scribbles (their colours must survive), 1.0 for a new background, else the checkpoint's ``default_strength``."""
+    if application == "scribble":
+        return checkpoint.scribble_strength
+    return BACKGROUND_STRENGTH if application == "background" else checkpoint.default_strength
 
 
 def invert_mask(mask: PIL.Image.Image) -> PIL.Image.Image:

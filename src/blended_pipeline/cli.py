@@ -32,6 +32,7 @@ from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.applications import (
     BACKGROUND_STRENGTH,
     CANVAS_FILLS,
+    application_strength,
     apply_scribble,
     extend_canvas,
     invert_mask,
@@ -281,12 +282,11 @@ def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
 
 
 def strength_for(args: argparse.Namespace, checkpoint: Any) -> float:
-    """The strength asked for, else the application's: the checkpoint's own, or 1.0 for a new background."""
+    """The strength asked for, else the application's (``applications.application_strength``)."""
     if args.strength is not None:
         return args.strength
-    if args.scribble:
-        return checkpoint.scribble_strength
-    return BACKGROUND_STRENGTH if args.invert_mask else checkpoint.default_strength
+    application = "scribble" if args.scribble else "background" if args.invert_mask else "edit"
+    return application_strength(application, checkpoint)
 
 
 def strength_source(args: argparse.Namespace) -> str:

@@ -17,11 +17,10 @@ from typing import Any
 
 import PIL.Image
 
+from blended_pipeline.applications import APPLICATIONS
 from blended_pipeline.cli import EDIT_OPTIONS, checked_settings, pixels
 from blended_pipeline.options import check_extension, check_image_size, check_mask_size, check_settings
 
-APPLICATIONS = ("edit", "background", "scribble", "extend")
-"""edit the masked region; replace the background (the mask inverted); shape scribbled strokes; extend the canvas."""
 FILE_FIELDS = ("image", "mask", "scribble")
 FIELDS = ("id", "prompt", *FILE_FIELDS, "application", "extend")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
-from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 
 from blended_pipeline.augment import Augmentation, ProjectiveAugmentation
-from blended_pipeline.blending import BlendCallback, contains_blending
 from blended_pipeline.guidance import (
     BackgroundLoss,
     BackgroundPreservationLoss,
@@ -29,7 +23,7 @@ from blended_pipeline.guidance import (
     guided_noise_prediction,
     mse_outside,
 )
-from blended_pipeline.image_io import ImageInput, load_image, load_mask, to_output
+from blended_pipeline.image_io import ImageInput
 from blended_pipeline.options import (
     DEFAULTS,
     BackgroundLossName,
@@ -37,31 +31,28 @@ from blended_pipeline.options import (
     MixedPrecision,
     OutputType,
     RankBy,
-    check_image_size,
     check_prompt,
     check_settings,
     check_strength,
-    steps_run,
+)
+from blended_pipeline.pipeline_common import (
+    BlendedPipelineMixin,
+    BlendedPipelineOutput,
+    Generators,
+    StepEndCallback,
 )
 from blended_pipeline.ranking import rank
-from blended_pipeline.region import EditRegion, feather
+from blended_pipeline.region import EditRegion
 
-Generators = torch.Generator | list[torch.Generator] | None
-StepEndCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 LEARNED_VARIANCE = ("learned", "learned_range")
 DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
 DEFAULT_SCRIBBLE_STRENGTH = 0.5  # half the schedule: on a linear schedule the strokes' colours survive
 
 
-@dataclass
-class BlendedDiffusionPipelineOutput(BaseOutput):
-    """Results, each edit's best first (edits in input order), and their scores (higher = a better match)."""
-
-    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
-    scores: list[float]
+BlendedDiffusionPipelineOutput = BlendedPipelineOutput  # the scores are always there: every result is ranked
 
 
-class BlendedDiffusionPipeline(DiffusionPipeline):
+class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     r"""Edit the masked region of an image to match a prompt; keep the rest exactly (Algorithm 2).
 
     Components:
@@ -106,24 +97,6 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         self.augmentation: Augmentation = ProjectiveAugmentation()
         self.default_mixed_precision: MixedPrecision = "no"
         self._lpips_loss: BackgroundPreservationLoss | None = None
-        self._num_timesteps = 0
-        self._interrupt = False
-
-    @property
-    def num_timesteps(self) -> int:
-        """Denoising steps in the current (or last) call."""
-        return self._num_timesteps
-
-    @property
-    def interrupt(self) -> bool:
-        """Set ``pipe._interrupt = True`` in a step-end callback to stop after that step (diffusers' convention)."""
-        return self._interrupt
-
-    def prepare_with(self, accelerator: Any) -> BlendedDiffusionPipeline:
-        """Adopt an ``accelerate.Accelerator``'s device and mixed precision."""
-        self.to(accelerator.device)
-        self.default_mixed_precision = accelerator.mixed_precision
-        return self
 
     @torch.no_grad()
     def __call__(
@@ -226,12 +199,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             mixed_precision=mixed_precision,
             output_type=output_type,
         )
-        sources = [load_image(picture) for picture in images]
-        for source in sources:
-            check_image_size(source.shape[-1], source.shape[-2], "image")
-        masks = [feather(load_mask(m, tuple(s.shape[-2:])), mask_blur) for m, s in zip(masks, sources, strict=True)]
-        if output_type != "pil" and len({s.shape for s in sources}) > 1:
-            raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")
+        sources, masks = self._load_edits(images, masks, mask_blur, output_type)
         precision = mixed_precision or self.default_mixed_precision
         device = self._execution_device
         self._interrupt = False
@@ -284,7 +252,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
             if callbacks:
                 tensors = {
                     "latents": latents,
-                    "noised_image": self._noised_image(model_image, timesteps, i, generator),
+                    "noised_image": self._noised_input(model_image, timesteps, i, generator),
                     "mask": model_mask,
                     "image": model_image,
                     "noise_pred": noise_pred,
@@ -302,27 +270,11 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
 
         # 5. Back to each input's size; outside the mask, the input's exact pixels.
         ranked = results[order].split(num_images_per_prompt)
-        edited = [region.paste(r, s, m) for region, r, s, m in zip(regions, ranked, sources, masks, strict=True)]
-        outputs = to_output(torch.cat(edited), output_type) if output_type != "pil" else self._to_pil(edited)
+        outputs = self._pasted_output(regions, ranked, sources, masks, output_type)
         score_list = [float(s) for s in scores]
         if not return_dict:
             return outputs, score_list
         return BlendedDiffusionPipelineOutput(images=outputs, scores=score_list)
-
-    @staticmethod
-    def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:
-        """The call's edits as three lists of one length: a single prompt, image or mask serves every edit."""
-        given = {"prompt": prompt, "image": image, "mask_image": mask_image}
-        lengths = {name: len(value) for name, value in given.items() if isinstance(value, (list, tuple))}
-        count = max(lengths.values(), default=1)
-        if any(length != count for length in lengths.values()):
-            raise ValueError(f"prompt, image and mask_image lists must have one length, got {lengths}")
-        if count == 0:
-            raise ValueError("prompt, image and mask_image lists are empty: give at least one edit")
-        prompts, images, masks = (
-            list(value) if isinstance(value, (list, tuple)) else [value] * count for value in given.values()
-        )
-        return prompts, images, masks
 
     def _scheduler_uses_learned_variance(self) -> bool:
         """True for schedulers (DDPM) configured to read the UNet's extra variance channels.
@@ -331,55 +283,6 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         """
         accepts = "variance_type" in inspect.signature(type(self.scheduler).__init__).parameters
         return accepts and self.scheduler.config.get("variance_type") in LEARNED_VARIANCE
-
-    def _noised_image(
-        self, image: torch.Tensor, timesteps: torch.Tensor, step_index: int, generator: Generators
-    ) -> torch.Tensor:
-        """The input at the noise level of the sample after step ``step_index``; the clean input after the last."""
-        if step_index + 1 == len(timesteps):
-            return image
-        noise = randn_tensor(tuple(image.shape), generator=generator, device=image.device)
-        return self.scheduler.add_noise(image, noise, timesteps[step_index + 1 : step_index + 2])
-
-    def _timesteps(self, num_inference_steps: int, strength: float, device: torch.device) -> torch.Tensor:
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        begin = (num_inference_steps - steps_run(num_inference_steps, strength)) * self.scheduler.order
-        if hasattr(self.scheduler, "set_begin_index"):
-            self.scheduler.set_begin_index(begin)
-        return self.scheduler.timesteps[begin:]
-
-    def _step_end_callbacks(
-        self, blend: bool, callback: Any, tensor_inputs: Sequence[str]
-    ) -> list[tuple[StepEndCallback, list[str]]]:
-        """The callbacks to run after each step, in order, each with the tensors it is handed.
-
-        Blending comes first when ``blend`` asks for it and the user's callback holds none of its own.
-        """
-        chain: list[tuple[StepEndCallback, list[str]]] = []
-        if blend and not contains_blending(callback):
-            chain.append((BlendCallback(), BlendCallback.tensor_inputs))
-        if not blend and contains_blending(callback):
-            raise ValueError("blend=False but callback_on_step_end contains a BlendCallback; drop one of them")
-        if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
-            chain.append((callback, list(callback.tensor_inputs)))
-        elif callback is not None:
-            if not callable(callback):
-                raise TypeError(f"callback_on_step_end must be callable, got {type(callback).__name__}")
-            chain.append((callback, list(tensor_inputs)))
-        return chain
-
-    def _run_callbacks(
-        self,
-        callbacks: list[tuple[StepEndCallback, list[str]]],
-        step_index: int,
-        timestep: torch.Tensor,
-        tensors: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
-        """Each callback in turn on the tensors it names; what one returns, the next sees. The new latents."""
-        for callback, names in callbacks:
-            returned = callback(self, step_index, timestep, {name: tensors[name] for name in names})
-            tensors.update({name: value for name, value in (returned or {}).items() if name in tensors})
-        return tensors["latents"]
 
     def _clip_guidance(self) -> CLIPGuidance:
         if self.clip_model is None:
@@ -400,29 +303,6 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         return (size, size) if isinstance(size, int) else tuple(size)
 
-    def _extra_step_kwargs(self, generator: Generators, eta: float) -> dict[str, Any]:
-        """The generator, DDIM's ``eta`` and ``use_clipped_model_output=True``, as far as ``step`` takes them.
-
-        Guidance pushes ``x0_hat`` far outside [-1, 1]. DDIM clips ``x0_hat`` but, unless told otherwise, points
-        its next sample along the unclipped noise, which carries the whole guidance gradient into the sample as
-        noise (measured on the shapes world: no edit succeeded). Recomputing the noise from the clipped
-        ``x0_hat`` keeps the step bounded, as DDPM's is.
-        """
-        accepted = inspect.signature(self.scheduler.step).parameters
-        offered = {"generator": generator, "eta": eta, "use_clipped_model_output": True}
-        return {name: value for name, value in offered.items() if name in accepted}
-
-    @staticmethod
-    def _autocast(precision: MixedPrecision, device: torch.device) -> Any:
-        if precision == "no":
-            return nullcontext()
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-        return torch.autocast(device_type=device.type, dtype=dtype)
-
-    @staticmethod
-    def _to_pil(images: list[torch.Tensor]) -> list[PIL.Image.Image]:
-        return [picture for edit in images for picture in to_output(edit, "pil")]
-
     def check_inputs(
         self,
         *,
@@ -442,17 +322,7 @@ class BlendedDiffusionPipeline(DiffusionPipeline):
                 f"num_inference_steps={settings['num_inference_steps']} is more than the {trained} timesteps the "
                 "scheduler (and the UNet) was trained with; use at most that many"
             )
-        results = len(prompts) * settings["num_images_per_prompt"]
-        if isinstance(generator, list) and len(generator) != results:
-            raise ValueError(
-                f"got a list of {len(generator)} generators for {len(prompts)} edit(s) x num_images_per_prompt="
-                f"{settings['num_images_per_prompt']}; pass one generator, or one per result ({results})"
-            )
-        unknown = [name for _, names in callbacks for name in names if name not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
-            )
+        self._check_call(prompts, generator, callbacks, settings["num_images_per_prompt"])
         self.check_scheduler(self.scheduler)
 
     @staticmethod

@@ -1,0 +1,193 @@
+"""What both pipelines do the same way around their loops: the call's edits, the part of the schedule to run,
+the blend level of each step, the step-end callbacks, autocast, and the output.
+
+Pixel (``BlendedDiffusionPipeline``) and latent (``BlendedLatentDiffusionPipeline``) editing differ in the
+denoising step and in what a sample is; everything here is the same for both, so it lives once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from blended_pipeline.blending import BlendCallback, contains_blending
+from blended_pipeline.image_io import ImageInput, load_image, load_mask, to_output
+from blended_pipeline.options import MixedPrecision, OutputType, check_image_size, steps_run
+from blended_pipeline.region import EditRegion, feather
+
+Generators = torch.Generator | list[torch.Generator] | None
+StepEndCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass
+class BlendedPipelineOutput(BaseOutput):
+    """Results, each edit's best first (edits in input order), and their scores (higher = a better match; None
+    where the pipeline has nothing to rank with, and the results keep their generation order)."""
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    scores: list[float] | None
+
+
+class BlendedPipelineMixin:
+    """The shared parts of a blended-editing ``DiffusionPipeline``; the class sets ``_callback_tensor_inputs``."""
+
+    _callback_tensor_inputs: list[str]
+    default_mixed_precision: MixedPrecision = "no"
+    _num_timesteps = 0
+    _interrupt = False
+
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps in the current (or last) call."""
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set ``pipe._interrupt = True`` in a step-end callback to stop after that step (diffusers' convention)."""
+        return self._interrupt
+
+    def prepare_with(self, accelerator: Any) -> Any:
+        """Adopt an ``accelerate.Accelerator``'s device and mixed precision."""
+        self.to(accelerator.device)
+        self.default_mixed_precision = accelerator.mixed_precision
+        return self
+
+    @staticmethod
+    def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:
+        """The call's edits as three lists of one length: a single prompt, image or mask serves every edit."""
+        given = {"prompt": prompt, "image": image, "mask_image": mask_image}
+        lengths = {name: len(value) for name, value in given.items() if isinstance(value, (list, tuple))}
+        count = max(lengths.values(), default=1)
+        if any(length != count for length in lengths.values()):
+            raise ValueError(f"prompt, image and mask_image lists must have one length, got {lengths}")
+        if count == 0:
+            raise ValueError("prompt, image and mask_image lists are empty: give at least one edit")
+        prompts, images, masks = (
+            list(value) if isinstance(value, (list, tuple)) else [value] * count for value in given.values()
+        )
+        return prompts, images, masks
+
+    @staticmethod
+    def _load_edits(
+        images: list[ImageInput], masks: list[ImageInput], mask_blur: float, output_type: OutputType
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each edit's input, (1, 3, H, W) in [0, 1], and its (feathered) mask, checked."""
+        sources = [load_image(picture) for picture in images]
+        for source in sources:
+            check_image_size(source.shape[-1], source.shape[-2], "image")
+        loaded = [feather(load_mask(m, tuple(s.shape[-2:])), mask_blur) for m, s in zip(masks, sources, strict=True)]
+        if output_type != "pil" and len({s.shape for s in sources}) > 1:
+            raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")
+        return sources, loaded
+
+    def _check_call(
+        self, prompts: list[str], generator: Generators, callbacks: list, num_images_per_prompt: int
+    ) -> None:
+        """The generator count and the callbacks' tensor names (the settings are checked by ``check_settings``)."""
+        results = len(prompts) * num_images_per_prompt
+        if isinstance(generator, list) and len(generator) != results:
+            raise ValueError(
+                f"got a list of {len(generator)} generators for {len(prompts)} edit(s) x num_images_per_prompt="
+                f"{num_images_per_prompt}; pass one generator, or one per result ({results})"
+            )
+        unknown = [name for _, names in callbacks for name in names if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
+            )
+
+    def _timesteps(self, num_inference_steps: int, strength: float, device: torch.device) -> torch.Tensor:
+        """The last ``strength`` of the schedule."""
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        begin = (num_inference_steps - steps_run(num_inference_steps, strength)) * self.scheduler.order
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(begin)
+        return self.scheduler.timesteps[begin:]
+
+    def _noised_input(
+        self, clean: torch.Tensor, timesteps: torch.Tensor, step_index: int, generator: Generators
+    ) -> torch.Tensor:
+        """The input at the noise level of the sample after step ``step_index``; the clean input after the last."""
+        if step_index + 1 == len(timesteps):
+            return clean
+        noise = randn_tensor(tuple(clean.shape), generator=generator, device=clean.device, dtype=clean.dtype)
+        return self.scheduler.add_noise(clean, noise, timesteps[step_index + 1 : step_index + 2])
+
+    def _extra_step_kwargs(self, generator: Generators, eta: float) -> dict[str, Any]:
+        """The generator, DDIM's ``eta`` and ``use_clipped_model_output=True``, as far as ``step`` takes them.
+
+        Guidance pushes ``x0_hat`` far outside [-1, 1]. DDIM clips ``x0_hat`` but, unless told otherwise, points
+        its next sample along the unclipped noise, which carries the whole guidance gradient into the sample as
+        noise (measured on the shapes world: no edit succeeded). Recomputing the noise from the clipped
+        ``x0_hat`` keeps the step bounded, as DDPM's is. Without ``clip_sample`` (latent schedulers) it changes
+        nothing.
+        """
+        accepted = inspect.signature(self.scheduler.step).parameters
+        offered = {"generator": generator, "eta": eta, "use_clipped_model_output": True}
+        return {name: value for name, value in offered.items() if name in accepted}
+
+    @staticmethod
+    def _step_end_callbacks(
+        blend: bool, callback: Any, tensor_inputs: Sequence[str], blending: BlendCallback | None = None
+    ) -> list[tuple[StepEndCallback, list[str]]]:
+        """The callbacks to run after each step, in order, each with the tensors it is handed.
+
+        Blending (``blending``, default a plain ``BlendCallback``) comes first when ``blend`` asks for it and the
+        user's callback holds none of its own.
+        """
+        chain: list[tuple[StepEndCallback, list[str]]] = []
+        if blend and not contains_blending(callback):
+            chain.append((blending or BlendCallback(), BlendCallback.tensor_inputs))
+        if not blend and contains_blending(callback):
+            raise ValueError("blend=False but callback_on_step_end contains a BlendCallback; drop one of them")
+        if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
+            chain.append((callback, list(callback.tensor_inputs)))
+        elif callback is not None:
+            if not callable(callback):
+                raise TypeError(f"callback_on_step_end must be callable, got {type(callback).__name__}")
+            chain.append((callback, list(tensor_inputs)))
+        return chain
+
+    def _run_callbacks(
+        self,
+        callbacks: list[tuple[StepEndCallback, list[str]]],
+        step_index: int,
+        timestep: torch.Tensor,
+        tensors: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """Each callback in turn on the tensors it names; what one returns, the next sees. The new latents."""
+        for callback, names in callbacks:
+            returned = callback(self, step_index, timestep, {name: tensors[name] for name in names})
+            tensors.update({name: value for name, value in (returned or {}).items() if name in tensors})
+        return tensors["latents"]
+
+    @staticmethod
+    def _autocast(precision: MixedPrecision, device: torch.device) -> Any:
+        if precision == "no":
+            return nullcontext()
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    @staticmethod
+    def _pasted_output(
+        regions: list[EditRegion],
+        ranked: Sequence[torch.Tensor],
+        sources: list[torch.Tensor],
+        masks: list[torch.Tensor],
+        output_type: OutputType,
+    ) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
+        """Each edit's results (in [-1, 1], at the model's resolution) back in its input, as ``output_type``."""
+        edited = [region.paste(r, s, m) for region, r, s, m in zip(regions, ranked, sources, masks, strict=True)]
+        if output_type != "pil":
+            return to_output(torch.cat(edited), output_type)
+        return [picture for edit in edited for picture in to_output(edit, "pil")]
