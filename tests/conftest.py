@@ -105,3 +105,58 @@ def fast_call(pipe: BlendedDiffusionPipeline, image, mask_image, **kwargs):
     )
     arguments.update(kwargs)
     return pipe(**arguments)
+
+
+def tiny_latent_parts() -> dict:
+    """A tiny Stable Diffusion: a VAE (16 px to 8x8x4), a CLIP text encoder and a text-conditioned UNet."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    clip = tiny_clip_parts()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**clip["clip_model"].config.text_config.to_dict()))
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    scheduler = DDIMScheduler(num_train_timesteps=100, beta_schedule="scaled_linear", clip_sample=False)
+    return dict(
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=clip["tokenizer"],
+        unet=unet.eval(),
+        scheduler=scheduler,
+        clip_model=clip["clip_model"],
+        clip_tokenizer=clip["tokenizer"],
+        feature_extractor=clip["feature_extractor"],
+    )
+
+
+def tiny_latent_pipeline(with_clip: bool = True):
+    from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
+
+    parts = tiny_latent_parts()
+    if not with_clip:
+        parts.update(clip_model=None, clip_tokenizer=None, feature_extractor=None)
+    pipe = BlendedLatentDiffusionPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

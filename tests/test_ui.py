@@ -118,7 +118,7 @@ class NoWork:
         (dict(samples=2.5), "samples must be an integer"),
         (dict(strength=1.5), r"strength must be in \(0, 1\]"),
         (dict(mask_blur=-1), "mask blur must be >= 0"),
-        (dict(scheduler="euler"), "scheduler must be one of"),
+        (dict(scheduler="heun"), "scheduler must be one of"),
         (dict(application="paint"), "application 'paint'"),
         (dict(application="extend", extend="left"), "four whole numbers"),
         (dict(application="extend", extend="0,0,0,0"), "all four are 0"),

@@ -12,21 +12,26 @@ from typing import Any
 
 SHAPES_CHECKPOINT = str(Path(__file__).parent / "shapes" / "checkpoint")
 """A diffusers pipeline directory of the shapes world's trained models, shipped with the package."""
+SHAPES_LATENT_CHECKPOINT = str(Path(__file__).parent / "shapes" / "latent_checkpoint")
+"""The shapes world's latent models (a small VAE and a text-conditioned UNet) for the latent pipeline."""
 
 _HOMES = {
     "BackgroundPreservationLoss": "guidance",
     "BlendCallback": "blending",
     "BlendedDiffusionPipeline": "pipeline",
     "BlendedDiffusionPipelineOutput": "pipeline",
+    "BlendedLatentDiffusionPipeline": "pipeline_latent",
+    "BlendedPipelineOutput": "pipeline_common",
     "CLIPGuidance": "guidance",
     "Guidance": "guidance",
     "GuidanceLoss": "guidance",
     "ProgressiveDilationBlendCallback": "blending",
     "ProjectiveAugmentation": "augment",
+    "ShrinkingMaskBlendCallback": "blending",
     "guided_noise_prediction": "guidance",
 }
 
-__all__ = [*sorted(_HOMES), "SHAPES_CHECKPOINT"]
+__all__ = [*sorted(_HOMES), "SHAPES_CHECKPOINT", "SHAPES_LATENT_CHECKPOINT"]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,13 +18,22 @@ OutputType = Literal["pil", "np", "pt"]
 ClipInput = Literal["x0_hat", "mixed"]
 BackgroundLossName = Literal["lpips", "mse"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
+LatentMask = Literal["conservative", "nearest"]
+Reconstruction = Literal["paste", "decoder"]
 
 RANK_BY: tuple[str, ...] = get_args(RankBy)
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
 CLIP_INPUTS: tuple[str, ...] = get_args(ClipInput)
 BACKGROUND_LOSSES: tuple[str, ...] = get_args(BackgroundLossName)
 MIXED_PRECISIONS: tuple[str, ...] = get_args(MixedPrecision)
-SCHEDULERS: dict[str, str] = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler"}
+LATENT_MASKS: tuple[str, ...] = get_args(LatentMask)
+RECONSTRUCTIONS: tuple[str, ...] = get_args(Reconstruction)
+SCHEDULERS: dict[str, str] = {
+    "ddpm": "DDPMScheduler",
+    "ddim": "DDIMScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",  # latent pipeline only: CLIP guidance needs unscaled samples
+}
 """The schedulers offered by name (CLI, benchmarks): diffusers class names; any other swaps in by ``from_config``."""
 
 
@@ -49,6 +58,20 @@ class Defaults:
 
 
 DEFAULTS = Defaults()
+
+
+@dataclass(frozen=True)
+class LatentDefaults:
+    """``BlendedLatentDiffusionPipeline``'s own defaults (the rest are ``DEFAULTS``): Blended Latent Diffusion's."""
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 7.5
+    latent_mask: LatentMask = "conservative"  # any masked pixel marks its latent cell
+    reconstruction: Reconstruction = "paste"
+    scheduler: str = "ddim"
+
+
+LATENT_DEFAULTS = LatentDefaults()
 
 MIN_IMAGE_SIDE = 16
 """Pixels: a smaller image holds too little for the model's resolution (32 px for shapes, 256 for ADM) to edit."""
@@ -135,7 +158,14 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
             value = settings[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name(key)} must be an integer >= 1, got {value!r}")
-    for key in ("clip_guidance_scale", "range_loss_scale", "background_loss_scale", "mask_blur", "crop_margin"):
+    for key in (
+        "clip_guidance_scale",
+        "guidance_scale",
+        "range_loss_scale",
+        "background_loss_scale",
+        "mask_blur",
+        "crop_margin",
+    ):
         if key in settings:
             _check_number(name(key), settings[key])
             if settings[key] < 0:
@@ -159,6 +189,8 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
         ("output_type", OUTPUT_TYPES),
         ("clip_input", CLIP_INPUTS),
         ("scheduler", tuple(SCHEDULERS)),
+        ("latent_mask", LATENT_MASKS),
+        ("reconstruction", RECONSTRUCTIONS),
     ):
         if key in settings and settings[key] not in choices:
             raise ValueError(f"{name(key)} must be one of {choices}, got {settings[key]!r}")

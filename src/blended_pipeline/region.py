@@ -100,3 +100,18 @@ def paste(edited: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torc
         edited = F.interpolate(edited, size=image.shape[-2:], mode="bicubic", align_corners=False)
     image, mask = image.to(edited.device), mask.to(edited.device).float()
     return torch.where(mask > 0, image + mask * (edited.clamp(0, 1) - image), image)
+
+
+def latent_region_mask(mask: torch.Tensor, size: tuple[int, int], mode: str = "conservative") -> torch.Tensor:
+    """A (N, 1, H, W) mask in [0, 1] at latent resolution ``size``.
+
+    "conservative": a latent cell takes the largest mask value over its pixels, so any masked pixel marks its
+    cell and no part of the region is blended back to the input. "nearest": Blended Latent Diffusion's nearest
+    resize, thresholded at 0.5 (a thin region can vanish).
+    """
+    mask = mask.float()
+    if mode == "conservative":
+        return F.adaptive_max_pool2d(mask, size)
+    if mode == "nearest":
+        return (F.interpolate(mask, size=size, mode="nearest") > 0.5).float()
+    raise ValueError(f"latent_mask must be 'conservative' or 'nearest', got {mode!r}")

@@ -1,0 +1,311 @@
+"""``BlendedLatentDiffusionPipeline``: Blended Latent Diffusion (Avrahami, Fried, Lischinski, SIGGRAPH 2023) on
+Stable Diffusion-format checkpoints, sharing the pixel pipeline's region, blending, ranking and image I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.schedulers import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, PreTrainedTokenizerBase
+
+from blended_pipeline.guidance import CLIPGuidance
+from blended_pipeline.image_io import ImageInput
+from blended_pipeline.options import (
+    DEFAULTS,
+    LATENT_DEFAULTS,
+    LatentMask,
+    MixedPrecision,
+    OutputType,
+    RankBy,
+    Reconstruction,
+    check_prompt,
+    check_settings,
+    check_strength,
+)
+from blended_pipeline.pipeline_common import BlendedPipelineMixin, BlendedPipelineOutput, Generators, StepEndCallback
+from blended_pipeline.ranking import rank
+from blended_pipeline.reconstruction import fit_decoder
+from blended_pipeline.region import EditRegion, latent_region_mask
+
+DEFAULT_STRENGTH = 0.75  # Blended Latent Diffusion's: blending starts at 25% of the schedule
+
+
+class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
+    r"""Edit the masked region of an image to match a prompt in a latent diffusion model's latent space; every
+    pixel outside the mask is the input's.
+
+    Components (a Stable Diffusion 1.x/2.x directory loads with ``from_pretrained``; its ``safety_checker`` entry
+    is ignored):
+        vae: the ``AutoencoderKL`` whose latents the UNet denoises.
+        text_encoder, tokenizer: the prompt's encoder (``CLIPTextModel``).
+        unet: a text-conditioned ``UNet2DConditionModel``.
+        scheduler: any first-order or multistep diffusers scheduler (DDIM, DDPM, DPM-Solver++, Euler, ...).
+        clip_model, clip_tokenizer, feature_extractor: optional CLIP parts that rank the results; without
+            them the results keep their generation order.
+
+    Config: ``default_strength``, the ``strength`` of a call that names none.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _optional_components = ["clip_model", "clip_tokenizer", "feature_extractor"]
+    _exclude_from_cpu_offload = ["clip_model"]
+    _callback_tensor_inputs = ["latents", "noised_image", "mask", "image", "noise_pred", "prompt_embeds"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: PreTrainedTokenizerBase,
+        unet: UNet2DConditionModel,
+        scheduler: SchedulerMixin,
+        clip_model: CLIPModel | None = None,
+        clip_tokenizer: PreTrainedTokenizerBase | None = None,
+        feature_extractor: CLIPImageProcessor | None = None,
+        default_strength: float = DEFAULT_STRENGTH,
+    ) -> None:
+        super().__init__()
+        if not isinstance(unet, UNet2DConditionModel):
+            raise TypeError(
+                f"unet must be a text-conditioned UNet2DConditionModel (a latent diffusion model's), got "
+                f"{type(unet).__name__}; a pixel UNet2DModel belongs in BlendedDiffusionPipeline"
+            )
+        check_strength("default_strength", default_strength)
+        self.register_to_config(default_strength=default_strength)
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            clip_model=clip_model,
+            clip_tokenizer=clip_tokenizer,
+            feature_extractor=feature_extractor,
+        )
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.default_mixed_precision: MixedPrecision = "no"
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        image: ImageInput | list[ImageInput],
+        mask_image: ImageInput | list[ImageInput],
+        num_inference_steps: int = LATENT_DEFAULTS.num_inference_steps,
+        strength: float | None = None,
+        guidance_scale: float = LATENT_DEFAULTS.guidance_scale,
+        negative_prompt: str | list[str] | None = None,
+        num_images_per_prompt: int = DEFAULTS.num_images_per_prompt,
+        latent_mask: LatentMask = LATENT_DEFAULTS.latent_mask,
+        reconstruction: Reconstruction = LATENT_DEFAULTS.reconstruction,
+        blend: bool = True,
+        mask_blur: float = DEFAULTS.mask_blur,
+        crop_margin: float = DEFAULTS.crop_margin,
+        rank_by: RankBy = DEFAULTS.rank_by,
+        eta: float = DEFAULTS.eta,
+        mixed_precision: MixedPrecision | None = None,
+        generator: Generators = None,
+        output_type: OutputType = DEFAULTS.output_type,
+        return_dict: bool = True,
+        callback_on_step_end: StepEndCallback | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> BlendedPipelineOutput | tuple:
+        r"""Edit ``image`` where ``mask_image`` is white so that the region matches ``prompt``.
+
+        Args:
+            prompt: what the masked region should show; a list edits several images (or one image several ways)
+                in one batch.
+            image: the input, any size (edited on a crop at the model's resolution, pasted back); or a list.
+            mask_image: white / 1 = edit, black / 0 = keep; thresholded at 0.5; the image's aspect ratio.
+            num_inference_steps: steps of the full schedule; ``strength`` of them are run.
+            strength: fraction of the schedule run, from the input's latents noised to that level (1.0 = pure
+                noise); default: the checkpoint's ``default_strength`` (0.75: blending starts at 25%).
+            guidance_scale: classifier-free guidance weight (1 = none).
+            negative_prompt: what the region should not show (one, or one per edit); default the empty prompt.
+            num_images_per_prompt: results per edit.
+            latent_mask: how the mask reaches latent resolution: "conservative" (a latent cell is edited if any
+                of its pixels is) or "nearest" (Blended Latent Diffusion's resize and threshold).
+            reconstruction: "paste" (decode, then paste the input outside the mask) or "decoder" (first fit a
+                copy of the decoder per result so that it decodes the input outside the mask: a smaller seam).
+            blend: blend with the noised input latents after every step; False runs plain img2img in the crop.
+            mask_blur, crop_margin, rank_by, eta, mixed_precision, generator, output_type, return_dict,
+            callback_on_step_end, callback_on_step_end_tensor_inputs: as in ``BlendedDiffusionPipeline``; here
+                a callback's ``latents``, ``noised_image``, ``image`` and ``mask`` are in latent space.
+
+        Returns:
+            ``BlendedPipelineOutput`` (or ``(images, scores)``): ``num_images_per_prompt`` results per edit,
+            edits in input order, each edit's best first when CLIP parts rank them (``scores`` None otherwise).
+        """
+        # 0. Check every input before any work.
+        prompts, images, masks = self._edits(prompt, image, mask_image)
+        negatives = self._negative_prompts(negative_prompt, len(prompts))
+        strength = self.config.default_strength if strength is None else strength
+        callbacks = self._step_end_callbacks(blend, callback_on_step_end, callback_on_step_end_tensor_inputs)
+        self.check_inputs(
+            prompts=prompts,
+            negative_prompts=negatives,
+            generator=generator,
+            callbacks=callbacks,
+            num_inference_steps=num_inference_steps,
+            strength=strength,
+            guidance_scale=guidance_scale,
+            num_images_per_prompt=num_images_per_prompt,
+            latent_mask=latent_mask,
+            reconstruction=reconstruction,
+            mask_blur=mask_blur,
+            crop_margin=crop_margin,
+            rank_by=rank_by,
+            eta=eta,
+            mixed_precision=mixed_precision,
+            output_type=output_type,
+        )
+        sources, masks = self._load_edits(images, masks, mask_blur, output_type)
+        precision = mixed_precision or self.default_mixed_precision
+        device = self._execution_device
+        self._interrupt = False
+
+        # 1. Each edit's region at the model's resolution, its latents (the posterior mean, scaled) and its mask
+        #    at latent resolution, one row per result; the prompts' embeddings for classifier-free guidance.
+        resolution = self._model_resolution()
+        regions = [EditRegion.around(s, m, resolution, crop_margin) for s, m in zip(sources, masks, strict=True)]
+        model_image = torch.cat([r.image for r in regions]).to(device)
+        model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
+        with self._autocast(precision, device):
+            source_latents = self._encode(model_image).repeat_interleave(num_images_per_prompt, 0)
+            prompt_embeds = self._encode_prompts(prompts, negatives, num_images_per_prompt, device)
+        region_mask = latent_region_mask(model_mask, tuple(source_latents.shape[-2:]), latent_mask)
+
+        # 2. The part of the schedule to run, and the input's latents noised to its first timestep.
+        timesteps = self._timesteps(num_inference_steps, strength, device)
+        self._num_timesteps = len(timesteps)
+        noise = randn_tensor(tuple(source_latents.shape), generator=generator, device=device)
+        latents = self.scheduler.add_noise(source_latents, noise, timesteps[:1].repeat(source_latents.shape[0]))
+
+        # 3. Denoise with classifier-free guidance, then the step-end callbacks (blending first).
+        extra_step_kwargs = self._extra_step_kwargs(generator, eta)
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            model_input = self.scheduler.scale_model_input(torch.cat([latents] * 2), t)
+            with self._autocast(precision, device):
+                prediction = self.unet(model_input.to(self.unet.dtype), t, encoder_hidden_states=prompt_embeds).sample
+            unconditional, conditional = prediction.float().chunk(2)
+            noise_pred = unconditional + guidance_scale * (conditional - unconditional)
+            latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
+            if callbacks:
+                tensors = {
+                    "latents": latents,
+                    "noised_image": self._noised_input(source_latents, timesteps, i, generator),
+                    "mask": region_mask,
+                    "image": source_latents,
+                    "noise_pred": noise_pred,
+                    "prompt_embeds": prompt_embeds,
+                }
+                latents = self._run_callbacks(callbacks, i, t, tensors)
+            if self.interrupt:
+                break
+
+        # 4. Decode (with a decoder fitted to the input's background, when asked).
+        with self._autocast(precision, device):
+            results = self._decode(
+                latents, model_image.repeat_interleave(num_images_per_prompt, 0), model_mask, reconstruction
+            ).clamp(-1, 1)
+
+        # 5. Rank each edit's results with the CLIP parts, if there are any; else keep the generation order.
+        scores = None
+        order = torch.arange(results.shape[0], device=results.device)
+        if self.clip_model is not None:
+            guidance = CLIPGuidance(self.clip_model, self.clip_tokenizer or self.tokenizer, self.feature_extractor)
+            target = guidance.prepare([p for p in prompts for _ in range(num_images_per_prompt)], device)
+            with self._autocast(precision, device):
+                order, ranked_scores = rank(guidance, results, model_mask, target, rank_by, num_images_per_prompt)
+            scores = [float(s) for s in ranked_scores]
+        self.maybe_free_model_hooks()
+
+        # 6. Back to each input's size; outside the mask, the input's exact pixels.
+        ranked = results[order].split(num_images_per_prompt)
+        outputs = self._pasted_output(regions, ranked, sources, masks, output_type)
+        if not return_dict:
+            return outputs, scores
+        return BlendedPipelineOutput(images=outputs, scores=scores)
+
+    def _model_resolution(self) -> tuple[int, int]:
+        """The pixels the UNet's latents decode to."""
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return height * self.vae_scale_factor, width * self.vae_scale_factor
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The posterior mean of ``images`` (in [-1, 1]) times the VAE's scaling factor (the method's z_init)."""
+        posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        return posterior.mean.float() * self.vae.config.scaling_factor
+
+    def _decode(
+        self, latents: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, reconstruction: Reconstruction
+    ) -> torch.Tensor:
+        """Pixels in [-1, 1] of each row of ``latents``; with "decoder", each from its own fitted decoder."""
+        scaled = latents / self.vae.config.scaling_factor
+        if reconstruction == "paste":
+            return self.vae.decode(scaled.to(self.vae.dtype)).sample.float()
+        rows = [
+            fit_decoder(self.vae, scaled[i : i + 1], source[i : i + 1], mask[i : i + 1]).image
+            for i in range(latents.shape[0])
+        ]
+        return torch.cat(rows)
+
+    @staticmethod
+    def _negative_prompts(negative_prompt: str | list[str] | None, count: int) -> list[str]:
+        if negative_prompt is None:
+            return [""] * count
+        if isinstance(negative_prompt, str):
+            return [negative_prompt] * count
+        if len(negative_prompt) != count:
+            raise ValueError(f"got {len(negative_prompt)} negative prompts for {count} edit(s); give one, or one each")
+        return list(negative_prompt)
+
+    def _encode_prompts(
+        self, prompts: list[str], negatives: list[str], num_images_per_prompt: int, device: torch.device
+    ) -> torch.Tensor:
+        """(2 N, L, D): the negative prompts' embeddings, then the prompts', one row per result."""
+        tokens = self.tokenizer(
+            [*negatives, *prompts],
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        embeddings = self.text_encoder(tokens.input_ids.to(device)).last_hidden_state
+        return embeddings.repeat_interleave(num_images_per_prompt, 0).to(self.unet.dtype)
+
+    def check_inputs(
+        self,
+        *,
+        prompts: list[Any],
+        negative_prompts: list[Any],
+        generator: Generators,
+        callbacks: list[tuple[StepEndCallback, list[str]]],
+        **settings: Any,
+    ) -> None:
+        """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected (``check_settings``)."""
+        for prompt in prompts:
+            check_prompt(prompt)
+        for negative in negative_prompts:
+            if not isinstance(negative, str):
+                raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
+        check_settings(**settings)
+        self._check_call(prompts, generator, callbacks, settings["num_images_per_prompt"])
+        self.check_scheduler(self.scheduler)
+
+    @staticmethod
+    def check_scheduler(scheduler: Any) -> None:
+        """Refuse schedulers whose steps take two model calls: the sample between them may not be blended."""
+        if getattr(scheduler, "order", 1) > 1:
+            raise ValueError(
+                f"{type(scheduler).__name__} takes {scheduler.order} model calls per step, between which the sample "
+                "may not be blended; use a first-order or multistep scheduler (DDIM, DDPM, Euler, DPM-Solver++)"
+            )
+        for attribute in ("add_noise", "step", "set_timesteps", "scale_model_input"):
+            if not hasattr(scheduler, attribute):
+                raise ValueError(f"{type(scheduler).__name__} has no `{attribute}`; use a diffusers scheduler")

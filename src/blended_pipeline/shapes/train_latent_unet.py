@@ -1,0 +1,159 @@
+"""Train the shapes latent world's text-conditioned UNet on the trained autoencoder's latents.
+
+The text encoder is the shipped shapes CLIP's text tower, frozen (its weights are reused, not retrained); the
+UNet predicts the noise of 8x8x4 latents with Stable Diffusion's noise schedule, and one caption in ten is
+dropped (empty) so that classifier-free guidance works. Resumable and reproducible like the other scripts::
+
+    python -m blended_pipeline.shapes.train_latent_unet --vae runs/vae --out runs/latent-unet --steps 8000 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
+
+from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline.shapes.train_unet import RESOLUTION
+from blended_pipeline.shapes.training_utils import (
+    ExponentialMovingAverage,
+    ProgressLog,
+    apply_gradients,
+    learning_rate,
+    resume,
+    save_state,
+    to_model_range,
+)
+from blended_pipeline.shapes.world import random_scene, render
+
+CAPTION_DROP = 0.1  # empty captions, for classifier-free guidance
+OBJECTS_ONLY = 0.4  # captions naming the shapes alone, as edit prompts do ("a red circle")
+
+
+def build_latent_unet() -> UNet2DConditionModel:
+    """1.1M parameters; cross-attention to the text at 8x8 and 4x4."""
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=128,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def build_latent_scheduler() -> DDIMScheduler:
+    """Stable Diffusion's schedule (scaled linear betas); DDIM, as Blended Latent Diffusion samples."""
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def shapes_text_encoder() -> tuple[CLIPTextModel, CLIPTokenizer]:
+    """The shipped shapes CLIP's text tower, as a stand-alone ``CLIPTextModel``."""
+    clip = CLIPModel.from_pretrained(Path(SHAPES_CHECKPOINT) / "clip_model")
+    text_encoder = CLIPTextModel(clip.config.text_config)
+    text_encoder.load_state_dict(clip.text_model.state_dict())
+    return text_encoder.eval(), CLIPTokenizer.from_pretrained(Path(SHAPES_CHECKPOINT) / "tokenizer")
+
+
+def caption_batch(seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, list[str]]:
+    """Scenes in [-1, 1] and their captions (whole, objects only, or empty), determined by (seed, step)."""
+    rng = np.random.default_rng([seed, step])
+    scenes = [random_scene(rng, RESOLUTION) for _ in range(batch_size)]
+    captions = []
+    for scene in scenes:
+        draw = rng.random()
+        if draw < CAPTION_DROP:
+            captions.append("")
+        elif draw < CAPTION_DROP + OBJECTS_ONLY:
+            captions.append(" and ".join(f"a {s.colour} {s.kind}" for s in scene.shapes))
+        else:
+            captions.append(scene.caption())
+    return to_model_range(np.stack([render(scene, RESOLUTION) for scene in scenes])), captions
+
+
+@torch.no_grad()
+def encode_text(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
+    tokens = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    return text_encoder(tokens.input_ids.to(text_encoder.device)).last_hidden_state
+
+
+@torch.no_grad()
+def encode_images(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    return vae.encode(images).latent_dist.mean * vae.config.scaling_factor
+
+
+def latent_scale(vae: AutoencoderKL, seed: int = 12345, count: int = 256) -> float:
+    """``1 / std`` of the latents of ``count`` scenes: Stable Diffusion's ``scaling_factor`` convention."""
+    images, _ = caption_batch(seed, 0, count)
+    with torch.no_grad():
+        return float(1 / vae.encode(images).latent_dist.mean.std())
+
+
+def train(out: Path, vae_dir: Path, steps: int, batch_size: int, seed: int, lr: float, save_every: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL.from_pretrained(vae_dir).eval()
+    vae.register_to_config(scaling_factor=latent_scale(vae))
+    text_encoder, tokenizer = shapes_text_encoder()
+    unet, noise_schedule = build_latent_unet(), DDPMScheduler.from_config(build_latent_scheduler().config)
+    ema = ExponentialMovingAverage(unet, decay=0.999)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    state_path = out / "state.pt"
+    start = resume(state_path, model=unet, ema=ema, optimizer=optimizer)
+    log = ProgressLog(start)
+    for step in range(start, steps):
+        images, captions = caption_batch(seed, step, batch_size)
+        latents, text = encode_images(vae, images), encode_text(text_encoder, tokenizer, captions)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        noise = torch.randn(latents.shape, generator=generator)
+        timesteps = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch_size,), generator=generator)
+        prediction = unet(noise_schedule.add_noise(latents, noise, timesteps), timesteps, text).sample
+        loss = F.mse_loss(prediction, noise)
+        apply_gradients(unet, optimizer, loss, learning_rate(step, steps, lr))
+        ema.update(unet)
+        done = step + 1
+        log.add(done, loss.detach())
+        if done % save_every == 0 or done == steps:
+            save_state(state_path, done, model=unet, ema=ema, optimizer=optimizer)
+            ema.copy_to(build_latent_unet()).save_pretrained(out / "unet")
+            vae.save_pretrained(out / "vae")  # with the measured scaling_factor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vae", type=Path, required=True, help="run directory of train_vae")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds state.pt)")
+    parser.add_argument("--steps", type=int, default=8000, help="total optimisation steps of the run")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--save-every", type=int, default=500)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    began = time.time()
+    train(args.out, args.vae / "vae", args.steps, args.batch_size, args.seed, args.lr, args.save_every)
+    print(f"done in {time.time() - began:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""BlendedLatentDiffusionPipeline on tiny random components: the background kept exactly, blending in latent
+space, progressive mask shrinking, decoder reconstruction, schedulers, saving, Stable Diffusion directories and
+bad inputs refused before any work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from conftest import tiny_latent_pipeline, tiny_unet
+from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
+
+from blended_pipeline import BlendedLatentDiffusionPipeline, ShrinkingMaskBlendCallback
+from blended_pipeline.reconstruction import fit_decoder
+from blended_pipeline.region import latent_region_mask
+
+
+@pytest.fixture
+def latent_pipe() -> BlendedLatentDiffusionPipeline:
+    return tiny_latent_pipeline()
+
+
+def edit(pipe, image, mask, **options):
+    arguments = dict(num_inference_steps=8, num_images_per_prompt=2, generator=torch.Generator().manual_seed(0))
+    arguments.update(options)
+    return pipe("a red ball", image, mask, **arguments)
+
+
+def outside(mask: PIL.Image.Image) -> np.ndarray:
+    return np.asarray(mask) == 0
+
+
+def test_every_pixel_outside_the_mask_is_the_input(latent_pipe, image, mask):
+    out = edit(latent_pipe, image, mask)
+    assert len(out.images) == 2 and all(picture.size == image.size for picture in out.images)
+    for picture in out.images:
+        assert np.array_equal(np.asarray(picture)[outside(mask)], np.asarray(image)[outside(mask)])
+        assert not np.array_equal(np.asarray(picture), np.asarray(image))
+    assert out.scores[0] >= out.scores[1]
+
+
+def test_soft_mask_keeps_pixels_where_the_feathered_mask_is_zero(latent_pipe, image, mask):
+    out = edit(latent_pipe, image, mask, mask_blur=2.0, output_type="np")
+    far = np.ones((24, 40), bool)
+    far[2:22, 6:30] = False  # beyond the 2-pixel ramp
+    assert np.allclose(out.images[:, far], np.asarray(image)[far] / 255, atol=1e-6)
+
+
+def test_latents_outside_the_latent_mask_end_as_the_clean_input_latents(latent_pipe, image, mask):
+    seen = {}
+
+    def keep_last(pipe, step, timestep, tensors):
+        seen.update(tensors)
+        return {}
+
+    edit(
+        latent_pipe,
+        image,
+        mask,
+        callback_on_step_end=keep_last,
+        callback_on_step_end_tensor_inputs=["latents", "image", "mask"],
+    )
+    keep = seen["mask"] == 0
+    assert keep.any() and (seen["mask"] == 1).any()
+    assert torch.equal(seen["latents"][keep.expand_as(seen["latents"])], seen["image"][keep.expand_as(seen["image"])])
+
+
+def test_latent_mask_conservative_marks_any_masked_pixel_nearest_thresholds():
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 5, 5] = 1  # one pixel of the 2x2 cell (2, 2)
+    assert latent_region_mask(mask, (8, 8), "conservative").sum() == 1
+    assert latent_region_mask(mask, (8, 8), "conservative")[0, 0, 2, 2] == 1
+    assert latent_region_mask(mask, (8, 8), "nearest").sum() == 0  # BLD's resize can lose a thin region
+    with pytest.raises(ValueError, match="latent_mask"):
+        latent_region_mask(mask, (8, 8), "bilinear")
+
+
+def test_shrinking_schedule_gives_the_expected_mask_sizes_at_each_step():
+    callback = ShrinkingMaskBlendCallback()
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 8, 8] = 1
+    sizes = [int(callback.mask_at(mask, step, 8).sum()) for step in range(8)]
+    assert sizes == [49, 49, 25, 25, 9, 9, 1, 1]  # kernels 7, 5, 3, 1 over equal quarters of the run
+    assert [callback.radius_at(step, 10) for step in range(10)] == [3, 3, 3, 2, 2, 1, 1, 1, 0, 0]
+
+
+def test_shrinking_callback_runs_in_the_pipeline_and_keeps_the_background(latent_pipe, image, mask):
+    out = edit(latent_pipe, image, mask, callback_on_step_end=ShrinkingMaskBlendCallback())
+    assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
+
+
+def test_reconstruction_lowers_its_loss_and_leaves_the_pipeline_decoder_unchanged(latent_pipe, image, mask):
+    before = {name: value.clone() for name, value in latent_pipe.vae.state_dict().items()}
+    source = torch.rand(1, 3, 16, 16) * 2 - 1
+    region = torch.zeros(1, 1, 16, 16)
+    region[..., 4:12, 4:12] = 1
+    fitted = fit_decoder(latent_pipe.vae, torch.randn(1, 4, 8, 8), source, region, steps=30, lr=1e-3)
+    assert fitted.losses[-1] < 0.5 * fitted.losses[0]
+    out = edit(latent_pipe, image, mask, reconstruction="decoder")
+    assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
+    after = latent_pipe.vae.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+@pytest.mark.parametrize("scheduler_class", [EulerDiscreteScheduler, DPMSolverMultistepScheduler])
+def test_scheduler_swap_by_from_config(latent_pipe, image, mask, scheduler_class):
+    latent_pipe.scheduler = scheduler_class.from_config(latent_pipe.scheduler.config)
+    out = edit(latent_pipe, image, mask)
+    assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
+
+
+def test_two_call_schedulers_are_refused(latent_pipe, image, mask):
+    latent_pipe.scheduler = HeunDiscreteScheduler.from_config(latent_pipe.scheduler.config)
+    with pytest.raises(ValueError, match="HeunDiscreteScheduler takes 2 model calls per step"):
+        edit(latent_pipe, image, mask)
+
+
+def test_save_and_load_reproduce_the_output(latent_pipe, image, mask, tmp_path):
+    expected = edit(latent_pipe, image, mask, output_type="np")
+    latent_pipe.save_pretrained(tmp_path)
+    loaded = BlendedLatentDiffusionPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    again = edit(loaded, image, mask, output_type="np")
+    assert np.allclose(again.images, expected.images, atol=1e-5) and again.scores == pytest.approx(expected.scores)
+
+
+def test_a_stable_diffusion_directory_with_a_null_safety_checker_loads(tmp_path, image, mask):
+    tiny_latent_pipeline(with_clip=False).save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    index.update(_class_name="StableDiffusionPipeline", safety_checker=[None, None], requires_safety_checker=False)
+    for name in ("clip_model", "clip_tokenizer", "feature_extractor"):
+        index.pop(name, None)
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    pipe = BlendedLatentDiffusionPipeline.from_pretrained(tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.clip_model is None
+    out = edit(pipe, image, mask)
+    assert out.scores is None and len(out.images) == 2  # nothing to rank with: the generation order
+
+
+def test_prompt_lists_edit_each_image_and_negative_prompts_are_taken(latent_pipe, image, mask):
+    other = PIL.Image.fromarray(np.asarray(image)[::-1].copy())
+    out = latent_pipe(
+        ["a red ball", "a blue square"],
+        [image, other],
+        mask,
+        num_inference_steps=4,
+        num_images_per_prompt=2,
+        negative_prompt=["a blue ball", "a red circle"],
+    )
+    assert len(out.images) == 4
+    assert np.array_equal(np.asarray(out.images[3])[outside(mask)], np.asarray(other)[outside(mask)])
+    with pytest.raises(ValueError, match="negative prompts"):
+        edit(latent_pipe, image, mask, negative_prompt=["a", "b"])
+
+
+def counting_unet_calls(pipe) -> list:
+    calls = []
+    pipe.unet.register_forward_pre_hook(lambda module, arguments: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "change, error, message",
+    [
+        (dict(mask=PIL.Image.new("L", (10, 30), 255)), ValueError, "aspect ratio"),
+        (dict(mask=PIL.Image.new("L", (40, 24), 0)), ValueError, "mask_image is empty"),
+        (dict(strength=0.0), ValueError, r"strength must be in \(0, 1\]"),
+        (dict(strength=1.5), ValueError, r"strength must be in \(0, 1\]"),
+        (dict(guidance_scale=float("nan")), ValueError, "guidance_scale must be a finite number"),
+        (dict(latent_mask="bilinear"), ValueError, "latent_mask must be one of"),
+        (dict(reconstruction="inpaint"), ValueError, "reconstruction must be one of"),
+        (dict(prompt=""), ValueError, "prompt is empty"),
+    ],
+)
+def test_bad_inputs_are_refused_before_any_work(latent_pipe, image, mask, change, error, message):
+    calls = counting_unet_calls(latent_pipe)
+    arguments = dict(prompt="a red ball", image=image, mask_image=mask, num_inference_steps=4)
+    arguments.update({"mask_image" if k == "mask" else k: v for k, v in change.items()})
+    with pytest.raises(error, match=message):
+        latent_pipe(**arguments)
+    assert calls == []
+
+
+def test_a_pixel_unet_is_refused():
+    parts = tiny_latent_pipeline().components
+    with pytest.raises(TypeError, match="UNet2DConditionModel.*got UNet2DModel"):
+        BlendedLatentDiffusionPipeline(**{**parts, "unet": tiny_unet()})
