@@ -31,7 +31,7 @@ def load_for_edits(model: str, smoke: bool) -> tuple[BlendedDiffusionPipeline, d
 
 def cli_defaults(pipe: BlendedDiffusionPipeline) -> dict:
     """The pipeline arguments ``blended-edit`` uses with ``pipe`` when none are given (its strength included)."""
-    return pipeline_settings(build_parser().parse_args(["--demo", "--out", "unused"]), pipe.config)
+    return pipeline_settings(build_parser().parse_args(["--demo", "--out", "unused"]), pipe)
 
 
 def upscale(array: np.ndarray, factor: int) -> np.ndarray:

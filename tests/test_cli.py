@@ -190,3 +190,63 @@ def test_algorithm_1_offline_with_the_background_loss_recorded(files, tiny_model
     record = json.loads((files / "out-scores.json").read_text())
     assert record["blend"] is False and record["background_loss"] == "mse"
     assert record["background_loss_scale"] == 100.0 and record["num_inference_steps"] == 4
+
+
+@pytest.fixture
+def tiny_latent_model(tmp_path):
+    from conftest import tiny_latent_pipeline
+
+    path = tmp_path / "latent-model"
+    tiny_latent_pipeline().save_pretrained(path)
+    return str(path)
+
+
+def test_model_index_picks_the_latent_pipeline(files, tiny_latent_model, image, mask):
+    out = files / "latent.png"
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    code = cli.main(
+        [
+            *arguments,
+            "--out",
+            str(out),
+            "--model",
+            tiny_latent_model,
+            "--steps",
+            "4",
+            "--samples",
+            "2",
+            "--guidance-scale",
+            "5",
+            "--negative-prompt",
+            "a blue ball",
+            "--scheduler",
+            "euler",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    record = json.loads((files / "latent-scores.json").read_text())
+    assert (record["guidance_scale"], record["negative_prompt"], record["scheduler"]) == (
+        5.0,
+        "a blue ball",
+        "EulerDiscreteScheduler",
+    )
+    assert "clip_guidance_scale" not in record and record["latent_mask"] == "conservative"
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(np.asarray(PIL.Image.open(out))[keep], np.asarray(image)[keep])
+
+
+@pytest.mark.parametrize(
+    "model, option, message",
+    [
+        ("latent", ["--augmentations", "4"], "--augmentations applies to pixel models only"),
+        ("pixel", ["--reconstruction", "decoder"], "--reconstruction applies to latent models only"),
+    ],
+)
+def test_options_of_the_other_kind_of_model_are_refused(
+    files, tiny_model, tiny_latent_model, capsys, model, option, message
+):
+    path = tiny_latent_model if model == "latent" else tiny_model
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    assert cli.main([*arguments, "--out", str(files / "o.png"), "--model", path, *option]) == 2
+    assert message in capsys.readouterr().err

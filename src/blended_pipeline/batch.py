@@ -32,8 +32,10 @@ from blended_pipeline.cli import (
     add_edit_options,
     add_model_options,
     check_model_directory,
+    check_options_for,
     checked_settings,
     flag_names,
+    model_kind,
     pipeline_settings,
     prepare_inputs,
     resolve_device,
@@ -140,6 +142,15 @@ def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
     """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
     edits = read_manifest(args.manifest, args, parser)
     check_model_directory(args.model)
+    kind, names = model_kind(args.model), flag_names(parser)
+    wrong = []
+    for edit in edits:
+        try:
+            check_options_for(edit.arguments, kind, names)
+        except UsageError as error:
+            wrong.append(f"{args.manifest}:{edit.line}: {error}")
+    if wrong:
+        raise ManifestError(wrong)
     if args.clip:
         check_model_directory(args.clip, "--clip", "config.json")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -195,7 +206,7 @@ def write_edit(pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, re
     start = time.perf_counter()
     args = edit.arguments
     image, mask, prompt = prepare_inputs(args)
-    settings = pipeline_settings(args, pipe.config)
+    settings = pipeline_settings(args, pipe)
     result = pipe(
         prompt=prompt, image=image, mask_image=mask, generator=torch.Generator().manual_seed(args.seed), **settings
     )
@@ -213,7 +224,7 @@ def write_edit(pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, re
             **{name: str(getattr(args, name)) for name in ("image", "mask", "scribble") if getattr(args, name)},
             "extend": args.extend,
             "seed": args.seed,
-            "scheduler": args.scheduler,
+            "scheduler": type(pipe.scheduler).__name__,
             "model": args.model,
             **settings,
             "results": files,

@@ -23,12 +23,12 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import PIL.Image
 
-from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.applications import (
     BACKGROUND_STRENGTH,
     CANVAS_FILLS,
@@ -40,7 +40,10 @@ from blended_pipeline.applications import (
 from blended_pipeline.options import (
     BACKGROUND_LOSSES,
     DEFAULTS,
+    LATENT_DEFAULTS,
+    LATENT_MASKS,
     RANK_BY,
+    RECONSTRUCTIONS,
     SCHEDULERS,
     InputWarning,
     check_extension,
@@ -50,23 +53,13 @@ from blended_pipeline.options import (
     steps_run,
 )
 
-if TYPE_CHECKING:
-    from blended_pipeline.pipeline import BlendedDiffusionPipeline
-
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-PIPELINE_ARGUMENTS = (
-    "num_inference_steps",
-    "num_images_per_prompt",
-    "clip_guidance_scale",
-    "num_augmentations",
-    "background_loss_scale",
-    "background_loss",
-    "mask_blur",
-    "crop_margin",
-    "rank_by",
-    "eta",
-)
-"""Pipeline arguments that an option sets one to one (the option's ``dest`` is the argument's name)."""
+PIPELINE_ARGUMENTS = ("num_inference_steps", "num_images_per_prompt", "mask_blur", "crop_margin", "rank_by", "eta")
+"""Arguments of both pipelines that an option sets one to one (the option's ``dest`` is the argument's name)."""
+PIXEL_ARGUMENTS = ("num_augmentations", "background_loss_scale", "background_loss")
+"""Options of the pixel pipeline alone (CLIP guidance); None where not given."""
+LATENT_ARGUMENTS = ("negative_prompt", "latent_mask", "reconstruction")
+"""Options of the latent pipeline alone; None where not given."""
 INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT
 
 
@@ -88,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", help='what the masked region should show, e.g. "a red circle"')
     parser.add_argument("--out", type=Path, required=True, help="output PNG (with --demo: an output directory)")
     parser.add_argument("--demo", action="store_true", help="render a shapes scene and a mask, and edit it")
+    parser.add_argument("--latent", action="store_true", help="use the shipped shapes latent model (latent editing)")
     parser.add_argument("--invert-mask", action="store_true", help="edit everything but the mask (new background)")
     parser.add_argument("--scribble", type=Path, help="image of rough coloured strokes (transparent elsewhere)")
     parser.add_argument("--extend", type=pixels, help="LEFT,TOP,RIGHT,BOTTOM pixels of new canvas to fill")
@@ -101,7 +95,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options that choose and place the model, and how the run reports (shared with ``blended-edit-batch``)."""
     parser.add_argument("--model", default=SHAPES_CHECKPOINT, help="pipeline directory or hub id (default: shapes)")
     parser.add_argument("--clip", help="separate CLIP checkpoint (directory or hub id) for a DDPM-only --model")
-    parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), default=DEFAULTS.scheduler)
+    parser.add_argument(
+        "--scheduler", choices=tuple(SCHEDULERS), help="swap the checkpoint's scheduler (default: keep its own)"
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
     parser.add_argument(
@@ -113,14 +109,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--background-loss-scale",
         type=float,
-        default=DEFAULTS.background_loss_scale,
-        help="weight of the loss on changes outside the mask (Algorithm 1's lambda; default 0)",
+        help="pixel models: weight of the loss on changes outside the mask (Algorithm 1's lambda; default 0)",
     )
     parser.add_argument(
         "--background-loss",
         choices=BACKGROUND_LOSSES,
-        default=DEFAULTS.background_loss,
-        help="lpips: the paper's MSE + LPIPS (its AlexNet weights are downloaded once); mse: offline "
+        help="pixel models: lpips, the paper's MSE + LPIPS (its AlexNet weights are downloaded once); mse: offline "
         f"(default {DEFAULTS.background_loss})",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the written files (no progress)")
@@ -138,6 +132,9 @@ EDIT_OPTIONS = (
     "--rank-by",
     "--eta",
     "--extend-fill",
+    "--negative-prompt",
+    "--latent-mask",
+    "--reconstruction",
 )
 """The options ``add_edit_options`` adds: they describe one edit (a batch manifest may set them per line)."""
 
@@ -155,8 +152,8 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         "--steps",
         dest="num_inference_steps",
         type=int,
-        default=DEFAULTS.num_inference_steps,
-        help=f"steps of the full schedule (default {DEFAULTS.num_inference_steps})",
+        help=f"steps of the full schedule (default {DEFAULTS.num_inference_steps} for a pixel model, "
+        f"{LATENT_DEFAULTS.num_inference_steps} for a latent one)",
     )
     parser.add_argument(
         "--strength",
@@ -168,17 +165,15 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--guidance-scale",
-        dest="clip_guidance_scale",
         type=float,
-        default=DEFAULTS.clip_guidance_scale,
-        help=f"CLIP guidance weight (default {DEFAULTS.clip_guidance_scale:g})",
+        help=f"guidance weight: CLIP guidance for a pixel model (default {DEFAULTS.clip_guidance_scale:g}), "
+        f"classifier-free for a latent one (default {LATENT_DEFAULTS.guidance_scale:g})",
     )
     parser.add_argument(
         "--augmentations",
         dest="num_augmentations",
         type=int,
-        default=DEFAULTS.num_augmentations,
-        help=f"augmented views per result (default {DEFAULTS.num_augmentations})",
+        help=f"pixel models: augmented views per result (default {DEFAULTS.num_augmentations})",
     )
     parser.add_argument(
         "--mask-blur", type=float, default=DEFAULTS.mask_blur, help="feather the mask by this many pixels"
@@ -197,6 +192,17 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--extend-fill", choices=CANVAS_FILLS, default="edge", help="what --extend's new canvas starts as"
+    )
+    parser.add_argument("--negative-prompt", help="latent models: what the region should not show")
+    parser.add_argument(
+        "--latent-mask",
+        choices=LATENT_MASKS,
+        help="latent models: conservative (any masked pixel edits its latent cell; default) or nearest (BLD's)",
+    )
+    parser.add_argument(
+        "--reconstruction",
+        choices=RECONSTRUCTIONS,
+        help="latent models: paste (default) or decoder (fit a copy of the decoder to the background first)",
     )
 
 
@@ -230,13 +236,14 @@ def run(args: argparse.Namespace) -> int:
     load_mask(mask, load_image(image).shape[-2:])  # a bad mask is refused before the model loads
     device = resolve_device(args.device)
     check_model_directory(args.model)
+    check_options_for(args, model_kind(args.model), flag_names(build_parser()))
     if args.clip:
         check_model_directory(args.clip, "--clip", "config.json")
     say(args, f"loading {args.model} on {device} ({args.dtype})")
     pipe = load_pipeline(args.model, args.clip, args.scheduler, device)
     pipe.set_progress_bar_config(disable=args.quiet)
     warn_about_unknown_words(pipe, prompt)
-    settings = pipeline_settings(args, pipe.config)
+    settings = pipeline_settings(args, pipe)
     steps, strength = settings["num_inference_steps"], settings["strength"]
     run_steps = steps_run(steps, strength)
     say(
@@ -249,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
     out = pipe(
         prompt=prompt, image=image, mask_image=mask, generator=torch.Generator().manual_seed(args.seed), **settings
     )
-    record = {"prompt": prompt, "seed": args.seed, "scheduler": args.scheduler, "model": args.model, **settings}
+    scheduler = type(pipe.scheduler).__name__
+    record = {"prompt": prompt, "seed": args.seed, "scheduler": scheduler, "model": args.model, **settings}
     for path in outputs.write(image, mask, record, out.images, out.scores):
         print(path)
     return 0
@@ -266,14 +274,69 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, 
         print(f"blended-edit: warning: {message}", file=sys.stderr)
 
 
-def pipeline_settings(args: argparse.Namespace, checkpoint: Any) -> dict:
-    """The pipeline's keyword arguments that the options set with ``checkpoint``'s config: all but the inputs."""
+def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
+    """The keyword arguments of ``pipe``'s call that the options set (all but the inputs), each option not given
+    taking the pipeline's default and ``strength`` the checkpoint's."""
+    settings = {name: getattr(args, name) for name in PIPELINE_ARGUMENTS}
+    if is_latent(pipe):
+        settings.update(
+            num_inference_steps=_given(args.num_inference_steps, LATENT_DEFAULTS.num_inference_steps),
+            guidance_scale=_given(args.guidance_scale, LATENT_DEFAULTS.guidance_scale),
+            negative_prompt=args.negative_prompt,
+            latent_mask=_given(args.latent_mask, LATENT_DEFAULTS.latent_mask),
+            reconstruction=_given(args.reconstruction, LATENT_DEFAULTS.reconstruction),
+        )
+    else:
+        settings.update(
+            num_inference_steps=_given(args.num_inference_steps, DEFAULTS.num_inference_steps),
+            clip_guidance_scale=_given(args.guidance_scale, DEFAULTS.clip_guidance_scale),
+            num_augmentations=_given(args.num_augmentations, DEFAULTS.num_augmentations),
+            background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
+            background_loss=_given(args.background_loss, DEFAULTS.background_loss),
+        )
     return dict(
-        **{name: getattr(args, name) for name in PIPELINE_ARGUMENTS},
-        strength=strength_for(args, checkpoint),
+        **settings,
+        strength=strength_for(args, pipe.config),
         blend=args.blend,
         mixed_precision=DTYPES[args.dtype],
     )
+
+
+def _given(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def is_latent(pipe: Any) -> bool:
+    """Whether ``pipe`` edits in a latent space (``BlendedLatentDiffusionPipeline``)."""
+    return hasattr(pipe, "vae")
+
+
+def model_kind(model: str) -> str:
+    """ "latent" for a latent diffusion checkpoint (Stable Diffusion format: a vae and a text encoder), else
+    "pixel"; read from the directory's (or the hub repository's) model_index.json before anything loads."""
+    path = Path(model) / "model_index.json"
+    if path.is_file():
+        index = json.loads(path.read_text())
+    else:
+        from diffusers import DiffusionPipeline
+
+        try:
+            index = DiffusionPipeline.load_config(model)
+        except (OSError, ValueError) as error:
+            raise UsageError(
+                f"--model {model}: cannot read its model_index.json ({str(error).splitlines()[0]})"
+            ) from error
+    latent = index.get("_class_name") == "BlendedLatentDiffusionPipeline" or "text_encoder" in index
+    return "latent" if latent else "pixel"
+
+
+def check_options_for(args: argparse.Namespace, kind: str, names: dict[str, str]) -> None:
+    """Refuse options of the other kind of pipeline: they would be ignored."""
+    other = PIXEL_ARGUMENTS if kind == "latent" else LATENT_ARGUMENTS
+    given = [names.get(name, name) for name in other if getattr(args, name, None) is not None]
+    if given:
+        owner = "pixel" if kind == "latent" else "latent"
+        raise UsageError(f"{', '.join(given)} applies to {owner} models only; --model {args.model} is a {kind} model")
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -316,6 +379,10 @@ def prepare_inputs(args: argparse.Namespace) -> tuple[PIL.Image.Image, PIL.Image
 
 
 def check_arguments(args: argparse.Namespace) -> None:
+    if args.latent:
+        if args.model != SHAPES_CHECKPOINT:
+            raise UsageError("--latent picks the shipped shapes latent model; drop --model (or drop --latent)")
+        args.model = SHAPES_LATENT_CHECKPOINT
     if args.demo:
         if args.image or args.mask:
             raise UsageError("--demo makes its own image and mask; drop --image/--mask")
@@ -338,8 +405,10 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def checked_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings of ``args`` that ``options.check_settings`` checks, by their pipeline names."""
-    return {name: getattr(args, name) for name in (*PIPELINE_ARGUMENTS, "strength", "scheduler", "prompt")}
+    """The settings given in ``args`` that ``options.check_settings`` checks, by their pipeline names."""
+    names = (*PIPELINE_ARGUMENTS, *PIXEL_ARGUMENTS, *LATENT_ARGUMENTS, "guidance_scale", "strength", "scheduler")
+    settings = {name: getattr(args, name, None) for name in names}
+    return {"prompt": args.prompt, **{name: value for name, value in settings.items() if value is not None}}
 
 
 def open_image(path: Path, flag: str) -> PIL.Image.Image:
@@ -402,39 +471,46 @@ def check_model_directory(model: str, flag: str = "--model", needs: str = "model
                 raise UsageError(f"{flag} {model}: model_index.json names {name!r} but {path / name} is missing")
 
 
-def load_pipeline(model: str, clip: str | None, scheduler: str, device: str) -> BlendedDiffusionPipeline:
+def load_pipeline(model: str, clip: str | None, scheduler: str | None, device: str) -> Any:
+    """The pipeline of ``model``'s kind (pixel or latent), with a separate CLIP's parts and a scheduler by name
+    when given, on ``device``."""
     import diffusers
     import transformers
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     from blended_pipeline.pipeline import BlendedDiffusionPipeline
+    from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
 
     diffusers.utils.logging.disable_progress_bar()  # the denoising bar stays; loading bars are noise
     transformers.utils.logging.disable_progress_bar()
+    latent = model_kind(model) == "latent"
     clip_parts = {}
     if clip:
         try:
-            clip_parts = dict(
-                clip_model=CLIPModel.from_pretrained(clip),
-                tokenizer=CLIPTokenizer.from_pretrained(clip),
-                feature_extractor=CLIPImageProcessor.from_pretrained(clip),
-            )
+            clip_parts = {
+                "clip_model": CLIPModel.from_pretrained(clip),
+                "clip_tokenizer" if latent else "tokenizer": CLIPTokenizer.from_pretrained(clip),
+                "feature_extractor": CLIPImageProcessor.from_pretrained(clip),
+            }
         except (OSError, ValueError) as error:
             raise UsageError(f"--clip {clip}: cannot load a CLIP ({str(error).splitlines()[0]})") from error
+    pipeline_class = BlendedLatentDiffusionPipeline if latent else BlendedDiffusionPipeline
     try:
-        pipe = BlendedDiffusionPipeline.from_pretrained(model, **clip_parts)
-    except (OSError, ValueError) as error:
+        pipe = pipeline_class.from_pretrained(model, **clip_parts)
+    except (OSError, ValueError, TypeError) as error:
         raise UsageError(f"--model {model}: cannot load a pipeline ({str(error).splitlines()[0]})") from error
-    pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
+    if scheduler:
+        pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
     return pipe.to(device)
 
 
-def warn_about_unknown_words(pipe: BlendedDiffusionPipeline, prompt: str) -> None:
-    """The shapes CLIP knows a closed vocabulary: name the words it never saw."""
+def warn_about_unknown_words(pipe: Any, prompt: str) -> None:
+    """The shapes models know a closed vocabulary: name the words they never saw."""
     from blended_pipeline.shapes.tokenizer import unknown_words
     from blended_pipeline.shapes.world import VOCABULARY
 
-    if Path(str(pipe.name_or_path)).resolve() == Path(SHAPES_CHECKPOINT).resolve():
+    shapes = {Path(SHAPES_CHECKPOINT).resolve(), Path(SHAPES_LATENT_CHECKPOINT).resolve()}
+    if Path(str(pipe.name_or_path)).resolve() in shapes:
         unknown = unknown_words(prompt, VOCABULARY)
         if unknown:
             print(f"blended-edit: warning: the shapes model does not know {', '.join(unknown)}", file=sys.stderr)

@@ -33,6 +33,7 @@ from blended_pipeline.reconstruction import fit_decoder
 from blended_pipeline.region import EditRegion, latent_region_mask
 
 DEFAULT_STRENGTH = 0.75  # Blended Latent Diffusion's: blending starts at 25% of the schedule
+DEFAULT_SCRIBBLE_STRENGTH = 0.5  # the strokes' colours must survive the noise
 
 
 class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
@@ -48,7 +49,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         clip_model, clip_tokenizer, feature_extractor: optional CLIP parts that rank the results; without
             them the results keep their generation order.
 
-    Config: ``default_strength``, the ``strength`` of a call that names none.
+    Config: ``default_strength``, the ``strength`` of a call that names none; ``scribble_strength``, the one
+    for scribble-guided edits (lower, so the strokes survive).
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
@@ -67,6 +69,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         clip_tokenizer: PreTrainedTokenizerBase | None = None,
         feature_extractor: CLIPImageProcessor | None = None,
         default_strength: float = DEFAULT_STRENGTH,
+        scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
     ) -> None:
         super().__init__()
         if not isinstance(unet, UNet2DConditionModel):
@@ -74,8 +77,14 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 f"unet must be a text-conditioned UNet2DConditionModel (a latent diffusion model's), got "
                 f"{type(unet).__name__}; a pixel UNet2DModel belongs in BlendedDiffusionPipeline"
             )
+        if unet.config.in_channels != vae.config.latent_channels:
+            raise ValueError(
+                f"unet takes {unet.config.in_channels} input channels but the vae's latents have "
+                f"{vae.config.latent_channels}; an inpainting UNet (9 channels) is not a text-to-image one"
+            )
         check_strength("default_strength", default_strength)
-        self.register_to_config(default_strength=default_strength)
+        check_strength("scribble_strength", scribble_strength)
+        self.register_to_config(default_strength=default_strength, scribble_strength=scribble_strength)
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,

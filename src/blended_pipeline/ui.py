@@ -30,6 +30,7 @@ from blended_pipeline.applications import (
 )
 from blended_pipeline.options import (
     DEFAULTS,
+    LATENT_DEFAULTS,
     SCHEDULERS,
     check_extension,
     check_image_size,
@@ -105,9 +106,9 @@ def edit_image(
     application: str = "edit",
     extend: str = "",
     samples: int = DEFAULTS.num_images_per_prompt,
-    steps: int = DEFAULTS.num_inference_steps,
+    steps: int | None = None,
     strength: float | None = None,
-    scheduler: str = DEFAULTS.scheduler,
+    scheduler: str | None = None,
     seed: int = 0,
     mask_blur: float = DEFAULTS.mask_blur,
     on_step: Callable[[int, int], None] | None = None,
@@ -116,13 +117,14 @@ def edit_image(
 
     ``application``: "edit" (the painted region), "background" (all but the painted region), "scribble" (the
     painted colours are strokes, shaped by the prompt) or "extend" (``extend`` = "LEFT,TOP,RIGHT,BOTTOM" pixels
-    of new canvas; nothing need be painted). ``strength`` None is the application's default for the checkpoint.
+    of new canvas; nothing need be painted). ``strength`` None is the application's default for the checkpoint,
+    ``steps`` None the pipeline's, ``scheduler`` None keeps the pipeline's own.
     ``on_step(done, total)`` follows the denoising. Raises ``PageError`` before any work for bad input.
     """
     image, mask, settings = _checked_inputs(
         pipe, image, strokes, prompt, application, extend, samples, steps, strength, scheduler, mask_blur
     )
-    if type(pipe.scheduler).__name__ != SCHEDULERS[scheduler]:
+    if scheduler is not None and type(pipe.scheduler).__name__ != SCHEDULERS[scheduler]:
         pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
     import torch
 
@@ -143,7 +145,7 @@ def edit_image(
     run = steps_run(settings["num_inference_steps"], settings["strength"])
     message = (
         f"{len(out.images)} results for {prompt!r}, best first: {run} of {settings['num_inference_steps']} steps "
-        f"at strength {settings['strength']:g}, {scheduler}, seed {seed}"
+        f"at strength {settings['strength']:g}, {type(pipe.scheduler).__name__}, seed {seed}"
     )
     return PageEdit(images=list(out.images), scores=out.scores, mask=mask.convert("L"), message=message)
 
@@ -158,7 +160,7 @@ def _checked_inputs(
     samples: int,
     steps: int,
     strength: float | None,
-    scheduler: str,
+    scheduler: str | None,
     mask_blur: float,
 ) -> tuple[PIL.Image.Image, PIL.Image.Image, dict[str, Any]]:
     """The image and mask the pipeline edits and its settings, or a ``PageError`` saying what to fix."""
@@ -171,14 +173,14 @@ def _checked_inputs(
         raise PageError(f"application {application!r}: expected one of {', '.join(APPLICATIONS)}")
     settings = dict(
         num_images_per_prompt=_whole(samples),
-        num_inference_steps=_whole(steps),
+        num_inference_steps=default_steps(pipe) if steps is None else _whole(steps),
         strength=application_strength(application, pipe.config) if strength is None else strength,
         mask_blur=mask_blur,
     )
     try:
         check_prompt(prompt if isinstance(prompt, str) else None)
         check_image_size(width, height, "the image")
-        check_settings(PAGE_NAMES, scheduler=scheduler, **settings)
+        check_settings(PAGE_NAMES, **settings, **({} if scheduler is None else {"scheduler": scheduler}))
     except (ValueError, TypeError) as error:
         raise PageError(str(error)) from error
     trained = pipe.scheduler.config.get("num_train_timesteps")
@@ -202,6 +204,18 @@ def _checked_inputs(
     if coverage == 0.0:
         raise PageError("the mask is empty: the painted object covers the whole image, leaving no background to edit")
     return image, mask, settings
+
+
+def default_steps(pipe: Any) -> int:
+    """The pipeline's own default number of steps (pixel and latent models differ)."""
+    from blended_pipeline.cli import is_latent
+
+    return LATENT_DEFAULTS.num_inference_steps if is_latent(pipe) else DEFAULTS.num_inference_steps
+
+
+def scheduler_name(pipe: Any) -> str | None:
+    """The name ``SCHEDULERS`` gives the pipeline's scheduler, if it offers it."""
+    return next((name for name, cls in SCHEDULERS.items() if cls == type(pipe.scheduler).__name__), None)
 
 
 def _whole(value: Any) -> Any:
@@ -308,9 +322,9 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str) -> gr.Blocks:
                 extend = gr.Textbox(label="extend: LEFT,TOP,RIGHT,BOTTOM pixels", value="0,0,64,0")
                 with gr.Accordion("options", open=False):
                     samples = gr.Number(DEFAULTS.num_images_per_prompt, label="samples", precision=0)
-                    steps = gr.Number(DEFAULTS.num_inference_steps, label="steps", precision=0)
+                    steps = gr.Number(default_steps(pipe), label="steps", precision=0)
                     strength = gr.Slider(0.05, 1.0, value=pipe.config.default_strength, step=0.05, label="strength")
-                    scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULTS.scheduler, label="scheduler")
+                    scheduler = gr.Dropdown(list(SCHEDULERS), value=scheduler_name(pipe), label="scheduler")
                     seed = gr.Number(0, label="seed", precision=0)
                     mask_blur = gr.Number(DEFAULTS.mask_blur, label="mask blur (pixels)")
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
@@ -359,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_model_directory(args.model)
-        pipe = load_pipeline(args.model, None, DEFAULTS.scheduler, resolve_device(args.device))
+        pipe = load_pipeline(args.model, None, None, resolve_device(args.device))
     except UsageError as error:
         print(f"blended-ui: error: {error}", file=sys.stderr)
         return 2
