@@ -170,3 +170,19 @@ def test_batch_smoke(tmp_path):
     assert [row["processes"] for row in results["rows"]] == [1, 2, 1]
     assert all(row["edits_per_second"] > 0 for row in results["rows"])
     assert sum(p["done"] for p in results["rows"][1]["per_process"]) == results["edits"] == 2
+
+
+def test_latent_vs_pixel_smoke(tmp_path):
+    _, results = run_smoke(tmp_path, "latent_vs_pixel.py")
+    for name in ("pixel", "latent"):
+        assert results[name]["edits"] == 2 and results[name]["background_exact"] == 1.0
+        assert 0 <= results[name]["top1_success"] <= 1 and results[name]["seconds_per_image"] > 0
+    assert (
+        results["settings"]["latent"]["guidance_scale"] == 7.5 and "num_augmentations" in results["settings"]["pixel"]
+    )
+
+
+def test_sd2_config_smoke(tmp_path):
+    _, results = run_smoke(tmp_path, "sd2_config.py", "--device", "cpu", "--precisions", "no")
+    assert [run["pipeline"].split()[0] for run in results["runs"]] == ["latent", "pixel"]
+    assert all(run["seconds_per_image"] > 0 and run["peak_memory_mb"] > 0 for run in results["runs"])
