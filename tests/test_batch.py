@@ -74,13 +74,16 @@ def launch(workspace: Path, out: Path, *launcher: str, manifest: str = "edits.js
 ONE_PROCESS = (sys.executable,)
 
 
-def two_processes() -> tuple[str, ...]:
-    """``accelerate launch`` of two processes, on a free port (a relaunch never meets the last run's socket)."""
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def two_processes() -> tuple[str, ...]:
+    """``accelerate launch`` of two processes, on a free port (a relaunch never meets the last run's socket)."""
     launcher = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--main_process_port")
-    return (sys.executable, *launcher, str(port))
+    return (sys.executable, *launcher, str(free_port()))
 
 
 def finished(process: subprocess.Popen) -> tuple[int, str, str]:
@@ -94,24 +97,52 @@ def results(out: Path, edit_id: str) -> tuple[list[np.ndarray], dict]:
     return pictures, record
 
 
-def test_two_processes_do_each_edit_once_and_equal_one_process(workspace, tmp_path):
-    code, _, err = finished(launch(workspace, tmp_path / "two", *two_processes()))
+@pytest.fixture(scope="module")
+def one_process_run(workspace, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "out"
+    code, _, err = finished(launch(workspace, out, *ONE_PROCESS))
     assert code == 0, err
-    code, _, err = finished(launch(workspace, tmp_path / "one", *ONE_PROCESS))
-    assert code == 0, err
-    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    return out
+
+
+def torchrun() -> tuple[str, ...]:
+    return (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()))
+
+
+def two_machines(workspace: Path, out: Path) -> list[subprocess.Popen]:
+    """Two accelerate launchers, machine ranks 0 and 1 of a two-machine job, meeting over loopback."""
+    port = str(free_port())
+    common = ("-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--num_processes", "2")
+    network = ("--main_process_ip", "127.0.0.1", "--main_process_port", port, "--rdzv_backend", "static")
+    return [
+        launch(workspace, out, sys.executable, *common, "--machine_rank", str(rank), *network, "--same_network")
+        for rank in (0, 1)
+    ]
+
+
+@pytest.mark.parametrize("how", ["accelerate", "torchrun", "two machines"])
+def test_two_processes_do_each_edit_once_and_equal_one_process(workspace, one_process_run, tmp_path, how):
+    out = tmp_path / "two"
+    if how == "two machines":
+        launchers = two_machines(workspace, out)
+    else:
+        launchers = [launch(workspace, out, *(two_processes() if how == "accelerate" else torchrun()))]
+    for launcher in launchers:
+        code, _, err = finished(launcher)
+        assert code == 0, err
+    two = json.loads((out / "summary.json").read_text())
     assert (two["done"], two["skipped"], two["failed"], two["processes"]) == (6, 0, 0, 2)
     assert sorted(p["done"] for p in two["per_process"]) == [3, 3]
     for edit_id in ("e0", "e1", "e2", "e3", "e4", "e5"):
-        pictures_two, record_two = results(tmp_path / "two", edit_id)
-        pictures_one, record_one = results(tmp_path / "one", edit_id)
+        pictures_two, record_two = results(out, edit_id)
+        pictures_one, record_one = results(one_process_run, edit_id)
         assert len(pictures_two) == len(pictures_one) == (3 if edit_id == "e1" else 2)
         for a, b in zip(pictures_two, pictures_one, strict=True):
             assert np.array_equal(a, b)
         assert [r["score"] for r in record_two["results"]] == pytest.approx(
             [r["score"] for r in record_one["results"]], abs=1e-5
         )
-    assert {p.name for p in (tmp_path / "two").iterdir()} == {"e0", "e1", "e2", "e3", "e4", "e5", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"e0", "e1", "e2", "e3", "e4", "e5", "summary.json"}
 
 
 def run_batch(workspace: Path, out: Path, manifest: str = "edits.jsonl", *options: str) -> int:

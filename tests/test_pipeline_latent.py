@@ -189,3 +189,27 @@ def test_a_pixel_unet_is_refused():
     parts = tiny_latent_pipeline().components
     with pytest.raises(TypeError, match="UNet2DConditionModel.*got UNet2DModel"):
         BlendedLatentDiffusionPipeline(**{**parts, "unet": tiny_unet()})
+
+
+def test_one_generator_per_result_gives_each_edit_what_a_call_of_its_own_gives(latent_pipe, image, mask):
+    other = PIL.Image.fromarray(np.asarray(image)[::-1].copy())
+    settings = dict(num_inference_steps=4, num_images_per_prompt=2, output_type="np", latent_mask="nearest")
+    together = latent_pipe(
+        ["a red ball", "a blue square"],
+        [image, other],
+        mask,
+        **settings,
+        generator=[torch.Generator().manual_seed(s) for s in range(4)],
+    )
+    first = latent_pipe(
+        "a red ball", image, mask, **settings, generator=[torch.Generator().manual_seed(s) for s in range(2)]
+    )
+    second = latent_pipe(
+        "a blue square", other, mask, **settings, generator=[torch.Generator().manual_seed(s) for s in (2, 3)]
+    )
+    assert np.allclose(together.images, np.concatenate([first.images, second.images]), atol=1e-4)
+
+
+def test_bf16_autocast_keeps_the_background(latent_pipe, image, mask):
+    out = edit(latent_pipe, image, mask, mixed_precision="bf16", num_inference_steps=4)
+    assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
