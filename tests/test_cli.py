@@ -250,3 +250,21 @@ def test_options_of_the_other_kind_of_model_are_refused(
     arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
     assert cli.main([*arguments, "--out", str(files / "o.png"), "--model", path, *option]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_latent_demo_runs_offline_on_the_shipped_latent_checkpoint(tmp_path):
+    code = cli.main(
+        ["--demo", "--latent", "--out", str(tmp_path / "demo"), "--steps", "8", "--samples", "2", "--quiet"]
+    )
+    assert code == 0
+    record = json.loads((tmp_path / "demo" / "result-scores.json").read_text())
+    assert record["model"].endswith("latent_checkpoint") and record["scheduler"] == "DDIMScheduler"
+    assert len(record["results"]) == 2 and record["strength"] == 1.0
+    scene = np.asarray(PIL.Image.open(tmp_path / "demo" / "input.png"))
+    keep = np.asarray(PIL.Image.open(tmp_path / "demo" / "mask.png")) == 0
+    assert np.array_equal(np.asarray(PIL.Image.open(tmp_path / "demo" / "result.png"))[keep], scene[keep])
+
+
+def test_latent_with_another_model_is_refused(capsys):
+    assert cli.main(["--demo", "--latent", "--model", "elsewhere", "--out", "demo"]) == 2
+    assert "--latent picks the shipped shapes latent model" in capsys.readouterr().err
