@@ -174,6 +174,7 @@ def counting_unet_calls(pipe) -> list:
         (dict(latent_mask="bilinear"), ValueError, "latent_mask must be one of"),
         (dict(reconstruction="inpaint"), ValueError, "reconstruction must be one of"),
         (dict(prompt=""), ValueError, "prompt is empty"),
+        (dict(num_inference_steps=500), ValueError, "more than the 100 timesteps"),
     ],
 )
 def test_bad_inputs_are_refused_before_any_work(latent_pipe, image, mask, change, error, message):

@@ -42,7 +42,6 @@ from blended_pipeline.pipeline_common import (
     StepEndCallback,
 )
 from blended_pipeline.ranking import rank
-from blended_pipeline.region import EditRegion
 
 LEARNED_VARIANCE = ("learned", "learned_range")
 DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
@@ -199,15 +198,13 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             mixed_precision=mixed_precision,
             output_type=output_type,
         )
-        sources, masks = self._load_edits(images, masks, mask_blur, output_type)
+        sources, masks, regions = self._edit_regions(images, masks, mask_blur, crop_margin, output_type)
         precision = mixed_precision or self.default_mixed_precision
         device = self._execution_device
         self._interrupt = False
 
-        # 1. Each edit's region at the UNet's resolution (a crop around the mask of a larger image), one row per
+        # 1. Each edit's region (a crop around the mask of a larger image, at the UNet's resolution), one row per
         #    result, and the loss that guides.
-        resolution = self._model_resolution()
-        regions = [EditRegion.around(s, m, resolution, crop_margin) for s, m in zip(sources, masks, strict=True)]
         model_image = torch.cat([r.image for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         guidance = self.guidance if self.guidance is not None else self._clip_guidance()
@@ -316,13 +313,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         for prompt in prompts:
             check_prompt(prompt)
         check_settings(**settings)
-        trained = self.scheduler.config.get("num_train_timesteps")
-        if trained is not None and settings["num_inference_steps"] > trained:
-            raise ValueError(
-                f"num_inference_steps={settings['num_inference_steps']} is more than the {trained} timesteps the "
-                "scheduler (and the UNet) was trained with; use at most that many"
-            )
-        self._check_call(prompts, generator, callbacks, settings["num_images_per_prompt"])
+        self._check_call(
+            prompts, generator, callbacks, settings["num_images_per_prompt"], settings["num_inference_steps"]
+        )
         self.check_scheduler(self.scheduler)
 
     @staticmethod

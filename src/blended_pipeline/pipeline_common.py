@@ -77,23 +77,42 @@ class BlendedPipelineMixin:
         )
         return prompts, images, masks
 
-    @staticmethod
-    def _load_edits(
-        images: list[ImageInput], masks: list[ImageInput], mask_blur: float, output_type: OutputType
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Each edit's input, (1, 3, H, W) in [0, 1], and its (feathered) mask, checked."""
+    def _edit_regions(
+        self,
+        images: list[ImageInput],
+        masks: list[ImageInput],
+        mask_blur: float,
+        crop_margin: float,
+        output_type: OutputType,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[EditRegion]]:
+        """Each edit's input, (1, 3, H, W) in [0, 1], its (feathered) mask, checked, and its region at the
+        model's resolution (``_model_resolution``, which each pipeline defines)."""
         sources = [load_image(picture) for picture in images]
         for source in sources:
             check_image_size(source.shape[-1], source.shape[-2], "image")
         loaded = [feather(load_mask(m, tuple(s.shape[-2:])), mask_blur) for m, s in zip(masks, sources, strict=True)]
         if output_type != "pil" and len({s.shape for s in sources}) > 1:
             raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")
-        return sources, loaded
+        resolution = self._model_resolution()
+        regions = [EditRegion.around(s, m, resolution, crop_margin) for s, m in zip(sources, loaded, strict=True)]
+        return sources, loaded, regions
 
     def _check_call(
-        self, prompts: list[str], generator: Generators, callbacks: list, num_images_per_prompt: int
+        self,
+        prompts: list[str],
+        generator: Generators,
+        callbacks: list,
+        num_images_per_prompt: int,
+        num_inference_steps: int,
     ) -> None:
-        """The generator count and the callbacks' tensor names (the settings are checked by ``check_settings``)."""
+        """The steps against the schedule's training length, the generator count and the callbacks' tensor names
+        (the settings themselves are checked by ``check_settings``)."""
+        trained = self.scheduler.config.get("num_train_timesteps")
+        if trained is not None and num_inference_steps > trained:
+            raise ValueError(
+                f"num_inference_steps={num_inference_steps} is more than the {trained} timesteps the scheduler (and "
+                "the UNet) was trained with; use at most that many"
+            )
         results = len(prompts) * num_images_per_prompt
         if isinstance(generator, list) and len(generator) != results:
             raise ValueError(

@@ -30,7 +30,7 @@ from blended_pipeline.options import (
 from blended_pipeline.pipeline_common import BlendedPipelineMixin, BlendedPipelineOutput, Generators, StepEndCallback
 from blended_pipeline.ranking import rank
 from blended_pipeline.reconstruction import fit_decoder
-from blended_pipeline.region import EditRegion, latent_region_mask
+from blended_pipeline.region import latent_region_mask
 
 DEFAULT_STRENGTH = 0.75  # Blended Latent Diffusion's: blending starts at 25% of the schedule
 DEFAULT_SCRIBBLE_STRENGTH = 0.5  # the strokes' colours must survive the noise
@@ -172,15 +172,13 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             mixed_precision=mixed_precision,
             output_type=output_type,
         )
-        sources, masks = self._load_edits(images, masks, mask_blur, output_type)
+        sources, masks, regions = self._edit_regions(images, masks, mask_blur, crop_margin, output_type)
         precision = mixed_precision or self.default_mixed_precision
         device = self._execution_device
         self._interrupt = False
 
-        # 1. Each edit's region at the model's resolution, its latents (the posterior mean, scaled) and its mask
-        #    at latent resolution, one row per result; the prompts' embeddings for classifier-free guidance.
-        resolution = self._model_resolution()
-        regions = [EditRegion.around(s, m, resolution, crop_margin) for s, m in zip(sources, masks, strict=True)]
+        # 1. Each edit's latents (the posterior mean, scaled) and its mask at latent resolution, one row per result;
+        #    the prompts' embeddings for classifier-free guidance.
         model_image = torch.cat([r.image for r in regions]).to(device)
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         with self._autocast(precision, device):
@@ -304,7 +302,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
         check_settings(**settings)
-        self._check_call(prompts, generator, callbacks, settings["num_images_per_prompt"])
+        self._check_call(
+            prompts, generator, callbacks, settings["num_images_per_prompt"], settings["num_inference_steps"]
+        )
         self.check_scheduler(self.scheduler)
 
     @staticmethod
