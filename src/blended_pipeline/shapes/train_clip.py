@@ -10,7 +10,6 @@ share a caption, so the contrastive target spreads over all matching captions. R
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +25,11 @@ from blended_pipeline.shapes.training_utils import (
     ProgressLog,
     apply_gradients,
     learning_rate,
+    parse_training_arguments,
     resume,
     save_state,
     to_model_range,
+    training_parser,
 )
 from blended_pipeline.shapes.world import (
     SHAPE_PROMPTS,
@@ -200,17 +201,8 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds state.pt)")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--save-every", type=int, default=250)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    parser = training_parser(__doc__.splitlines()[0], steps=3000, batch_size=128, save_every=250)
+    args = parse_training_arguments(parser)
     train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every)
 
 

@@ -9,7 +9,6 @@ dropped (empty) so that classifier-free guidance works. Resumable and reproducib
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -26,9 +25,11 @@ from blended_pipeline.shapes.training_utils import (
     ProgressLog,
     apply_gradients,
     learning_rate,
+    parse_training_arguments,
     resume,
     save_state,
     to_model_range,
+    training_parser,
 )
 from blended_pipeline.shapes.world import random_scene, render
 
@@ -138,18 +139,9 @@ def train(out: Path, vae_dir: Path, steps: int, batch_size: int, seed: int, lr: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = training_parser(__doc__.splitlines()[0], steps=8000)
     parser.add_argument("--vae", type=Path, required=True, help="run directory of train_vae")
-    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds state.pt)")
-    parser.add_argument("--steps", type=int, default=8000, help="total optimisation steps of the run")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--save-every", type=int, default=500)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_training_arguments(parser)
     began = time.time()
     train(args.out, args.vae / "vae", args.steps, args.batch_size, args.seed, args.lr, args.save_every)
     print(f"done in {time.time() - began:.0f} s", flush=True)

@@ -9,7 +9,6 @@ stopped and resumed gives the same weights as one that never stopped, and a run 
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -23,9 +22,11 @@ from blended_pipeline.shapes.training_utils import (
     ProgressLog,
     apply_gradients,
     learning_rate,
+    parse_training_arguments,
     resume,
     save_state,
     to_model_range,
+    training_parser,
 )
 from blended_pipeline.shapes.world import random_scene, render
 
@@ -119,20 +120,11 @@ def train(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds state.pt)")
-    parser.add_argument("--steps", type=int, default=40_000, help="total optimisation steps of the run")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--save-every", type=int, default=500)
+    parser = training_parser(__doc__.splitlines()[0], steps=40_000)
     parser.add_argument("--device", default="cpu", help="where the model trains, e.g. cuda; the data stays the same")
     parser.add_argument("--workers", type=int, default=0, help="processes rendering batches ahead (0: inline)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES", help="save and stop after this")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_training_arguments(parser)
     train(
         args.out,
         args.steps,

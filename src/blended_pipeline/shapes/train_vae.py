@@ -11,7 +11,6 @@ stores ``1 / std`` as the VAE's ``scaling_factor`` (Stable Diffusion's conventio
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -25,8 +24,10 @@ from blended_pipeline.shapes.training_utils import (
     ProgressLog,
     apply_gradients,
     learning_rate,
+    parse_training_arguments,
     resume,
     save_state,
+    training_parser,
 )
 
 LATENT_CHANNELS = 4
@@ -77,18 +78,9 @@ def train(out: Path, steps: int, batch_size: int, seed: int, lr: float, save_eve
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds state.pt)")
-    parser.add_argument("--steps", type=int, default=6000, help="total optimisation steps of the run")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--save-every", type=int, default=500)
+    parser = training_parser(__doc__.splitlines()[0], steps=6000)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_training_arguments(parser)
     began = time.time()
     train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every, args.device)
     print(f"done in {time.time() - began:.0f} s", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import time
@@ -108,3 +109,26 @@ class ProgressLog:
             mean = torch.stack(self.losses[-self.every :]).mean().item()
             self.losses = self.losses[-self.every :]
             print(f"step {step} loss {mean:.4f} {rate:.3f} s/step", flush=True)
+
+
+def training_parser(
+    description: str, steps: int, batch_size: int = 32, save_every: int = 500
+) -> argparse.ArgumentParser:
+    """The options every training script takes (the run directory, the run's length and pace, CPU threads)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, required=True, help="run directory (resumed if it holds state.pt)")
+    parser.add_argument("--steps", type=int, default=steps, help="total optimisation steps of the run")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--save-every", type=int, default=save_every)
+    return parser
+
+
+def parse_training_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The command line's arguments, with torch set to the threads asked for."""
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
