@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -34,7 +35,9 @@ from blended_pipeline.cli import (
     check_model_directory,
     check_options_for,
     checked_settings,
+    current_umask,
     flag_names,
+    load_pipeline,
     model_kind,
     pipeline_settings,
     prepare_inputs,
@@ -174,8 +177,6 @@ def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
 
 
 def load(args: argparse.Namespace, device: str, report: ProcessReport) -> BlendedDiffusionPipeline:
-    from blended_pipeline.cli import load_pipeline
-
     start = time.perf_counter()
     pipe = load_pipeline(args.model, args.clip, args.scheduler, device)
     pipe.set_progress_bar_config(disable=True)  # the batch's own bar counts edits
@@ -210,7 +211,7 @@ def write_edit(pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, re
     result = pipe(
         prompt=prompt, image=image, mask_image=mask, generator=torch.Generator().manual_seed(args.seed), **settings
     )
-    folder = Path(_temporary_folder(out, edit.id))
+    folder = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{edit.id}-", dir=out))
     try:
         files = []
         for rank, (picture, score) in enumerate(zip(result.images, result.scores, strict=True)):
@@ -233,23 +234,11 @@ def write_edit(pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, re
             "process": report.process,
         }
         (folder / RESULT_FILE).write_text(json.dumps(record, indent=2))
-        os.chmod(folder, 0o777 & ~_umask())
+        os.chmod(folder, 0o777 & ~current_umask())
         os.rename(folder, out / edit.id)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-
-
-def _temporary_folder(out: Path, edit_id: str) -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{edit_id}-", dir=out)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:

@@ -587,7 +587,7 @@ class OutputSet:
             for name, _ in temporary:
                 Path(name).unlink(missing_ok=True)
             raise
-        permissions = 0o666 & ~_umask()
+        permissions = 0o666 & ~current_umask()
         for name, path in temporary:
             os.chmod(name, permissions)
             os.replace(name, path)
@@ -606,7 +606,8 @@ def _check_writable(folder: Path) -> None:
         raise UsageError(f"--out: cannot write in {folder} ({error.strerror or error})") from error
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
     current = os.umask(0)
     os.umask(current)
     return current
