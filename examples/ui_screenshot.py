@@ -81,6 +81,10 @@ def drive_page(page: Any, url: str, image: Path | None, prompt: str, timeout_s: 
     page.locator("#prompt textarea").fill(prompt)
     page.locator("#run").click()
     page.locator("#results img").first.wait_for(timeout=timeout_s * 1000)
+    page.wait_for_function(  # the gallery adds its <img> elements before their pictures have loaded
+        "() => [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)",
+        timeout=timeout_s * 1000,
+    )
     sizes = page.locator("#results img").evaluate_all("images => images.map(i => [i.naturalWidth, i.naturalHeight])")
     return {
         "result_sizes": sizes,
