@@ -56,7 +56,7 @@ from blended_pipeline.options import (
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 PIPELINE_ARGUMENTS = ("num_inference_steps", "num_images_per_prompt", "mask_blur", "crop_margin", "rank_by", "eta")
 """Arguments of both pipelines that an option sets one to one (the option's ``dest`` is the argument's name)."""
-PIXEL_ARGUMENTS = ("num_augmentations", "background_loss_scale", "background_loss")
+PIXEL_ARGUMENTS = ("num_augmentations", "guidance_every", "background_loss_scale", "background_loss")
 """Options of the pixel pipeline alone (CLIP guidance); None where not given."""
 LATENT_ARGUMENTS = ("negative_prompt", "latent_mask", "reconstruction")
 """Options of the latent pipeline alone; None where not given."""
@@ -127,6 +127,7 @@ EDIT_OPTIONS = (
     "--seed",
     "--guidance-scale",
     "--augmentations",
+    "--guidance-every",
     "--mask-blur",
     "--crop-margin",
     "--rank-by",
@@ -152,8 +153,8 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         "--steps",
         dest="num_inference_steps",
         type=int,
-        help=f"steps of the full schedule (default {DEFAULTS.num_inference_steps} for a pixel model, "
-        f"{LATENT_DEFAULTS.num_inference_steps} for a latent one)",
+        help="steps of the full schedule (default: a pixel checkpoint's default_num_inference_steps, "
+        f"{DEFAULTS.num_inference_steps} if it names none; {LATENT_DEFAULTS.num_inference_steps} for a latent model)",
     )
     parser.add_argument(
         "--strength",
@@ -174,6 +175,13 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         dest="num_augmentations",
         type=int,
         help=f"pixel models: augmented views per result (default {DEFAULTS.num_augmentations})",
+    )
+    parser.add_argument(
+        "--guidance-every",
+        dest="guidance_every",
+        type=int,
+        help="pixel models: guide every k-th step only, the others one UNet forward pass (faster; default "
+        f"{DEFAULTS.guidance_every}, every step)",
     )
     parser.add_argument(
         "--mask-blur", type=float, default=DEFAULTS.mask_blur, help="feather the mask by this many pixels"
@@ -280,7 +288,7 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
     settings = {name: getattr(args, name) for name in PIPELINE_ARGUMENTS}
     if is_latent(pipe):
         settings.update(
-            num_inference_steps=_given(args.num_inference_steps, LATENT_DEFAULTS.num_inference_steps),
+            num_inference_steps=_given(args.num_inference_steps, default_steps(pipe)),
             guidance_scale=_given(args.guidance_scale, LATENT_DEFAULTS.guidance_scale),
             negative_prompt=args.negative_prompt,
             latent_mask=_given(args.latent_mask, LATENT_DEFAULTS.latent_mask),
@@ -288,9 +296,10 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
         )
     else:
         settings.update(
-            num_inference_steps=_given(args.num_inference_steps, DEFAULTS.num_inference_steps),
+            num_inference_steps=_given(args.num_inference_steps, default_steps(pipe)),
             clip_guidance_scale=_given(args.guidance_scale, DEFAULTS.clip_guidance_scale),
             num_augmentations=_given(args.num_augmentations, DEFAULTS.num_augmentations),
+            guidance_every=_given(args.guidance_every, DEFAULTS.guidance_every),
             background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
             background_loss=_given(args.background_loss, DEFAULTS.background_loss),
         )
@@ -304,6 +313,14 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
 
 def _given(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+def default_steps(pipe: Any) -> int:
+    """The steps of a call that names none: a pixel checkpoint's own ``default_num_inference_steps``, a latent
+    model's Blended Latent Diffusion default."""
+    if is_latent(pipe):
+        return LATENT_DEFAULTS.num_inference_steps
+    return pipe.config.get("default_num_inference_steps", DEFAULTS.num_inference_steps)
 
 
 def is_latent(pipe: Any) -> bool:

@@ -45,6 +45,7 @@ class Defaults:
     num_images_per_prompt: int = 4
     clip_guidance_scale: float = 1000.0
     num_augmentations: int = 8
+    guidance_every: int = 1  # guide every step, as the paper does
     range_loss_scale: float = 50.0
     background_loss_scale: float = 0.0
     background_loss: BackgroundLossName = "lpips"  # the paper's D_bg: 0.5 * (MSE + LPIPS)
@@ -153,7 +154,7 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
 
     if settings.get("prompt") is not None:
         check_prompt(settings["prompt"], name("prompt"))
-    for key in ("num_inference_steps", "num_images_per_prompt", "num_augmentations"):
+    for key in ("num_inference_steps", "num_images_per_prompt", "num_augmentations", "guidance_every"):
         if key in settings:
             value = settings[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

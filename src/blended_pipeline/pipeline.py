@@ -20,6 +20,7 @@ from blended_pipeline.guidance import (
     CLIPGuidance,
     Guidance,
     GuidanceLoss,
+    gradients_for_samples_only,
     guided_noise_prediction,
     mse_outside,
 )
@@ -46,6 +47,7 @@ from blended_pipeline.ranking import rank
 LEARNED_VARIANCE = ("learned", "learned_range")
 DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
 DEFAULT_SCRIBBLE_STRENGTH = 0.5  # half the schedule: on a linear schedule the strokes' colours survive
+DEFAULT_STEPS = DEFAULTS.num_inference_steps  # the paper's 100
 
 
 BlendedDiffusionPipelineOutput = BlendedPipelineOutput  # the scores are always there: every result is ranked
@@ -62,6 +64,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     Config (saved in ``model_index.json``; how much of the input survives a strength depends on the noise
     schedule, so each checkpoint carries its own):
         default_strength: the ``strength`` of a call that names none.
+        default_num_inference_steps: the ``num_inference_steps`` of a call that names none (the paper's 100; a
+            model may need fewer, measured on its own edits).
         scribble_strength: the strength for scribble-guided edits (lower: the strokes must survive the noise).
 
     Pluggable parts, plain attributes: ``guidance`` (a ``Guidance``; ``None``, the default, is CLIP from the
@@ -80,11 +84,19 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         feature_extractor: CLIPImageProcessor,
         default_strength: float = DEFAULT_STRENGTH,
         scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
+        default_num_inference_steps: int = DEFAULT_STEPS,
     ) -> None:
         super().__init__()
         check_strength("default_strength", default_strength)
         check_strength("scribble_strength", scribble_strength)
-        self.register_to_config(default_strength=default_strength, scribble_strength=scribble_strength)
+        check_settings(
+            {"num_inference_steps": "default_num_inference_steps"}, num_inference_steps=default_num_inference_steps
+        )
+        self.register_to_config(
+            default_strength=default_strength,
+            scribble_strength=scribble_strength,
+            default_num_inference_steps=default_num_inference_steps,
+        )
         self.register_modules(
             unet=unet,
             scheduler=scheduler,
@@ -103,11 +115,12 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         prompt: str | list[str],
         image: ImageInput | list[ImageInput],
         mask_image: ImageInput | list[ImageInput],
-        num_inference_steps: int = DEFAULTS.num_inference_steps,
+        num_inference_steps: int | None = None,
         strength: float | None = None,
         num_images_per_prompt: int = DEFAULTS.num_images_per_prompt,
         clip_guidance_scale: float = DEFAULTS.clip_guidance_scale,
         num_augmentations: int = DEFAULTS.num_augmentations,
+        guidance_every: int = DEFAULTS.guidance_every,
         range_loss_scale: float = DEFAULTS.range_loss_scale,
         background_loss_scale: float = DEFAULTS.background_loss_scale,
         background_loss: BackgroundLossName | BackgroundLoss = DEFAULTS.background_loss,
@@ -134,12 +147,16 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 one per prompt.
             mask_image: white / 1 = edit, black / 0 = keep; thresholded at 0.5; the image's aspect ratio. Or a
                 list, one per prompt. A single image or mask serves every prompt.
-            num_inference_steps: steps of the full schedule; ``strength`` of them are run.
+            num_inference_steps: steps of the full schedule; ``strength`` of them are run. Default: the checkpoint's
+                ``default_num_inference_steps``.
             strength: fraction of the schedule run, starting from the input noised to that level (1.0 = pure noise);
                 default: the checkpoint's ``default_strength``.
             num_images_per_prompt: results to generate per edit, and rank.
             clip_guidance_scale: weight of ``D_CLIP``, averaged over the augmented views.
             num_augmentations: views per result given to CLIP (the first untransformed).
+            guidance_every: guide every ``k``-th step (the first included); the steps between take the UNet's
+                prediction alone, one forward pass instead of a forward and backward pass through UNet and CLIP
+                (faster; its cost in quality is measured in docs/benchmarks.md).
             range_loss_scale: weight of the penalty on ``x0_hat`` outside [-1, 1].
             background_loss_scale: weight of ``D_bg`` outside the mask (Algorithm 1's lambda; 0 = none).
             background_loss: ``D_bg``: "lpips" (the paper's ``0.5 * (MSE + LPIPS)``; LPIPS's backbone is
@@ -177,6 +194,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         # 0. Check every input before any work.
         prompts, images, masks = self._edits(prompt, image, mask_image)
         strength = self.config.default_strength if strength is None else strength
+        if num_inference_steps is None:
+            num_inference_steps = self.config.default_num_inference_steps
         callbacks = self._step_end_callbacks(blend, callback_on_step_end, callback_on_step_end_tensor_inputs)
         self.check_inputs(
             prompts=prompts,
@@ -187,6 +206,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             num_images_per_prompt=num_images_per_prompt,
             clip_guidance_scale=clip_guidance_scale,
             num_augmentations=num_augmentations,
+            guidance_every=guidance_every,
             range_loss_scale=range_loss_scale,
             background_loss_scale=background_loss_scale,
             background_loss=background_loss,
@@ -235,12 +255,12 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)
         alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
         for i, t in enumerate(self.progress_bar(timesteps)):
-            with self._autocast(precision, device):
+            with self._autocast(precision, device), gradients_for_samples_only(self.unet, self.clip_model):
                 noise_pred, pred_original_sample = guided_noise_prediction(
                     lambda x, t=t: self.unet(x.to(self.unet.dtype), t).sample,
                     latents,
                     alphas_cumprod[t].float(),
-                    loss,
+                    loss if i % guidance_every == 0 else None,
                     backprop_through_unet,
                 )
             if not self._scheduler_uses_learned_variance():
@@ -272,6 +292,10 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         if not return_dict:
             return outputs, score_list
         return BlendedDiffusionPipelineOutput(images=outputs, scores=score_list)
+
+    def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
+        """The UNet and CLIP's image tower: each step runs both forward and backward."""
+        return {"unet": self.unet, "clip_model.vision_model": self.clip_model.vision_model}
 
     def _scheduler_uses_learned_variance(self) -> bool:
         """True for schedulers (DDPM) configured to read the UNet's extra variance channels.

@@ -7,7 +7,10 @@ denoising step and in what a sample is; everything here is the same for both, so
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -61,6 +64,29 @@ class BlendedPipelineMixin:
         self.to(accelerator.device)
         self.default_mixed_precision = accelerator.mixed_precision
         return self
+
+    def compile(self, **options: Any) -> list[str]:
+        """``torch.compile`` the networks that every step runs (``_modules_run_every_step``). Results are
+        unchanged; the first call of each new shape compiles (a minute or more on a CPU), and later calls run the
+        compiled code. Where no compiler is available it warns and leaves the models eager.
+
+        Args:
+            options: passed to ``torch.compile`` (``mode``, ``dynamic``, ...).
+
+        Returns:
+            the names of the compiled modules (empty when nothing could be compiled).
+        """
+        missing = missing_compiler(self.device)
+        if missing:
+            warnings.warn(f"torch.compile needs {missing}; the pipeline stays eager", RuntimeWarning, stacklevel=2)
+            return []
+        modules = self._modules_run_every_step()
+        for module in modules.values():
+            module.compile(**options)
+        return list(modules)
+
+    def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
+        return {"unet": self.unet}
 
     @staticmethod
     def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:
@@ -210,3 +236,12 @@ class BlendedPipelineMixin:
         if output_type != "pil":
             return to_output(torch.cat(edited), output_type)
         return [picture for edit in edited for picture in to_output(edit, "pil")]
+
+
+def missing_compiler(device: torch.device) -> str | None:
+    """What ``torch.compile``'s default backend lacks on ``device`` (a C++ compiler, Triton), or None."""
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "Triton (pip install triton) on a GPU"
+    if device.type == "cpu" and not any(shutil.which(name) for name in ("g++", "c++", "clang++")):
+        return "a C++ compiler (g++ or clang++) on the PATH for the CPU"
+    return None

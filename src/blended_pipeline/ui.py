@@ -28,9 +28,9 @@ from blended_pipeline.applications import (
     extend_canvas,
     invert_mask,
 )
+from blended_pipeline.cli import default_steps
 from blended_pipeline.options import (
     DEFAULTS,
-    LATENT_DEFAULTS,
     SCHEDULERS,
     check_extension,
     check_image_size,
@@ -204,13 +204,6 @@ def _checked_inputs(
     if coverage == 0.0:
         raise PageError("the mask is empty: the painted object covers the whole image, leaving no background to edit")
     return image, mask, settings
-
-
-def default_steps(pipe: Any) -> int:
-    """The pipeline's own default number of steps (pixel and latent models differ)."""
-    from blended_pipeline.cli import is_latent
-
-    return LATENT_DEFAULTS.num_inference_steps if is_latent(pipe) else DEFAULTS.num_inference_steps
 
 
 def scheduler_name(pipe: Any) -> str | None:

@@ -1,0 +1,64 @@
+"""Choose the shapes latent checkpoint's settings on a tuning edit set: top-1 and batch precision per setting.
+
+    python benchmarks/latent_settings.py --strengths 0.9,1 --scales 7.5 --edits 32 --out docs/figures/latent_settings
+    python benchmarks/latent_settings.py --smoke --out /tmp/latent_settings         # seconds; checks the script
+
+The edits are ``edit_cases(7, n, 32)``, apart from the judged set that ``latent_vs_pixel.py`` reports on
+(``edit_cases(2024, ...)``); each setting runs the same edits with the same seeds, the rest at the CLI's defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common import cli_defaults, provenance, write_results
+from latent_vs_pixel import SMOKE_SETTINGS, judged_edit, summary
+
+from blended_pipeline import SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
+from blended_pipeline.shapes.edits import edit_cases
+
+TUNING_SEED = 7
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
+    parser.add_argument("--model", default=SHAPES_LATENT_CHECKPOINT)
+    parser.add_argument("--strengths", default="0.75,0.9,1", help="comma-separated strengths")
+    parser.add_argument("--scales", default="7.5", help="comma-separated classifier-free guidance scales")
+    parser.add_argument("--edits", type=int, default=32)
+    parser.add_argument("--smoke", action="store_true", help="2 edits, 4 steps, 2 results: checks the script")
+    args = parser.parse_args()
+    if args.smoke:
+        args.edits = 2
+    pipe = BlendedLatentDiffusionPipeline.from_pretrained(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    defaults = {**cli_defaults(pipe), **(SMOKE_SETTINGS if args.smoke else {})}
+    cases = edit_cases(TUNING_SEED, args.edits, 32)
+    rows = []
+    for scale in [float(s) for s in args.scales.split(",")]:
+        for strength in [float(s) for s in args.strengths.split(",")]:
+            settings = {**defaults, "strength": strength, "guidance_scale": scale}
+            per_edit = [judged_edit(pipe, case, index, settings) for index, case in enumerate(cases)]
+            rows.append({"strength": strength, "guidance_scale": scale, **summary(per_edit)})
+            print(rows[-1], flush=True)
+    results = {**provenance("latent_settings.py"), "model": args.model, "smoke": args.smoke, "rows": rows}
+    lines = [
+        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        f"Tuning edits `edit_cases({TUNING_SEED}, {args.edits}, 32)`, "
+        f"{defaults['num_images_per_prompt']} results each.",
+        "",
+        "| strength | guidance scale | top-1 | batch precision | s per image |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['strength']} | {r['guidance_scale']} | {r['top1_success']:.0%} | {r['batch_precision']:.0%} | "
+        f"{r['seconds_per_image']:.2f} |"
+        for r in rows
+    ]
+    write_results(args.out, results, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
