@@ -48,6 +48,7 @@ from blended_pipeline.shapes.judge import judge
 from blended_pipeline.shapes.training_utils import to_model_range
 
 PARTS = ("sweep", "ablations", "repaint", "cost")
+PIXEL_SCHEDULERS = tuple(name for name in SCHEDULERS if name != "euler")  # Euler scales its samples by sigma
 BACKGROUND_LOSS = "mse"  # Algorithm 1's D_bg without LPIPS, whose AlexNet weights cannot be downloaded here
 
 
@@ -59,6 +60,7 @@ class Config:
     eta: float = 0.0  # DDIM only
     num_inference_steps: int = 100
     num_augmentations: int = 8
+    guidance_every: int = 1
     backprop_through_unet: bool = True
     mixed_precision: str = "no"
     num_images_per_prompt: int = 4
@@ -231,11 +233,13 @@ def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
     if mode == "quick":
         schedulers, steps, views, anchor = ("ddpm", "ddim"), (10, 25), (1,), Config(num_inference_steps=25)
     else:
-        schedulers, steps, views, anchor = tuple(SCHEDULERS), (10, 25, 50), (1, 4), Config()
+        schedulers, steps, views, anchor = PIXEL_SCHEDULERS, (10, 25, 50), (1, 4), Config()
     grid = [Config(scheduler=s, num_inference_steps=n) for s in schedulers for n in steps]
     grid += [anchor] * (mode == "full")  # the default, DDPM 100 steps: the anchor of the variants below
     grid += [replace(anchor, num_augmentations=v) for v in views]
     grid += [replace(anchor, backprop_through_unet=False)]
+    grid += [replace(anchor, guidance_every=2), replace(anchor, num_inference_steps=anchor.num_inference_steps // 2)]
+    grid += [replace(anchor, num_inference_steps=anchor.num_inference_steps // 2, guidance_every=2)]
     if mode != "full" or on_gpu:  # bf16 autocast without bf16 hardware is many times slower than fp32
         grid += [replace(anchor, mixed_precision="bf16")]
     return grid
@@ -293,7 +297,8 @@ def measured_in(prefixes: list[Path], edits: int) -> dict[Config, dict]:
 
 
 def config_of(run: dict) -> Config:
-    return Config(**{field: run[field] for field in Config.__dataclass_fields__})
+    """The configuration of a run; fields added since a results file was written take their defaults."""
+    return Config(**{field: run[field] for field in Config.__dataclass_fields__ if field in run})
 
 
 def in_grid_order(runs: list[dict], grid: list[Config]) -> list[dict]:

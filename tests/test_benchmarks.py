@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -42,14 +45,18 @@ def test_paper_config_smoke(tmp_path):
     assert all(r["seconds_per_image"] > 0 and r["peak_memory_mb"] > 0 for r in results["runs"])
 
 
-def run_smoke(tmp_path, script: str, *options: str) -> tuple[Path, dict]:
+def run_benchmark(tmp_path: Path, script: str, *arguments: str) -> tuple[Path, dict]:
     prefix = tmp_path / Path(script).stem
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", str(prefix), *options],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(prefix), *arguments],
         check=True,
         capture_output=True,
     )
     return prefix, json.loads(Path(f"{prefix}.json").read_text())
+
+
+def run_smoke(tmp_path, script: str, *options: str) -> tuple[Path, dict]:
+    return run_benchmark(tmp_path, script, "--smoke", *options)
 
 
 def test_applications_smoke(tmp_path):
@@ -186,3 +193,39 @@ def test_sd2_config_smoke(tmp_path):
     _, results = run_smoke(tmp_path, "sd2_config.py", "--device", "cpu", "--precisions", "no")
     assert [run["pipeline"].split()[0] for run in results["runs"]] == ["latent", "pixel"]
     assert all(run["seconds_per_image"] > 0 and run["peak_memory_mb"] > 0 for run in results["runs"])
+
+
+def test_profile_step_times_every_phase(tmp_path):
+    prefix, results = run_benchmark(tmp_path, "profile_step.py", "--samples", "1", "--views", "2", "--repeats", "1")
+    phases = results["seconds"]
+    assert {"unet forward", "clip backward", "unet backward", "whole step", "ranking (once per edit)"} <= set(phases)
+    assert all(seconds > 0 for seconds in phases.values())
+    assert sum(phases[name] for name in ("unet forward", "clip backward", "unet backward")) < phases["whole step"]
+    assert "| whole step |" in Path(f"{prefix}.md").read_text()
+
+
+def test_latent_settings_smoke(tmp_path):
+    _, results = run_benchmark(tmp_path, "latent_settings.py", "--smoke", "--strengths", "0.9,1")
+    assert [row["strength"] for row in results["rows"]] == [0.9, 1.0]
+    assert all(0 <= row["top1_success"] <= 1 and row["background_exact"] == 1.0 for row in results["rows"])
+
+
+def test_demo_speed_times_each_variant(tmp_path):
+    variants = "four steps=--steps 4 --samples 1;eight steps=--steps 8 --samples 1"
+    prefix, results = run_benchmark(tmp_path, "demo_speed.py", "--repeats", "1", "--variants", variants)
+    assert list(results["median_seconds"]) == ["four steps", "eight steps"]
+    assert all(seconds > 0 for seconds in results["median_seconds"].values())
+    assert "| eight steps | `--steps 8 --samples 1` |" in Path(f"{prefix}.md").read_text()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("BLENDED_AUTHORS_DIR"),
+    reason="set BLENDED_AUTHORS_DIR to a checkout of omriav/blended-diffusion",
+)
+def test_vs_authors_runs_both_implementations(tmp_path):
+    _, results = run_benchmark(
+        tmp_path, "vs_authors.py", "--authors-dir", os.environ["BLENDED_AUTHORS_DIR"], "--steps", "1", "--samples", "1",
+        "--views", "2", "--repeats", "1",
+    )  # fmt: skip
+    assert results["image_tower_relative_difference"] < 1e-4
+    assert set(results["seconds_per_sample"]) == {"authors", "ours"}
