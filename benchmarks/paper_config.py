@@ -5,6 +5,7 @@ which 75 run, 8 augmentations, 4 samples per batch, fp32 and bf16 autocast. Rand
 trained ones do. The paper's figure: about 27 s per image on an A10, 23 s in batches (Blended Latent Diffusion).
 
     python benchmarks/paper_config.py --device cuda --out docs/figures/paper_config     # on a GPU
+    python benchmarks/paper_config.py --device cuda --compile --out docs/figures/paper_config-compiled  # and compiled
     python benchmarks/paper_config.py --steps 1 --out /tmp/paper_config                  # on a CPU, cut short
     python benchmarks/paper_config.py --smoke --out /tmp/smoke                           # tiny models, seconds
 """
@@ -86,7 +87,13 @@ def build(smoke: bool) -> BlendedDiffusionPipeline:
 
 
 def time_one(
-    pipe: BlendedDiffusionPipeline, precision: str, steps: int, samples: int, augmentations: int, device: torch.device
+    pipe: BlendedDiffusionPipeline,
+    precision: str,
+    steps: int,
+    samples: int,
+    augmentations: int,
+    device: torch.device,
+    compiled: bool = False,
 ) -> dict:
     size = pipe.unet.config.sample_size
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
@@ -108,6 +115,7 @@ def time_one(
     seconds = edit.seconds
     return {
         "precision": precision,
+        "compiled": compiled,
         "denoising_steps": run_steps,
         "samples": samples,
         "augmentations": augmentations,
@@ -126,6 +134,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--augmentations", type=int, default=8)
     parser.add_argument("--precisions", default="no,bf16", help="comma-separated: no (fp32), bf16, fp16")
+    parser.add_argument("--compile", action="store_true", help="then time each precision again with pipe.compile()")
     parser.add_argument("--smoke", action="store_true", help="tiny models and 2 steps: checks the code")
     args = parser.parse_args()
     if args.smoke:
@@ -137,6 +146,11 @@ def main() -> None:
     for precision in precisions:  # warm-up: kernel selection and allocator growth are not part of an edit's cost
         time_one(pipe, precision, 2, 1, args.augmentations, device)
     runs = [time_one(pipe, p, args.steps, args.samples, args.augmentations, device) for p in precisions]
+    if args.compile:  # the same configurations, compiled; compiling happens in the warm-up, outside the timing
+        pipe.compile()
+        for precision in precisions:
+            time_one(pipe, precision, 2, args.samples, args.augmentations, device)
+        runs += [time_one(pipe, p, args.steps, args.samples, args.augmentations, device, True) for p in precisions]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     results = {
         "device": name,
@@ -150,11 +164,11 @@ def main() -> None:
     lines = [
         f"Device: {name}; date: {results['date']}; UNet parameters: {results['unet_parameters']:,}",
         "",
-        "| precision | steps run | samples | views | s per image | s per image at 75 steps | peak MB |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| precision | compiled | steps run | samples | views | s per image | s per image at 75 steps | peak MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {r['precision']} | {r['denoising_steps']} | {r['samples']} | {r['augmentations']} | "
+        f"| {r['precision']} | {'yes' if r['compiled'] else 'no'} | {r['denoising_steps']} | {r['samples']} | {r['augmentations']} | "
         f"{r['seconds_per_image']:.2f} | {r['seconds_per_image_at_75_steps']:.1f} | {r['peak_memory_mb']:.0f} |"
         for r in runs
     ]
