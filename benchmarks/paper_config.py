@@ -168,7 +168,8 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {r['precision']} | {'yes' if r['compiled'] else 'no'} | {r['denoising_steps']} | {r['samples']} | {r['augmentations']} | "
+        f"| {r['precision']} | {'yes' if r['compiled'] else 'no'} | {r['denoising_steps']} | {r['samples']} | "
+        f"{r['augmentations']} | "
         f"{r['seconds_per_image']:.2f} | {r['seconds_per_image_at_75_steps']:.1f} | {r['peak_memory_mb']:.0f} |"
         for r in runs
     ]

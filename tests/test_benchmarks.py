@@ -229,3 +229,13 @@ def test_vs_authors_runs_both_implementations(tmp_path):
     )  # fmt: skip
     assert results["image_tower_relative_difference"] < 1e-4
     assert set(results["seconds_per_sample"]) == {"authors", "ours"}
+
+
+def test_hard_edits_smoke_reports_every_kind_and_applies_settings(tmp_path):
+    prefix, results = run_smoke(
+        tmp_path, "hard_edits.py", "--setting", "guidance_every=2", "--setting", "rank_by=whole"
+    )
+    assert list(results["rows"]) == ["small", "wide", "ellipse", "replace", "standard", "all hard"]
+    assert results["settings"]["guidance_every"] == 2 and results["settings"]["rank_by"] == "whole"
+    assert all(row["background_exact"] == 1.0 for row in results["rows"].values())
+    assert "| all hard |" in Path(f"{prefix}.md").read_text()

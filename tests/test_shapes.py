@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from shapes_helpers import ideal_edit
 
-from blended_pipeline.shapes.edits import background_case, edit_case, extend_case, scribble_case
+from blended_pipeline.shapes.edits import (
+    HARD_KINDS,
+    background_case,
+    edit_case,
+    extend_case,
+    hard_edit_case,
+    hard_edit_cases,
+    scribble_case,
+)
 from blended_pipeline.shapes.judge import colour_labels, judge, parse_prompt
 from blended_pipeline.shapes.tokenizer import build_tokenizer, unknown_words
 from blended_pipeline.shapes.world import COLOURS, PALETTE, SHAPES, VOCABULARY, random_scene, render
@@ -114,3 +122,32 @@ def test_application_cases_ask_for_what_is_not_there():
         left, top, right, bottom = extend.padding
         assert np.array_equal(extend.scene[top : 32 - bottom, left : 32 - right], extend.image)
         parse_prompt(extend.prompt)
+
+
+def test_hard_edit_kinds_have_the_masks_they_promise():
+    cases = hard_edit_cases(11, 20, 32)
+    assert list(cases) == list(HARD_KINDS)
+    for case in cases["small"]:
+        left, top, right, bottom = case.box
+        assert right - left == bottom - top and 11 <= right - left <= 15
+        assert case.mask.sum() == (right - left) ** 2
+    for case in cases["wide"]:
+        left, top, right, bottom = case.box
+        assert 1.4 <= (right - left) / (bottom - top) <= 1.6
+        assert case.mask.sum() == (right - left) * (bottom - top)
+    for case in cases["ellipse"]:
+        left, top, right, bottom = case.box
+        assert 15 <= right - left <= 20
+        assert 0.7 < case.mask[top:bottom, left:right].mean() < 0.85  # an ellipse fills pi/4 of its box
+        assert not case.mask[top, left] and not case.mask[bottom - 1, right - 1]
+    for case in cases["replace"]:
+        left, top, right, bottom = case.box
+        centre = case.image[(top + bottom) // 2, (left + right) // 2]
+        corner_colours = {tuple(case.image[y, x]) for y in (0, 31) for x in (0, 31)}
+        assert tuple(centre) not in corner_colours  # centred on an object, not on the background
+        assert right - left >= 16
+
+
+def test_unknown_kind_of_hard_edit_is_refused():
+    with pytest.raises(ValueError, match="unknown kind of hard edit 'tiny'"):
+        hard_edit_case(np.random.default_rng(0), 32, "tiny")

@@ -45,6 +45,53 @@ def edit_cases(seed: int, count: int, resolution: int) -> list[EditCase]:
     return [edit_case(rng, resolution) for _ in range(count)]
 
 
+HARD_KINDS: tuple[str, ...] = ("small", "wide", "ellipse", "replace")
+"""Edits harder than the standard square box: a small box, a wide box, a round mask, an object replaced."""
+
+
+def hard_edit_case(rng: np.random.Generator, resolution: int, kind: str) -> EditCase:
+    """An edit of one of ``HARD_KINDS``: "small", a square box of 35-45% of the side; "wide", a box about 1.5
+    times as wide as high (40-45% high); "ellipse", an ellipse 50-60% of the side across and 75-100% of that
+    high; "replace", a square box (at least half the side) centred on the scene's first object, whose prompt
+    asks for another shape in a colour the scene lacks."""
+    scene = random_scene(rng, resolution)
+    colour, shape = _absent_colour(rng, scene), str(rng.choice(SHAPES))
+    if kind == "small":
+        box = random_box(rng, resolution, (0.35, 0.45))
+        mask = box_mask(box, resolution)
+    elif kind == "wide":
+        height = int(round(rng.uniform(0.40, 0.45) * resolution))
+        width = min(resolution, int(round(height * 1.5)))
+        left, top = int(rng.integers(0, resolution - width + 1)), int(rng.integers(0, resolution - height + 1))
+        box = (left, top, left + width, top + height)
+        mask = box_mask(box, resolution)
+    elif kind == "ellipse":
+        width = rng.uniform(0.5, 0.6) * resolution
+        height = width * rng.uniform(0.75, 1.0)
+        cx, cy = rng.uniform(width / 2, resolution - width / 2), rng.uniform(height / 2, resolution - height / 2)
+        ys, xs = np.mgrid[:resolution, :resolution] + 0.5
+        mask = ((xs - cx) / (width / 2)) ** 2 + ((ys - cy) / (height / 2)) ** 2 <= 1
+        rows, cols = np.nonzero(mask)
+        box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+    elif kind == "replace":
+        target = scene.shapes[0]
+        shape = str(rng.choice([s for s in SHAPES if s != target.kind]))
+        side = min(resolution, int(round(max(target.size * 1.25, 0.5 * resolution))))
+        left = int(np.clip(round(target.center[0] - side / 2), 0, resolution - side))
+        top = int(np.clip(round(target.center[1] - side / 2), 0, resolution - side))
+        box = (left, top, left + side, top + side)
+        mask = box_mask(box, resolution)
+    else:
+        raise ValueError(f"unknown kind of hard edit {kind!r}; expected one of {HARD_KINDS}")
+    return EditCase(render(scene, resolution), mask, f"a {colour} {shape}", colour, shape, box)
+
+
+def hard_edit_cases(seed: int, count_per_kind: int, resolution: int) -> dict[str, list[EditCase]]:
+    """``count_per_kind`` edits of each of ``HARD_KINDS``, drawn from one generator seeded ``seed``."""
+    rng = np.random.default_rng(seed)
+    return {kind: [hard_edit_case(rng, resolution, kind) for _ in range(count_per_kind)] for kind in HARD_KINDS}
+
+
 @dataclass(frozen=True)
 class BackgroundCase:
     """Background replacement: keep the first shape (``keep``, grown by a pixel), make the rest ``colour``."""
