@@ -5,8 +5,9 @@
 #
 #     bash benchmarks/gpu_speed.sh "$OUT"
 #
-# The machine needs diffusers and lpips; where they are missing, carry their wheels in wheels/
-# (here: pip download --no-deps -d wheels diffusers lpips).
+# The machine needs diffusers and lpips; where they are missing, carry their wheels in wheels/ (ignored by git):
+# here `pip download --no-deps -d wheels diffusers==0.42.1 lpips==0.1.4`, then the device tool's run with
+# carry ["wheels"] and the command `bash benchmarks/gpu_speed.sh "$OUT"` (timeout 600 s).
 set -euo pipefail
 out=${1:?give the folder the figures go to}
 mkdir -p "$out"
