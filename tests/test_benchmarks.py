@@ -205,7 +205,7 @@ def test_profile_step_times_every_phase(tmp_path):
 
 
 def test_latent_settings_smoke(tmp_path):
-    _, results = run_benchmark(tmp_path, "latent_settings.py", "--smoke", "--strengths", "0.9,1")
+    _, results = run_benchmark(tmp_path, "latent_settings.py", "--smoke", "--strengths", "0.9,1", "--steps", "8")
     assert [row["strength"] for row in results["rows"]] == [0.9, 1.0]
     assert all(0 <= row["top1_success"] <= 1 and row["background_exact"] == 1.0 for row in results["rows"])
 

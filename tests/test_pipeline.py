@@ -405,3 +405,39 @@ def test_one_image_and_mask_serve_every_prompt_and_sizes_may_differ_with_pil(pip
     keep = np.asarray(mask.resize((30, 18))) == 0
     for result in mixed.images[2:]:
         assert np.array_equal(np.asarray(result)[keep], np.asarray(small)[keep])
+
+
+@pytest.mark.parametrize("clip_view", ["masked", "crop"])
+def test_clip_view_decides_what_the_guidance_sees(clip_view):
+    from blended_pipeline.augment import ProjectiveAugmentation, crop_to_mask
+    from blended_pipeline.guidance import GuidanceLoss
+
+    class Recording:
+        seen: list[torch.Tensor] = []
+
+        def loss(self, images, target):
+            self.seen.append(images.detach())
+            return images.mean(dim=(1, 2, 3))
+
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0, :, 2:6, 3:7], mask[1, :, 8:16, 0:12] = 1, 1
+    x0_hat = torch.rand(2, 3, 16, 16) * 2 - 1
+    guidance = Recording()
+    loss = GuidanceLoss(guidance, None, mask, ProjectiveAugmentation(), 1, 1.0, 0.0, clip_view=clip_view)
+    loss(x0_hat, x0_hat, torch.tensor(0.5))
+    expected = x0_hat * mask if clip_view == "masked" else crop_to_mask(x0_hat * mask, mask)
+    torch.testing.assert_close(guidance.seen[0], expected)
+    if clip_view == "crop":  # the small region fills the view: most of it is the region, little black surround
+        assert (expected[0].abs().sum(dim=0) > 0).float().mean() > 0.6 > (x0_hat[0] * mask[0]).ne(0).float().mean()
+
+
+def test_crop_view_changes_the_edit_and_unknown_views_are_refused(pipe, image, mask):
+    from blended_pipeline.augment import crop_to_mask
+
+    masked = fast_call(pipe, image, mask, num_inference_steps=2)
+    cropped = fast_call(pipe, image, mask, num_inference_steps=2, clip_view="crop")
+    assert not np.array_equal(masked.images, cropped.images)
+    with pytest.raises(ValueError, match="clip_view must be one of"):
+        fast_call(pipe, image, mask, clip_view="zoom")
+    pictures = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(crop_to_mask(pictures, torch.zeros(1, 1, 8, 8)), pictures)  # empty mask: all of it

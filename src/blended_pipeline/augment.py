@@ -117,3 +117,30 @@ def _per_image_generators(generator: Generators, batch: int) -> list[torch.Gener
             raise ValueError(f"got {len(generator)} generators for {batch} images; pass one per image")
         return list(generator)
     return [generator] * batch
+
+
+def crop_to_mask(images: torch.Tensor, mask: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
+    """Each image's square around its mask's bounding box (grown by ``margin`` of the box's longer side on each
+    side), resampled to the image's size: the masked region as large in the view as the whole image was.
+
+    Differentiable in ``images`` (bilinear ``grid_sample``); parts of a square that leave the image are zeros, as
+    the outside of the mask is in a masked view. A row with an empty mask keeps the whole image.
+    """
+    n, _, height, width = images.shape
+    rows, cols = mask.flatten(0, 1).amax(dim=2) > 0, mask.flatten(0, 1).amax(dim=1) > 0  # (N, H), (N, W)
+    index_y, index_x = torch.arange(height, device=images.device), torch.arange(width, device=images.device)
+    top = torch.where(rows, index_y, height).amin(dim=1).float()
+    bottom = torch.where(rows, index_y, -1).amax(dim=1).float() + 1
+    left = torch.where(cols, index_x, width).amin(dim=1).float()
+    right = torch.where(cols, index_x, -1).amax(dim=1).float() + 1
+    empty = ~rows.any(dim=1)
+    top, left = torch.where(empty, 0.0, top), torch.where(empty, 0.0, left)
+    bottom, right = torch.where(empty, float(height), bottom), torch.where(empty, float(width), right)
+    half = torch.maximum(bottom - top, right - left) * (0.5 + margin)  # half the square's side, in pixels
+    half = torch.where(empty, max(height, width) / 2, half)
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    theta = torch.zeros(n, 2, 3, device=images.device)
+    theta[:, 0, 0], theta[:, 0, 2] = half * 2 / width, centre_x * 2 / width - 1
+    theta[:, 1, 1], theta[:, 1, 2] = half * 2 / height, centre_y * 2 / height - 1
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)

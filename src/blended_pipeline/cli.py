@@ -39,6 +39,7 @@ from blended_pipeline.applications import (
 )
 from blended_pipeline.options import (
     BACKGROUND_LOSSES,
+    CLIP_VIEWS,
     DEFAULTS,
     LATENT_DEFAULTS,
     LATENT_MASKS,
@@ -56,7 +57,7 @@ from blended_pipeline.options import (
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 PIPELINE_ARGUMENTS = ("num_inference_steps", "num_images_per_prompt", "mask_blur", "crop_margin", "rank_by", "eta")
 """Arguments of both pipelines that an option sets one to one (the option's ``dest`` is the argument's name)."""
-PIXEL_ARGUMENTS = ("num_augmentations", "guidance_every", "background_loss_scale", "background_loss")
+PIXEL_ARGUMENTS = ("num_augmentations", "guidance_every", "clip_view", "background_loss_scale", "background_loss")
 """Options of the pixel pipeline alone (CLIP guidance); None where not given."""
 LATENT_ARGUMENTS = ("negative_prompt", "latent_mask", "reconstruction")
 """Options of the latent pipeline alone; None where not given."""
@@ -128,6 +129,7 @@ EDIT_OPTIONS = (
     "--guidance-scale",
     "--augmentations",
     "--guidance-every",
+    "--clip-view",
     "--mask-blur",
     "--crop-margin",
     "--rank-by",
@@ -182,6 +184,12 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="pixel models: guide every k-th step only, the others one UNet forward pass (faster; default "
         f"{DEFAULTS.guidance_every}, every step)",
+    )
+    parser.add_argument(
+        "--clip-view",
+        choices=CLIP_VIEWS,
+        help="pixel models: what CLIP sees, the masked image or the square around the mask enlarged (default "
+        f"{DEFAULTS.clip_view})",
     )
     parser.add_argument(
         "--mask-blur", type=float, default=DEFAULTS.mask_blur, help="feather the mask by this many pixels"
@@ -300,6 +308,7 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
             clip_guidance_scale=_given(args.guidance_scale, DEFAULTS.clip_guidance_scale),
             num_augmentations=_given(args.num_augmentations, DEFAULTS.num_augmentations),
             guidance_every=_given(args.guidance_every, DEFAULTS.guidance_every),
+            clip_view=_given(args.clip_view, DEFAULTS.clip_view),
             background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
             background_loss=_given(args.background_loss, DEFAULTS.background_loss),
         )

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 
-from blended_pipeline.augment import Augmentation, Generators
-from blended_pipeline.options import ClipInput, InputWarning
+from blended_pipeline.augment import Augmentation, Generators, crop_to_mask
+from blended_pipeline.options import ClipInput, ClipView, InputWarning
 
 BackgroundLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``(source, images, mask) -> (N,)`` losses: how far ``images`` strayed from ``source`` where ``mask`` is 0."""
@@ -177,6 +177,8 @@ class GuidanceLoss:
     ``x0_hat``, plus ``range_loss_scale`` times the range penalty, plus ``background_loss_scale`` times
     ``background_loss(source, x0_hat, mask)``. Summed over results, so each result's gradient is its own.
     ``clip_input="mixed"`` judges ``x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar))`` (the authors' code).
+    ``clip_view="crop"`` enlarges the square around the mask to the whole view before the augmentations, so that
+    a small region is as large in CLIP's view as any object (``augment.crop_to_mask``).
     """
 
     guidance: Guidance
@@ -187,6 +189,7 @@ class GuidanceLoss:
     clip_guidance_scale: float
     range_loss_scale: float
     clip_input: ClipInput = "x0_hat"
+    clip_view: ClipView = "masked"
     background_loss: BackgroundLoss | None = None
     background_loss_scale: float = 0.0
     source: torch.Tensor | None = None
@@ -196,7 +199,10 @@ class GuidanceLoss:
         judged = x0_hat
         if self.clip_input == "mixed":
             judged = x0_hat * (1 - alpha_bar).sqrt() + x_t * (1 - (1 - alpha_bar).sqrt())
-        views = self.augmentation(judged * self.mask, self.num_augmentations, self.generator)
+        masked = judged * self.mask
+        if self.clip_view == "crop":
+            masked = crop_to_mask(masked, self.mask)
+        views = self.augmentation(masked, self.num_augmentations, self.generator)
         guidance_loss = self.guidance.loss(views, self.target).view(self.num_augmentations, -1).mean(dim=0)
         loss = self.clip_guidance_scale * guidance_loss + self.range_loss_scale * range_loss(x0_hat)
         if self.background_loss is not None and self.background_loss_scale > 0:

@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 RankBy = Literal["masked", "whole", "both"]
 OutputType = Literal["pil", "np", "pt"]
 ClipInput = Literal["x0_hat", "mixed"]
+ClipView = Literal["masked", "crop"]
 BackgroundLossName = Literal["lpips", "mse"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 LatentMask = Literal["conservative", "nearest"]
@@ -24,6 +25,7 @@ Reconstruction = Literal["paste", "decoder"]
 RANK_BY: tuple[str, ...] = get_args(RankBy)
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
 CLIP_INPUTS: tuple[str, ...] = get_args(ClipInput)
+CLIP_VIEWS: tuple[str, ...] = get_args(ClipView)
 BACKGROUND_LOSSES: tuple[str, ...] = get_args(BackgroundLossName)
 MIXED_PRECISIONS: tuple[str, ...] = get_args(MixedPrecision)
 LATENT_MASKS: tuple[str, ...] = get_args(LatentMask)
@@ -50,6 +52,7 @@ class Defaults:
     background_loss_scale: float = 0.0
     background_loss: BackgroundLossName = "lpips"  # the paper's D_bg: 0.5 * (MSE + LPIPS)
     clip_input: ClipInput = "x0_hat"
+    clip_view: ClipView = "masked"  # the paper's: the whole image, the outside of the mask blacked out
     mask_blur: float = 0.0
     crop_margin: float = 0.25
     rank_by: RankBy = "both"
@@ -189,6 +192,7 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
         ("rank_by", RANK_BY),
         ("output_type", OUTPUT_TYPES),
         ("clip_input", CLIP_INPUTS),
+        ("clip_view", CLIP_VIEWS),
         ("scheduler", tuple(SCHEDULERS)),
         ("latent_mask", LATENT_MASKS),
         ("reconstruction", RECONSTRUCTIONS),

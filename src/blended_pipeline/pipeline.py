@@ -29,6 +29,7 @@ from blended_pipeline.options import (
     DEFAULTS,
     BackgroundLossName,
     ClipInput,
+    ClipView,
     MixedPrecision,
     OutputType,
     RankBy,
@@ -127,6 +128,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         blend: bool = True,
         backprop_through_unet: bool = True,
         clip_input: ClipInput = DEFAULTS.clip_input,
+        clip_view: ClipView = DEFAULTS.clip_view,
         mask_blur: float = DEFAULTS.mask_blur,
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
@@ -166,6 +168,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 UNet's output as constant, which skips the UNet's backward pass (cheaper, less faithful).
             clip_input: "x0_hat" (the paper) or "mixed", ``x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar))``
                 (the authors' code).
+            clip_view: what CLIP sees of each result before the augmentations: "masked" (the paper: the whole
+                image, the outside of the mask black) or "crop" (the square around the mask, enlarged to the
+                view's size, so that a small region fills it).
             mask_blur: feather the mask by this many input pixels (outward); blending and the final paste then use
                 the soft mask, so there is no hard seam. Pixels where the feathered mask is 0 stay exact.
             crop_margin: an image larger than the UNet is edited on a square crop around the mask's bounding box,
@@ -211,6 +216,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             background_loss_scale=background_loss_scale,
             background_loss=background_loss,
             clip_input=clip_input,
+            clip_view=clip_view,
             mask_blur=mask_blur,
             crop_margin=crop_margin,
             rank_by=rank_by,
@@ -238,6 +244,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             clip_guidance_scale=clip_guidance_scale,
             range_loss_scale=range_loss_scale,
             clip_input=clip_input,
+            clip_view=clip_view,
             background_loss=self._background_loss(background_loss) if background_loss_scale > 0 else None,
             background_loss_scale=background_loss_scale,
             source=model_image,
