@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--model", default=SHAPES_LATENT_CHECKPOINT)
     parser.add_argument("--strengths", default="0.75,0.9,1", help="comma-separated strengths")
     parser.add_argument("--scales", default="7.5", help="comma-separated classifier-free guidance scales")
+    parser.add_argument("--steps", default="50", help="comma-separated schedule lengths")
     parser.add_argument("--edits", type=int, default=32)
     parser.add_argument("--smoke", action="store_true", help="2 edits, 4 steps, 2 results: checks the script")
     args = parser.parse_args()
@@ -37,24 +38,29 @@ def main() -> None:
     defaults = {**cli_defaults(pipe), **(SMOKE_SETTINGS if args.smoke else {})}
     cases = edit_cases(TUNING_SEED, args.edits, 32)
     rows = []
-    for scale in [float(s) for s in args.scales.split(",")]:
-        for strength in [float(s) for s in args.strengths.split(",")]:
-            settings = {**defaults, "strength": strength, "guidance_scale": scale}
-            per_edit = [judged_edit(pipe, case, index, settings) for index, case in enumerate(cases)]
-            rows.append({"strength": strength, "guidance_scale": scale, **summary(per_edit)})
-            print(rows[-1], flush=True)
+    grid = [
+        {"num_inference_steps": int(steps), "guidance_scale": float(scale), "strength": float(strength)}
+        for steps in args.steps.split(",")
+        for scale in args.scales.split(",")
+        for strength in args.strengths.split(",")
+    ]
+    for setting in grid:
+        settings = {**defaults, **setting}
+        per_edit = [judged_edit(pipe, case, index, settings) for index, case in enumerate(cases)]
+        rows.append({**setting, **summary(per_edit)})
+        print(rows[-1], flush=True)
     results = {**provenance("latent_settings.py"), "model": args.model, "smoke": args.smoke, "rows": rows}
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
         f"Tuning edits `edit_cases({TUNING_SEED}, {args.edits}, 32)`, "
         f"{defaults['num_images_per_prompt']} results each.",
         "",
-        "| strength | guidance scale | top-1 | batch precision | s per image |",
-        "| --- | --- | --- | --- | --- |",
+        "| steps | strength | guidance scale | top-1 | batch precision | s per image |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {r['strength']} | {r['guidance_scale']} | {r['top1_success']:.0%} | {r['batch_precision']:.0%} | "
-        f"{r['seconds_per_image']:.2f} |"
+        f"| {r['num_inference_steps']} | {r['strength']} | {r['guidance_scale']} | {r['top1_success']:.0%} | "
+        f"{r['batch_precision']:.0%} | {r['seconds_per_image']:.2f} |"
         for r in rows
     ]
     write_results(args.out, results, "\n".join(lines) + "\n")
