@@ -260,6 +260,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
         # 3. Denoise: a guided step, then the step-end callbacks (blending first).
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)
+        channels_stepped = None if self._scheduler_uses_learned_variance() else shape[1]
         alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
         for i, t in enumerate(self.progress_bar(timesteps)):
             with self._autocast(precision, device), gradients_for_samples_only(self.unet, self.clip_model):
@@ -270,8 +271,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                     loss if i % guidance_every == 0 else None,
                     backprop_through_unet,
                 )
-            if not self._scheduler_uses_learned_variance():
-                noise_pred = noise_pred[:, : latents.shape[1]]
+            noise_pred = noise_pred[:, :channels_stepped]
             latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
             if callbacks:
                 tensors = {
