@@ -241,6 +241,8 @@ def test_model_index_picks_the_latent_pipeline(files, tiny_latent_model, image, 
     [
         ("latent", ["--augmentations", "4"], "--augmentations applies to pixel models only"),
         ("pixel", ["--reconstruction", "decoder"], "--reconstruction applies to latent models only"),
+        ("latent", ["--fast"], "--fast applies to pixel models only"),
+        ("latent", ["--guidance-every", "2"], "--guidance-every applies to pixel models only"),
     ],
 )
 def test_options_of_the_other_kind_of_model_are_refused(
@@ -268,3 +270,22 @@ def test_latent_demo_runs_offline_on_the_shipped_latent_checkpoint(tmp_path):
 def test_latent_with_another_model_is_refused(capsys):
     assert cli.main(["--demo", "--latent", "--model", "elsewhere", "--out", "demo"]) == 2
     assert "--latent picks the shipped shapes latent model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options, every",
+    [([], 1), (["--fast"], 2), (["--guidance-every", "3"], 3), (["--fast", "--guidance-every", "1"], 1)],
+)
+def test_fast_preset_guides_every_second_step_unless_told_otherwise(options, every):
+    from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+
+    pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
+    settings = cli.pipeline_settings(cli.build_parser().parse_args(["--demo", "--out", "x", *options]), pipe)
+    assert settings["guidance_every"] == every
+    assert settings["num_inference_steps"] == 50  # the shapes checkpoint's own default_num_inference_steps
+
+
+def test_demo_record_shows_the_checkpoints_steps_and_the_fast_preset(tmp_path):
+    assert cli.main(["--demo", "--out", str(tmp_path / "demo"), "--fast", "--samples", "1", "--quiet"]) == 0
+    record = json.loads((tmp_path / "demo" / "result-scores.json").read_text())
+    assert record["num_inference_steps"] == 50 and record["guidance_every"] == 2

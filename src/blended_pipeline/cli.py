@@ -41,6 +41,7 @@ from blended_pipeline.options import (
     BACKGROUND_LOSSES,
     CLIP_VIEWS,
     DEFAULTS,
+    FAST_GUIDANCE_EVERY,
     LATENT_DEFAULTS,
     LATENT_MASKS,
     RANK_BY,
@@ -57,7 +58,14 @@ from blended_pipeline.options import (
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 PIPELINE_ARGUMENTS = ("num_inference_steps", "num_images_per_prompt", "mask_blur", "crop_margin", "rank_by", "eta")
 """Arguments of both pipelines that an option sets one to one (the option's ``dest`` is the argument's name)."""
-PIXEL_ARGUMENTS = ("num_augmentations", "guidance_every", "clip_view", "background_loss_scale", "background_loss")
+PIXEL_ARGUMENTS = (
+    "num_augmentations",
+    "guidance_every",
+    "fast",
+    "clip_view",
+    "background_loss_scale",
+    "background_loss",
+)
 """Options of the pixel pipeline alone (CLIP guidance); None where not given."""
 LATENT_ARGUMENTS = ("negative_prompt", "latent_mask", "reconstruction")
 """Options of the latent pipeline alone; None where not given."""
@@ -139,11 +147,13 @@ EDIT_OPTIONS = (
     "--latent-mask",
     "--reconstruction",
 )
-"""The options ``add_edit_options`` adds: they describe one edit (a batch manifest may set them per line)."""
+"""The options of one edit that a batch manifest may set per line; ``add_edit_options`` also adds ``--fast``, a
+command-line preset (a manifest line sets ``guidance_every`` instead)."""
 
 
 def add_edit_options(parser: argparse.ArgumentParser) -> None:
-    """The options of one edit, ``EDIT_OPTIONS`` (shared with ``blended-edit-batch``, where they are defaults)."""
+    """The options of one edit, ``EDIT_OPTIONS`` and ``--fast`` (shared with ``blended-edit-batch``, where they are
+    defaults)."""
     parser.add_argument(
         "--samples",
         dest="num_images_per_prompt",
@@ -184,6 +194,13 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="pixel models: guide every k-th step only, the others one UNet forward pass (faster; default "
         f"{DEFAULTS.guidance_every}, every step)",
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        default=None,
+        help=f"pixel models: the faster preset, --guidance-every {FAST_GUIDANCE_EVERY} unless that is given "
+        "(its quality cost: docs/benchmarks.md)",
     )
     parser.add_argument(
         "--clip-view",
@@ -307,7 +324,7 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
             num_inference_steps=_given(args.num_inference_steps, default_steps(pipe)),
             clip_guidance_scale=_given(args.guidance_scale, DEFAULTS.clip_guidance_scale),
             num_augmentations=_given(args.num_augmentations, DEFAULTS.num_augmentations),
-            guidance_every=_given(args.guidance_every, DEFAULTS.guidance_every),
+            guidance_every=_given(args.guidance_every, FAST_GUIDANCE_EVERY if args.fast else DEFAULTS.guidance_every),
             clip_view=_given(args.clip_view, DEFAULTS.clip_view),
             background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
             background_loss=_given(args.background_loss, DEFAULTS.background_loss),
