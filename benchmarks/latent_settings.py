@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from common import cli_defaults, provenance, write_results
+from hard_edits import parse_setting
 from latent_vs_pixel import SMOKE_SETTINGS, judged_edit, summary
 
 from blended_pipeline import SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--strengths", default="0.75,0.9,1", help="comma-separated strengths")
     parser.add_argument("--scales", default="7.5", help="comma-separated classifier-free guidance scales")
     parser.add_argument("--steps", default="50", help="comma-separated schedule lengths")
+    parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE, every row")
     parser.add_argument("--edits", type=int, default=32)
     parser.add_argument("--smoke", action="store_true", help="2 edits, 4 steps, 2 results: checks the script")
     args = parser.parse_args()
@@ -35,7 +37,7 @@ def main() -> None:
         args.edits = 2
     pipe = BlendedLatentDiffusionPipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    defaults = {**cli_defaults(pipe), **(SMOKE_SETTINGS if args.smoke else {})}
+    defaults = {**cli_defaults(pipe), **(SMOKE_SETTINGS if args.smoke else {}), **dict(args.setting)}
     cases = edit_cases(TUNING_SEED, args.edits, 32)
     rows = []
     grid = [
@@ -49,11 +51,17 @@ def main() -> None:
         per_edit = [judged_edit(pipe, case, index, settings) for index, case in enumerate(cases)]
         rows.append({**setting, **summary(per_edit)})
         print(rows[-1], flush=True)
-    results = {**provenance("latent_settings.py"), "model": args.model, "smoke": args.smoke, "rows": rows}
+    results = {
+        **provenance("latent_settings.py"),
+        "model": args.model,
+        "smoke": args.smoke,
+        "overrides": dict(args.setting),
+        "rows": rows,
+    }
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
         f"Tuning edits `edit_cases({TUNING_SEED}, {args.edits}, 32)`, "
-        f"{defaults['num_images_per_prompt']} results each.",
+        f"{defaults['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}.",
         "",
         "| steps | strength | guidance scale | top-1 | batch precision | s per image |",
         "| --- | --- | --- | --- | --- | --- |",
