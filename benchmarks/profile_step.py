@@ -101,6 +101,8 @@ def guided_step(pipe: BlendedDiffusionPipeline, clock: PhaseClock, latents, imag
         grad_x0 = clock.time("augmentations backward", lambda: torch.autograd.grad(augmented, judged, grad_views)[0])
         grad_xt = clock.time("unet backward", lambda: torch.autograd.grad(x0_hat, x_t, grad_x0)[0])
     guided = noise.detach() + (1 - alpha_bar).sqrt() * grad_xt
+    if pipe._scheduler_uses_learned_variance():  # the ADM models' extra channels
+        guided = torch.cat([guided, output[:, 3:].detach()], dim=1)
     latents = clock.time("scheduler step", lambda: pipe.scheduler.step(guided, t, latents).prev_sample)
     noised = pipe.scheduler.add_noise(image, torch.randn_like(image), t.view(1))
     return clock.time("blend", lambda: latents * mask + noised * (1 - mask))
