@@ -238,8 +238,8 @@ def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
     grid += [anchor] * (mode == "full")  # the default, DDPM 100 steps: the anchor of the variants below
     grid += [replace(anchor, num_augmentations=v) for v in views]
     grid += [replace(anchor, backprop_through_unet=False)]
-    grid += [replace(anchor, guidance_every=2), replace(anchor, num_inference_steps=anchor.num_inference_steps // 2)]
-    grid += [replace(anchor, num_inference_steps=anchor.num_inference_steps // 2, guidance_every=2)]
+    half = anchor.num_inference_steps // 2
+    grid += [replace(anchor, guidance_every=2), replace(anchor, num_inference_steps=half, guidance_every=2)]
     if mode != "full" or on_gpu:  # bf16 autocast without bf16 hardware is many times slower than fp32
         grid += [replace(anchor, mixed_precision="bf16")]
     return grid
