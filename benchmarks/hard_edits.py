@@ -23,7 +23,7 @@ from common import load_for_edits, provenance, write_results
 from latent_vs_pixel import judged_edit, summary
 
 from blended_pipeline import SHAPES_CHECKPOINT
-from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
+from blended_pipeline.shapes.edits import HARD_KINDS, edit_cases, hard_edit_cases
 
 SEEDS = {"tuning": 7, "heldout": 2025}
 
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--set", choices=tuple(SEEDS), default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
+    parser.add_argument("--kinds", default=",".join((*HARD_KINDS, "standard")), help="comma-separated kinds to run")
     parser.add_argument("--smoke", action="store_true", help="1 edit per kind, tiny settings: checks the script")
     args = parser.parse_args()
     if args.smoke:
@@ -52,7 +53,11 @@ def main() -> None:
     pipe, settings = load_for_edits(args.model, args.smoke)
     settings.update(dict(args.setting))
     seed = SEEDS[args.edit_set]
-    sets = {**hard_edit_cases(seed, args.edits, 32), "standard": edit_cases(seed, args.edits, 32)}
+    every = {**hard_edit_cases(seed, args.edits, 32), "standard": edit_cases(seed, args.edits, 32)}
+    unknown = set(args.kinds.split(",")) - set(every)
+    if unknown:
+        parser.error(f"--kinds: unknown {', '.join(sorted(unknown))}; choose from {', '.join(every)}")
+    sets = {kind: every[kind] for kind in args.kinds.split(",")}
     rows = {}
     for kind, cases in sets.items():
         per_edit = [judged_edit(pipe, case, index, settings) for index, case in enumerate(cases)]
@@ -60,10 +65,11 @@ def main() -> None:
         rows[kind] = {**row, "seconds_per_edit": row["seconds_per_image"] * settings["num_images_per_prompt"]}
         print(kind, rows[kind], flush=True)
     hard = [rows[kind] for kind in rows if kind != "standard"]
-    rows["all hard"] = {
-        key: float(np.mean([row[key] for row in hard]))
-        for key in ("top1_success", "batch_precision", "seconds_per_edit", "background_exact")
-    }
+    if hard:
+        rows["all hard"] = {
+            key: float(np.mean([row[key] for row in hard]))
+            for key in ("top1_success", "batch_precision", "seconds_per_edit", "background_exact")
+        }
     results = {
         **provenance("hard_edits.py"),
         "set": args.edit_set,

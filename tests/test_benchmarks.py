@@ -239,3 +239,14 @@ def test_hard_edits_smoke_reports_every_kind_and_applies_settings(tmp_path):
     assert results["settings"]["guidance_every"] == 2 and results["settings"]["rank_by"] == "whole"
     assert all(row["background_exact"] == 1.0 for row in results["rows"].values())
     assert "| all hard |" in Path(f"{prefix}.md").read_text()
+
+
+def test_hard_edits_runs_only_the_kinds_asked(tmp_path):
+    _, results = run_smoke(tmp_path, "hard_edits.py", "--kinds", "small,standard")
+    assert list(results["rows"]) == ["small", "standard", "all hard"]
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "hard_edits.py"), "--out", str(tmp_path / "x"), "--kinds", "tiny"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "--kinds: unknown tiny" in refused.stderr
