@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,7 +69,9 @@ def launch(workspace: Path, out: Path, *launcher: str, manifest: str = "edits.js
     command = [*launcher, "-m", "blended_pipeline.batch", str(workspace / manifest), "--out", str(out)]
     command += ["--model", str(workspace / "model"), *FAST, "--quiet"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 ONE_PROCESS = (sys.executable,)
@@ -86,8 +89,8 @@ def two_processes() -> tuple[str, ...]:
     return (sys.executable, *launcher, str(free_port()))
 
 
-def finished(process: subprocess.Popen) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=300)
+def finished(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
 
 
@@ -120,15 +123,33 @@ def two_machines(workspace: Path, out: Path) -> list[subprocess.Popen]:
     ]
 
 
+def run_two_machines(workspace: Path, out: Path, attempts: int = 2) -> None:
+    """The two-machine job; once in a loaded CI run its rendezvous over loopback hung past 300 s (it takes about
+    25 s), so a hung attempt is stopped and the job started again on a new port, with a clean output folder."""
+    for attempt in range(attempts):
+        launchers = two_machines(workspace, out)
+        try:
+            for launcher in launchers:
+                code, _, err = finished(launcher, timeout=150)
+                assert code == 0, err
+            return
+        except subprocess.TimeoutExpired:
+            for launcher in launchers:  # each launcher leads its own process group: its workers go with it
+                if launcher.poll() is None:
+                    os.killpg(launcher.pid, signal.SIGKILL)
+                launcher.communicate()
+            shutil.rmtree(out, ignore_errors=True)
+            if attempt == attempts - 1:
+                raise
+
+
 @pytest.mark.parametrize("how", ["accelerate", "torchrun", "two machines"])
 def test_two_processes_do_each_edit_once_and_equal_one_process(workspace, one_process_run, tmp_path, how):
     out = tmp_path / "two"
     if how == "two machines":
-        launchers = two_machines(workspace, out)
+        run_two_machines(workspace, out)
     else:
-        launchers = [launch(workspace, out, *(two_processes() if how == "accelerate" else torchrun()))]
-    for launcher in launchers:
-        code, _, err = finished(launcher)
+        code, _, err = finished(launch(workspace, out, *(two_processes() if how == "accelerate" else torchrun())))
         assert code == 0, err
     two = json.loads((out / "summary.json").read_text())
     assert (two["done"], two["skipped"], two["failed"], two["processes"]) == (6, 0, 0, 2)
