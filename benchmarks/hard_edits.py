@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from common import load_for_edits, provenance, write_results
 from latent_vs_pixel import judged_edit, summary
+from metrics import FAILURE_KINDS
 
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.shapes.edits import HARD_KINDS, edit_cases, hard_edit_cases
@@ -70,6 +71,9 @@ def main() -> None:
             key: float(np.mean([row[key] for row in hard]))
             for key in ("top1_success", "batch_precision", "seconds_per_edit", "background_exact")
         }
+        rows["all hard"]["refused_results"] = {
+            kind: sum(row["refused_results"][kind] for row in hard) for kind in FAILURE_KINDS
+        }
     results = {
         **provenance("hard_edits.py"),
         "set": args.edit_set,
@@ -84,15 +88,20 @@ def main() -> None:
         f"Edit set: {args.edit_set} (seed {seed}), {args.edits} edits per kind, "
         f"{settings['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}.",
         "",
-        "| kind | top-1 | batch precision | s per edit | background exact |",
-        "| --- | --- | --- | --- | --- |",
+        "| kind | top-1 | batch precision | refused results: no colour / too small / wrong shape | s per edit | "
+        "background exact |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {kind} | {row['top1_success']:.0%} | {row['batch_precision']:.0%} | {row['seconds_per_edit']:.1f} | "
-        f"{row['background_exact']:.0%} |"
+        f"| {kind} | {row['top1_success']:.0%} | {row['batch_precision']:.0%} | {refusals(row)} | "
+        f"{row['seconds_per_edit']:.1f} | {row['background_exact']:.0%} |"
         for kind, row in rows.items()
     ]
     write_results(args.out, results, "\n".join(lines) + "\n")
+
+
+def refusals(row: dict) -> str:
+    return " / ".join(str(row["refused_results"][kind]) for kind in FAILURE_KINDS)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 import PIL.Image
 import torch
 from common import cli_defaults, provenance, timed_edit, write_results
-from metrics import border_step, psnr_outside, to_uint8
+from metrics import FAILURE_KINDS, border_step, failure_kind, psnr_outside, to_uint8
 
 from blended_pipeline import (
     SHAPES_CHECKPOINT,
@@ -39,10 +39,11 @@ SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2)
 
 def judged_edit(pipe, case, seed: int, settings: dict) -> dict:
     edit = timed_edit(pipe, case.image, case.mask, case.prompt, seed, **settings)
-    verdicts = [judge(result, case.mask, case.prompt).ok for result in edit.results]
+    verdicts = [judge(result, case.mask, case.prompt) for result in edit.results]
     return {
-        "top1": verdicts[0],
-        "precision": float(np.mean(verdicts)),
+        "top1": verdicts[0].ok,
+        "precision": float(np.mean([verdict.ok for verdict in verdicts])),
+        "failures": [failure_kind(verdict) for verdict in verdicts if not verdict.ok],
         "seconds_per_image": edit.seconds / len(edit.results),
         "seam_step": border_step(edit.results[0], case.mask),
         "background_exact": all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in edit.results),
@@ -57,6 +58,7 @@ def summary(per_edit: list[dict]) -> dict:
         "seconds_per_image": float(np.mean([e["seconds_per_image"] for e in per_edit])),
         "seam_step": float(np.mean([e["seam_step"] for e in per_edit])),
         "background_exact": float(np.mean([e["background_exact"] for e in per_edit])),
+        "refused_results": {kind: sum(e["failures"].count(kind) for e in per_edit) for kind in FAILURE_KINDS},
     }
 
 

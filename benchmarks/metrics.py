@@ -8,6 +8,8 @@ import math
 import numpy as np
 import torch
 
+from blended_pipeline.shapes.judge import Verdict
+
 PSNR_CAP = 100.0  # dB, reported for a background that is bit-exact
 
 
@@ -45,3 +47,13 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def averages(per_edit: list[dict]) -> dict[str, float]:
     """Each per-edit figure's mean over the edits."""
     return {key: float(np.mean([edit[key] for edit in per_edit])) for key in per_edit[0]}
+
+
+FAILURE_KINDS = ("no_colour", "too_small", "wrong_shape")
+
+
+def failure_kind(verdict: Verdict) -> str:
+    """Why the judge refused a result, in one word: no colour, too small, or the wrong shape."""
+    if verdict.reason.startswith("no "):
+        return "no_colour"
+    return "too_small" if "too small" in verdict.reason else "wrong_shape"

@@ -19,10 +19,11 @@ import PIL.Image
 import torch
 from common import load_for_edits, provenance, timed_edit, write_results
 from diffusers import DDPMPipeline
+from metrics import FAILURE_KINDS, failure_kind
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.shapes.edits import edit_cases
-from blended_pipeline.shapes.judge import Verdict, judge, judge_scene
+from blended_pipeline.shapes.judge import judge, judge_scene
 from blended_pipeline.shapes.train_clip import zero_shot_accuracy
 
 EDIT_SEED = 2024  # the edit set: edit_cases(EDIT_SEED, n, 32)
@@ -46,13 +47,6 @@ EDIT_RUNS = (  # (views, exact gradient through the UNet)
 )
 
 
-def failure_kind(verdict: Verdict) -> str:
-    """Why the judge refused an edit, in one word: no colour, too small, or the wrong shape."""
-    if verdict.reason.startswith("no "):
-        return "no_colour"
-    return "too_small" if "too small" in verdict.reason else "wrong_shape"
-
-
 def edit_success(pipe: BlendedDiffusionPipeline, count: int, settings: dict, edit_seed: int = EDIT_SEED) -> dict:
     """Edit ``count`` cases of the edit set at ``settings`` (which name the views and the gradient) and judge them."""
     top1, any_ok, exact, seconds, failures = [], [], [], [], []
@@ -74,7 +68,7 @@ def edit_success(pipe: BlendedDiffusionPipeline, count: int, settings: dict, edi
         "any_sample_success": float(np.mean(any_ok)),
         "background_exact": float(np.mean(exact)),
         "seconds_per_edit": float(np.mean(seconds)),
-        "top1_failures": {kind: failures.count(kind) for kind in ("no_colour", "too_small", "wrong_shape")},
+        "top1_failures": {kind: failures.count(kind) for kind in FAILURE_KINDS},
     }
 
 

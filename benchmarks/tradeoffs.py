@@ -61,6 +61,7 @@ class Config:
     num_inference_steps: int = 100
     num_augmentations: int = 8
     guidance_every: int = 1
+    guidance_end: float = 1.0
     backprop_through_unet: bool = True
     mixed_precision: str = "no"
     num_images_per_prompt: int = 4
@@ -240,6 +241,7 @@ def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
     grid += [replace(anchor, backprop_through_unet=False)]
     half = anchor.num_inference_steps // 2
     grid += [replace(anchor, guidance_every=2), replace(anchor, num_inference_steps=half, guidance_every=2)]
+    grid += [replace(anchor, num_inference_steps=half, guidance_end=end) for end in (0.5, 0.7)]
     if mode != "full" or on_gpu:  # bf16 autocast without bf16 hardware is many times slower than fp32
         grid += [replace(anchor, mixed_precision="bf16")]
     return grid

@@ -29,10 +29,11 @@ def scheduler_name(run: dict) -> str:
 
 
 def name(run: dict) -> str:
-    every = run.get("guidance_every", 1)  # results files written before the option have none
+    every = run.get("guidance_every", 1)  # results files written before the options have none
+    end = run.get("guidance_end", 1.0)
     return run["label"] or (
         f"{scheduler_name(run)} {run['num_inference_steps']} steps, {run['num_augmentations']} views, "
-        f"{f'guided every {every}, ' if every > 1 else ''}"
+        f"{f'guided every {every}, ' if every > 1 else ''}{f'guided the first {end:.0%}, ' if end < 1 else ''}"
         f"{'exact' if run['backprop_through_unet'] else 'cheap'}, "
         f"{'fp32' if run['mixed_precision'] == 'no' else run['mixed_precision']}"
     )

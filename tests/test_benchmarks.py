@@ -238,6 +238,13 @@ def test_hard_edits_smoke_reports_every_kind_and_applies_settings(tmp_path):
     assert list(results["rows"]) == ["small", "wide", "ellipse", "replace", "standard", "all hard"]
     assert results["settings"]["guidance_every"] == 2 and results["settings"]["rank_by"] == "whole"
     assert all(row["background_exact"] == 1.0 for row in results["rows"].values())
+    samples = results["settings"]["num_images_per_prompt"]
+    for kind in ("small", "wide", "ellipse", "replace", "standard"):  # each refused result counted under one reason
+        row = results["rows"][kind]
+        assert sum(row["refused_results"].values()) == round(row["edits"] * samples * (1 - row["batch_precision"]))
+    hard = [results["rows"][kind]["refused_results"] for kind in ("small", "wide", "ellipse", "replace")]
+    totals = {reason: sum(refused[reason] for refused in hard) for reason in hard[0]}
+    assert results["rows"]["all hard"]["refused_results"] == totals
     assert "| all hard |" in Path(f"{prefix}.md").read_text()
 
 

@@ -273,19 +273,26 @@ def test_latent_with_another_model_is_refused(capsys):
 
 
 @pytest.mark.parametrize(
-    "options, every",
-    [([], 1), (["--fast"], 2), (["--guidance-every", "3"], 3), (["--fast", "--guidance-every", "1"], 1)],
+    "options, end",
+    [([], 1.0), (["--fast"], 0.7), (["--guidance-end", "0.4"], 0.4), (["--fast", "--guidance-end", "1"], 1.0)],
 )
-def test_fast_preset_guides_every_second_step_unless_told_otherwise(options, every):
+def test_fast_preset_guides_the_first_70_percent_of_the_steps_unless_told_otherwise(options, end):
     from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 
     pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
     settings = cli.pipeline_settings(cli.build_parser().parse_args(["--demo", "--out", "x", *options]), pipe)
-    assert settings["guidance_every"] == every
+    assert settings["guidance_end"] == end and settings["guidance_every"] == 1
     assert settings["num_inference_steps"] == 50  # the shapes checkpoint's own default_num_inference_steps
+
+
+def test_guidance_options_are_checked_before_loading(capsys):
+    assert cli.main(["--demo", "--out", "x", "--guidance-end", "1.5"]) == 2
+    assert "--guidance-end must be in (0, 1]" in capsys.readouterr().err
+    assert cli.main(["--demo", "--out", "x", "--guidance-every", "0"]) == 2
+    assert "--guidance-every must be an integer >= 1" in capsys.readouterr().err
 
 
 def test_demo_record_shows_the_checkpoints_steps_and_the_fast_preset(tmp_path):
     assert cli.main(["--demo", "--out", str(tmp_path / "demo"), "--fast", "--samples", "1", "--quiet"]) == 0
     record = json.loads((tmp_path / "demo" / "result-scores.json").read_text())
-    assert record["num_inference_steps"] == 50 and record["guidance_every"] == 2
+    assert record["num_inference_steps"] == 50 and record["guidance_end"] == 0.7

@@ -469,6 +469,12 @@ def test_guidance_loss_weights_views_range_and_background():
     mixed = GuidanceLoss(Mean(), None, mask, identity_views, 3, 10.0, 0.0, clip_input="mixed")
     x_t = torch.zeros_like(x0_hat)  # judged = x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar)) = 2 * 0.6
     assert mixed(x0_hat, x_t, torch.tensor(0.64)).item() == pytest.approx(2 * 10 * 1.2 * 0.5)
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[0, :, :2, :], masks[1, :, :1, :2] = 1, 1  # half the image and an eighth
+    by_area = GuidanceLoss(Mean(), None, masks, identity_views, 3, 10.0, 0.0, guidance_area_reference=0.25)
+    torch.testing.assert_close(by_area.clip_weights(), torch.tensor([10 * 0.25 / 0.5, 10 * 0.25 / 0.125]))
+    # each result's CLIP term (its masked mean: 2 * area) weighed by its own weight
+    assert by_area(x0_hat, x0_hat, torch.tensor(0.5)).item() == pytest.approx(5 * 2 * 0.5 + 20 * 2 * 0.125)
 
 
 def test_blending_uses_the_input_noised_to_the_level_of_the_step_just_produced(pipe, image, mask):

@@ -431,6 +431,18 @@ def test_clip_view_decides_what_the_guidance_sees(clip_view):
         assert (expected[0].abs().sum(dim=0) > 0).float().mean() > 0.6 > (x0_hat[0] * mask[0]).ne(0).float().mean()
 
 
+@pytest.mark.parametrize("value", [0, 1.5, -0.1, float("inf"), "small"])
+def test_guidance_area_reference_must_be_a_fraction_of_the_image(pipe, image, mask, value):
+    with pytest.raises(ValueError, match="guidance_area_reference must be"):
+        fast_call(pipe, image, mask, guidance_area_reference=value)
+
+
+def test_guidance_area_reference_changes_the_edit(pipe, image, mask):
+    plain = fast_call(pipe, image, mask, num_inference_steps=2)
+    scaled = fast_call(pipe, image, mask, num_inference_steps=2, guidance_area_reference=0.9)
+    assert not np.array_equal(plain.images, scaled.images)
+
+
 def test_crop_view_changes_the_edit_and_unknown_views_are_refused(pipe, image, mask):
     from blended_pipeline.augment import crop_to_mask
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import fast_call, tiny_latent_pipeline
 
-from blended_pipeline.guidance import gradients_for_samples_only, guided_noise_prediction
+from blended_pipeline.guidance import gradients_for_samples_only, guided_noise_prediction, is_guided_step
 
 
 def test_guidance_gradient_is_the_same_with_frozen_parameters_and_flags_come_back():
@@ -82,6 +82,31 @@ def test_guidance_every_k_steps_guides_those_steps_and_runs_the_others_forward_o
 def test_guidance_every_must_be_a_positive_integer(pipe, image, mask, value):
     with pytest.raises(ValueError, match="guidance_every must be an integer >= 1"):
         fast_call(pipe, image, mask, guidance_every=value)
+
+
+@pytest.mark.parametrize(
+    "every, end, guided",
+    [(1, 1.0, list(range(10))), (1, 0.5, [0, 1, 2, 3, 4]), (2, 0.5, [0, 2, 4]), (3, 0.7, [0, 3, 6]), (1, 0.01, [0])],
+)
+def test_guided_steps_are_every_kth_among_the_first_fraction(every, end, guided):
+    assert [step for step in range(10) if is_guided_step(step, 10, every, end)] == guided
+
+
+def test_guidance_end_guides_the_first_steps_and_runs_the_rest_forward_only(pipe, image, mask):
+    unet_backward, clip_calls = [], []
+    pipe.unet.conv_out.register_full_backward_hook(lambda *_: unet_backward.append(1))
+    pipe.clip_model.register_forward_pre_hook(lambda *_: clip_calls.append(1))
+    ended = fast_call(pipe, image, mask, num_inference_steps=6, guidance_end=0.5)
+    assert len(unet_backward) == 3  # steps 0, 1 and 2 of 6
+    assert len(clip_calls) == 3 + 2  # and the ranking
+    every_step = fast_call(pipe, image, mask, num_inference_steps=6)
+    assert not np.array_equal(ended.images, every_step.images)
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 1.5, float("nan"), "half"])
+def test_guidance_end_must_be_a_fraction(pipe, image, mask, value):
+    with pytest.raises(ValueError, match="guidance_end must be"):
+        fast_call(pipe, image, mask, guidance_end=value)
 
 
 def test_a_call_without_steps_uses_the_checkpoints_default_steps(pipe, image, mask, tmp_path):

@@ -41,7 +41,7 @@ from blended_pipeline.options import (
     BACKGROUND_LOSSES,
     CLIP_VIEWS,
     DEFAULTS,
-    FAST_GUIDANCE_EVERY,
+    FAST_GUIDANCE_END,
     LATENT_DEFAULTS,
     LATENT_MASKS,
     RANK_BY,
@@ -61,6 +61,7 @@ PIPELINE_ARGUMENTS = ("num_inference_steps", "num_images_per_prompt", "mask_blur
 PIXEL_ARGUMENTS = (
     "num_augmentations",
     "guidance_every",
+    "guidance_end",
     "fast",
     "clip_view",
     "background_loss_scale",
@@ -137,6 +138,7 @@ EDIT_OPTIONS = (
     "--guidance-scale",
     "--augmentations",
     "--guidance-every",
+    "--guidance-end",
     "--clip-view",
     "--mask-blur",
     "--crop-margin",
@@ -148,7 +150,7 @@ EDIT_OPTIONS = (
     "--reconstruction",
 )
 """The options of one edit that a batch manifest may set per line; ``add_edit_options`` also adds ``--fast``, a
-command-line preset (a manifest line sets ``guidance_every`` instead)."""
+command-line preset (a manifest line sets ``guidance_end`` instead)."""
 
 
 def add_edit_options(parser: argparse.ArgumentParser) -> None:
@@ -196,10 +198,17 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULTS.guidance_every}, every step)",
     )
     parser.add_argument(
+        "--guidance-end",
+        dest="guidance_end",
+        type=float,
+        help="pixel models: guide the first fraction of the steps run, the rest one UNet forward pass each "
+        f"(faster; default {DEFAULTS.guidance_end:g}, every step)",
+    )
+    parser.add_argument(
         "--fast",
         action="store_true",
         default=None,
-        help=f"pixel models: the faster preset, --guidance-every {FAST_GUIDANCE_EVERY} unless that is given "
+        help=f"pixel models: the faster preset, --guidance-end {FAST_GUIDANCE_END:g} unless that is given "
         "(its quality cost: docs/benchmarks.md)",
     )
     parser.add_argument(
@@ -324,7 +333,8 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
             num_inference_steps=_given(args.num_inference_steps, default_steps(pipe)),
             clip_guidance_scale=_given(args.guidance_scale, DEFAULTS.clip_guidance_scale),
             num_augmentations=_given(args.num_augmentations, DEFAULTS.num_augmentations),
-            guidance_every=_given(args.guidance_every, FAST_GUIDANCE_EVERY if args.fast else DEFAULTS.guidance_every),
+            guidance_every=_given(args.guidance_every, DEFAULTS.guidance_every),
+            guidance_end=_given(args.guidance_end, FAST_GUIDANCE_END if args.fast else DEFAULTS.guidance_end),
             clip_view=_given(args.clip_view, DEFAULTS.clip_view),
             background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
             background_loss=_given(args.background_loss, DEFAULTS.background_loss),

@@ -12,6 +12,7 @@ Three pieces, each usable without a pipeline:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -179,6 +180,8 @@ class GuidanceLoss:
     ``clip_input="mixed"`` judges ``x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar))`` (the authors' code).
     ``clip_view="crop"`` enlarges the square around the mask to the whole view before the augmentations, so that
     a small region is as large in CLIP's view as any object (``augment.crop_to_mask``).
+    ``guidance_area_reference`` scales each result's CLIP weight by that area over its mask's (both fractions of
+    the image).
     """
 
     guidance: Guidance
@@ -190,6 +193,7 @@ class GuidanceLoss:
     range_loss_scale: float
     clip_input: ClipInput = "x0_hat"
     clip_view: ClipView = "masked"
+    guidance_area_reference: float | None = None
     background_loss: BackgroundLoss | None = None
     background_loss_scale: float = 0.0
     source: torch.Tensor | None = None
@@ -204,10 +208,17 @@ class GuidanceLoss:
             masked = crop_to_mask(masked, self.mask)
         views = self.augmentation(masked, self.num_augmentations, self.generator)
         guidance_loss = self.guidance.loss(views, self.target).view(self.num_augmentations, -1).mean(dim=0)
-        loss = self.clip_guidance_scale * guidance_loss + self.range_loss_scale * range_loss(x0_hat)
+        loss = self.clip_weights() * guidance_loss + self.range_loss_scale * range_loss(x0_hat)
         if self.background_loss is not None and self.background_loss_scale > 0:
             loss = loss + self.background_loss_scale * self.background_loss(self.source, x0_hat, self.mask)
         return loss.sum()
+
+    def clip_weights(self) -> float | torch.Tensor:
+        """The CLIP term's weight: the guidance scale, or with an area reference one weight per result."""
+        if self.guidance_area_reference is None:
+            return self.clip_guidance_scale
+        area = self.mask.float().mean(dim=(1, 2, 3)).clamp(min=1 / self.mask[0].numel())
+        return self.clip_guidance_scale * self.guidance_area_reference / area
 
 
 def guided_noise_prediction(
@@ -239,6 +250,12 @@ def guided_noise_prediction(
         gradient = torch.autograd.grad(loss(x0_hat, x_t, alpha_bar), x_t)[0]
     guided_noise = noise.detach() + (1 - alpha_bar).sqrt() * gradient
     return torch.cat([guided_noise, output[:, channels:].detach()], dim=1), x0_hat.detach()
+
+
+def is_guided_step(step: int, steps: int, every: int = 1, end: float = 1.0) -> bool:
+    """Whether step ``step`` (0-based) of the ``steps`` run takes the guidance gradient: every ``every``-th step,
+    the first included, among the first ``end`` fraction of them (rounded up, so at least one step is guided)."""
+    return step % every == 0 and step < math.ceil(end * steps)
 
 
 @contextmanager

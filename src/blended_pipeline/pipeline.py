@@ -22,6 +22,7 @@ from blended_pipeline.guidance import (
     GuidanceLoss,
     gradients_for_samples_only,
     guided_noise_prediction,
+    is_guided_step,
     mse_outside,
 )
 from blended_pipeline.image_io import ImageInput
@@ -122,6 +123,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         clip_guidance_scale: float = DEFAULTS.clip_guidance_scale,
         num_augmentations: int = DEFAULTS.num_augmentations,
         guidance_every: int = DEFAULTS.guidance_every,
+        guidance_end: float = DEFAULTS.guidance_end,
         range_loss_scale: float = DEFAULTS.range_loss_scale,
         background_loss_scale: float = DEFAULTS.background_loss_scale,
         background_loss: BackgroundLossName | BackgroundLoss = DEFAULTS.background_loss,
@@ -129,6 +131,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         backprop_through_unet: bool = True,
         clip_input: ClipInput = DEFAULTS.clip_input,
         clip_view: ClipView = DEFAULTS.clip_view,
+        guidance_area_reference: float | None = DEFAULTS.guidance_area_reference,
         mask_blur: float = DEFAULTS.mask_blur,
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
@@ -159,6 +162,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             guidance_every: guide every ``k``-th step (the first included); the steps between take the UNet's
                 prediction alone, one forward pass instead of a forward and backward pass through UNet and CLIP
                 (faster; its cost in quality is measured in docs/benchmarks.md).
+            guidance_end: the fraction of the steps run that are guided, from the first; the last steps take the
+                UNet's prediction alone, when the region's shape and colour are settled (faster; measured in
+                docs/benchmarks.md).
             range_loss_scale: weight of the penalty on ``x0_hat`` outside [-1, 1].
             background_loss_scale: weight of ``D_bg`` outside the mask (Algorithm 1's lambda; 0 = none).
             background_loss: ``D_bg``: "lpips" (the paper's ``0.5 * (MSE + LPIPS)``; LPIPS's backbone is
@@ -171,6 +177,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             clip_view: what CLIP sees of each result before the augmentations: "masked" (the paper: the whole
                 image, the outside of the mask black) or "crop" (the square around the mask, enlarged to the
                 view's size, so that a small region fills it).
+            guidance_area_reference: None (the paper): every result's CLIP term weighs ``clip_guidance_scale``. A
+                fraction of the image's area: the weight is scaled by this over the mask's area, so a region
+                smaller than that is guided harder, a larger one more gently.
             mask_blur: feather the mask by this many input pixels (outward); blending and the final paste then use
                 the soft mask, so there is no hard seam. Pixels where the feathered mask is 0 stay exact.
             crop_margin: an image larger than the UNet is edited on a square crop around the mask's bounding box,
@@ -212,11 +221,13 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             clip_guidance_scale=clip_guidance_scale,
             num_augmentations=num_augmentations,
             guidance_every=guidance_every,
+            guidance_end=guidance_end,
             range_loss_scale=range_loss_scale,
             background_loss_scale=background_loss_scale,
             background_loss=background_loss,
             clip_input=clip_input,
             clip_view=clip_view,
+            guidance_area_reference=guidance_area_reference,
             mask_blur=mask_blur,
             crop_margin=crop_margin,
             rank_by=rank_by,
@@ -245,6 +256,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             range_loss_scale=range_loss_scale,
             clip_input=clip_input,
             clip_view=clip_view,
+            guidance_area_reference=guidance_area_reference,
             background_loss=self._background_loss(background_loss) if background_loss_scale > 0 else None,
             background_loss_scale=background_loss_scale,
             source=model_image,
@@ -268,7 +280,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                     lambda x, t=t: self.unet(x.to(self.unet.dtype), t).sample,
                     latents,
                     alphas_cumprod[t].float(),
-                    loss if i % guidance_every == 0 else None,
+                    loss if is_guided_step(i, len(timesteps), guidance_every, guidance_end) else None,
                     backprop_through_unet,
                 )
             noise_pred = noise_pred[:, :channels_stepped]
