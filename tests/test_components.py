@@ -23,7 +23,7 @@ from blended_pipeline.augment import warp
 from blended_pipeline.guidance import clip_pixel_values, range_loss, spherical_distance
 from blended_pipeline.image_io import load_mask
 from blended_pipeline.ranking import rank
-from blended_pipeline.region import paste, to_resolution
+from blended_pipeline.region import fill_from_surround, paste, to_resolution
 
 
 def images(batch: int = 2, size: int = 16) -> torch.Tensor:
@@ -505,3 +505,18 @@ def test_blending_uses_the_input_noised_to_the_level_of_the_step_just_produced(p
     for i in range(3):
         assert torch.all(seen[i][0] == timesteps[i + 1])
     assert torch.equal(*seen[3])  # after the last step: the clean input
+
+
+def test_fill_from_surround_paints_the_mask_with_the_colour_around_it():
+    image = torch.zeros(2, 3, 16, 16)
+    image[:, 0] = 0.5  # a background of (0.5, 0, 0)
+    image[:, :, 5:11, 5:11] = 1.0  # an object under the mask
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0, :, 4:12, 4:12] = 1
+    mask[1] = 1  # no ring: everything is masked
+    filled = fill_from_surround(image, mask)
+    torch.testing.assert_close(filled[0, :, 4:12, 4:12], torch.tensor([0.5, 0.0, 0.0]).view(3, 1, 1).expand(3, 8, 8))
+    assert torch.equal(filled[0][(mask[0] == 0).expand(3, -1, -1)], image[0][(mask[0] == 0).expand(3, -1, -1)])
+    assert torch.equal(filled[1], image[1])
+    soft = fill_from_surround(image[:1], mask[:1] * 0.5)  # a soft mask mixes the fill in by its value
+    torch.testing.assert_close(soft[0, :, 7, 7], (image[0, :, 7, 7] + torch.tensor([0.5, 0.0, 0.0])) / 2)

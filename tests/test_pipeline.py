@@ -443,6 +443,32 @@ def test_guidance_area_reference_changes_the_edit(pipe, image, mask):
     assert not np.array_equal(plain.images, scaled.images)
 
 
+def test_surround_start_noises_the_filled_input_and_unknown_starts_are_refused(pipe, image, mask, monkeypatch):
+    from blended_pipeline.region import fill_from_surround
+
+    starts, regions = [], []
+    add_noise = pipe.scheduler.add_noise
+    monkeypatch.setattr(pipe.scheduler, "add_noise", lambda x, *rest: starts.append(x) or add_noise(x, *rest))
+
+    def keep_region(pipeline, step, timestep, tensors):
+        regions.append((tensors["image"], tensors["mask"]))
+        return {}
+
+    region = dict(callback_on_step_end=keep_region, callback_on_step_end_tensor_inputs=("image", "mask"))
+    plain = fast_call(pipe, image, mask, strength=0.5, **region)
+    first_plain_start, starts[:] = starts[0], []
+    filled = fast_call(pipe, image, mask, strength=0.5, masked_start="surround", **region)
+    model_image, model_mask = regions[-1]
+    torch.testing.assert_close(first_plain_start, model_image)
+    torch.testing.assert_close(starts[0], fill_from_surround(model_image, model_mask))
+    assert not torch.equal(starts[0], model_image)
+    assert not np.array_equal(plain.images, filled.images)
+    outside = np.asarray(mask) <= 127
+    np.testing.assert_array_equal(filled.images[:, outside], plain.images[:, outside])
+    with pytest.raises(ValueError, match="masked_start must be one of"):
+        fast_call(pipe, image, mask, masked_start="noise")
+
+
 def test_crop_view_changes_the_edit_and_unknown_views_are_refused(pipe, image, mask):
     from blended_pipeline.augment import crop_to_mask
 

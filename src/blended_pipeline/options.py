@@ -17,6 +17,7 @@ RankBy = Literal["masked", "whole", "both"]
 OutputType = Literal["pil", "np", "pt"]
 ClipInput = Literal["x0_hat", "mixed"]
 ClipView = Literal["masked", "crop"]
+MaskedStart = Literal["input", "surround"]
 BackgroundLossName = Literal["lpips", "mse"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 LatentMask = Literal["conservative", "nearest"]
@@ -26,6 +27,7 @@ RANK_BY: tuple[str, ...] = get_args(RankBy)
 OUTPUT_TYPES: tuple[str, ...] = get_args(OutputType)
 CLIP_INPUTS: tuple[str, ...] = get_args(ClipInput)
 CLIP_VIEWS: tuple[str, ...] = get_args(ClipView)
+MASKED_STARTS: tuple[str, ...] = get_args(MaskedStart)
 BACKGROUND_LOSSES: tuple[str, ...] = get_args(BackgroundLossName)
 MIXED_PRECISIONS: tuple[str, ...] = get_args(MixedPrecision)
 LATENT_MASKS: tuple[str, ...] = get_args(LatentMask)
@@ -55,6 +57,7 @@ class Defaults:
     clip_input: ClipInput = "x0_hat"
     clip_view: ClipView = "masked"  # the paper's: the whole image, the outside of the mask blacked out
     guidance_area_reference: float | None = None  # the paper's: one guidance weight whatever the mask's area
+    masked_start: MaskedStart = "input"  # the paper's: the input noised, inside the mask too
     mask_blur: float = 0.0
     crop_margin: float = 0.25
     rank_by: RankBy = "both"
@@ -212,6 +215,7 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
         ("output_type", OUTPUT_TYPES),
         ("clip_input", CLIP_INPUTS),
         ("clip_view", CLIP_VIEWS),
+        ("masked_start", MASKED_STARTS),
         ("scheduler", tuple(SCHEDULERS)),
         ("latent_mask", LATENT_MASKS),
         ("reconstruction", RECONSTRUCTIONS),

@@ -31,6 +31,7 @@ from blended_pipeline.options import (
     BackgroundLossName,
     ClipInput,
     ClipView,
+    MaskedStart,
     MixedPrecision,
     OutputType,
     RankBy,
@@ -45,6 +46,7 @@ from blended_pipeline.pipeline_common import (
     StepEndCallback,
 )
 from blended_pipeline.ranking import rank
+from blended_pipeline.region import fill_from_surround
 
 LEARNED_VARIANCE = ("learned", "learned_range")
 DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
@@ -132,6 +134,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         clip_input: ClipInput = DEFAULTS.clip_input,
         clip_view: ClipView = DEFAULTS.clip_view,
         guidance_area_reference: float | None = DEFAULTS.guidance_area_reference,
+        masked_start: MaskedStart = DEFAULTS.masked_start,
         mask_blur: float = DEFAULTS.mask_blur,
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
@@ -180,6 +183,10 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             guidance_area_reference: None (the paper): every result's CLIP term weighs ``clip_guidance_scale``. A
                 fraction of the image's area: the weight is scaled by this over the mask's area, so a region
                 smaller than that is guided harder, a larger one more gently.
+            masked_start: what the first step starts from inside the mask: "input" (the paper: the input, noised
+                to the first timestep) or "surround" (the masked region filled with the mean colour just
+                outside it, then noised), so that at a strength below 1 the object the mask covers does not
+                carry over into the result (``region.fill_from_surround``).
             mask_blur: feather the mask by this many input pixels (outward); blending and the final paste then use
                 the soft mask, so there is no hard seam. Pixels where the feathered mask is 0 stay exact.
             crop_margin: an image larger than the UNet is edited on a square crop around the mask's bounding box,
@@ -228,6 +235,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             clip_input=clip_input,
             clip_view=clip_view,
             guidance_area_reference=guidance_area_reference,
+            masked_start=masked_start,
             mask_blur=mask_blur,
             crop_margin=crop_margin,
             rank_by=rank_by,
@@ -263,12 +271,14 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             generator=generator,
         )
 
-        # 2. The part of the schedule to run, and x_T: the input noised to its first timestep.
+        # 2. The part of the schedule to run, and x_T: the input (its masked region filled from around it, if
+        #    asked) noised to its first timestep.
         timesteps = self._timesteps(num_inference_steps, strength, device)
         self._num_timesteps = len(timesteps)
         shape = tuple(model_image.shape)
         noise = randn_tensor(shape, generator=generator, device=device)
-        latents = self.scheduler.add_noise(model_image, noise, timesteps[:1].repeat(shape[0]))
+        start = fill_from_surround(model_image, model_mask) if masked_start == "surround" else model_image
+        latents = self.scheduler.add_noise(start, noise, timesteps[:1].repeat(shape[0]))
 
         # 3. Denoise: a guided step, then the step-end callbacks (blending first).
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)

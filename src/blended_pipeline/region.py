@@ -90,6 +90,23 @@ def to_resolution(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]
     return image * 2 - 1, mask
 
 
+def fill_from_surround(image: torch.Tensor, mask: torch.Tensor, ring: float = 1 / 16) -> torch.Tensor:
+    """``image`` (N, C, H, W) with each masked region replaced by the mean colour of a ring just outside it.
+
+    A start for replacing what the mask covers: noised at a strength below 1, the input still shows the covered
+    object's colour, which the model then tends to keep. The ring is ``ring`` of the longer side wide (at least
+    one pixel); a soft mask mixes the fill in by its value; a row with no ring (the mask covers everything, or
+    nothing) keeps its input.
+    """
+    radius = max(1, round(ring * max(image.shape[-2:])))
+    hard = (mask > 0).float()
+    around = F.max_pool2d(hard, kernel_size=2 * radius + 1, stride=1, padding=radius) - hard  # (N, 1, H, W)
+    count = around.sum(dim=(2, 3), keepdim=True)
+    colour = (image * around).sum(dim=(2, 3), keepdim=True) / count.clamp(min=1)
+    filled = image + mask * (colour - image)
+    return torch.where(count > 0, filled, image)
+
+
 def paste(edited: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Edited images (N, 3, h, w) in [-1, 1], resized to the input's size, mixed into it by the (soft) mask.
 
