@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
     parser.add_argument("--kinds", default=",".join((*HARD_KINDS, "standard")), help="comma-separated kinds to run")
+    parser.add_argument(
+        "--keep-results", type=Path, help="also write every result and its verdict here (.npz), to study ranking"
+    )
     parser.add_argument("--smoke", action="store_true", help="1 edit per kind, tiny settings: checks the script")
     args = parser.parse_args()
     if args.smoke:
@@ -59,9 +62,10 @@ def main() -> None:
     if unknown:
         parser.error(f"--kinds: unknown {', '.join(sorted(unknown))}; choose from {', '.join(every)}")
     sets = {kind: every[kind] for kind in args.kinds.split(",")}
-    rows = {}
+    rows, kept = {}, {}
     for kind, cases in sets.items():
         per_edit = [judged_edit(pipe, case, index, settings) for index, case in enumerate(cases)]
+        kept[kind] = per_edit
         row = summary(per_edit)
         rows[kind] = {**row, "seconds_per_edit": row["seconds_per_image"] * settings["num_images_per_prompt"]}
         print(kind, rows[kind], flush=True)
@@ -98,6 +102,20 @@ def main() -> None:
         for kind, row in rows.items()
     ]
     write_results(args.out, results, "\n".join(lines) + "\n")
+    if args.keep_results:
+        keep_results(args.keep_results, sets, kept)
+
+
+def keep_results(path: Path, sets: dict, kept: dict) -> None:
+    """Per kind: the inputs, masks and prompts, every result (best first) and the judge's verdicts."""
+    arrays = {}
+    for kind, cases in sets.items():
+        arrays[f"{kind}/image"] = np.stack([case.image for case in cases])
+        arrays[f"{kind}/mask"] = np.stack([case.mask for case in cases])
+        arrays[f"{kind}/prompt"] = np.array([case.prompt for case in cases])
+        arrays[f"{kind}/results"] = np.stack([np.stack(edit["results"]) for edit in kept[kind]])
+        arrays[f"{kind}/verdicts"] = np.array([edit["verdicts"] for edit in kept[kind]])
+    np.savez_compressed(path, **arrays)
 
 
 def refusals(row: dict) -> str:

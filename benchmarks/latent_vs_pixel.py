@@ -44,6 +44,8 @@ def judged_edit(pipe, case, seed: int, settings: dict) -> dict:
         "top1": verdicts[0].ok,
         "precision": float(np.mean([verdict.ok for verdict in verdicts])),
         "failures": [failure_kind(verdict) for verdict in verdicts if not verdict.ok],
+        "results": edit.results,  # best first
+        "verdicts": [verdict.ok for verdict in verdicts],
         "seconds_per_image": edit.seconds / len(edit.results),
         "seam_step": border_step(edit.results[0], case.mask),
         "background_exact": all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in edit.results),

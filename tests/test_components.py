@@ -293,6 +293,36 @@ def test_rank_by_masked_region_whole_image_or_both():
         rank(ByMean(), x, mask, None, "crop")
 
 
+def test_edge_step_measures_the_colour_step_across_the_mask_edge_and_ranking_can_weigh_it():
+    from blended_pipeline.ranking import edge_step
+
+    class ByMean:
+        def score(self, x, target):
+            return x.mean(dim=(1, 2, 3))
+
+    mask = torch.zeros(1, 1, 6, 6)
+    mask[..., 2:4, 2:4] = 1  # a 2x2 region: 8 pixel pairs cross its edge
+    x = torch.zeros(2, 3, 6, 6)
+    x[0, :, 2:4, 2:4] = 0.2  # a faint region: a step of 0.2 in each channel
+    x[1, :, 2:4, 2:5] = 1.0  # a bright one that runs out of the mask on the right
+    steps = edge_step(x, mask)
+    torch.testing.assert_close(steps, torch.tensor([0.6, (6 * 3.0 + 2 * 0.0) / 8]))
+    assert edge_step(x, torch.ones(1, 1, 6, 6)).tolist() == [0.0, 0.0]  # no edge
+    assert rank(ByMean(), x, mask, None, "whole")[0].tolist() == [1, 0]
+    order, scores = rank(ByMean(), x, mask, None, "whole", border_weight=1.0)
+    assert order.tolist() == [0, 1]
+    torch.testing.assert_close(scores, x.mean(dim=(1, 2, 3))[order] - steps[order])
+
+
+def test_rank_border_weight_is_checked_and_reaches_the_ranking(pipe, image, mask):
+    with pytest.raises(ValueError, match="rank_border_weight must be >= 0"):
+        fast_call(pipe, image, mask, rank_border_weight=-1.0)
+    plain = fast_call(pipe, image, mask, num_inference_steps=2)
+    weighed = fast_call(pipe, image, mask, num_inference_steps=2, rank_border_weight=1000.0)
+    assert sorted(map(tuple, plain.images.reshape(2, -1))) == sorted(map(tuple, weighed.images.reshape(2, -1)))
+    assert plain.scores != weighed.scores
+
+
 def test_custom_guidance_plugs_in_as_a_plain_attribute(pipe, image, mask):
     class Brightness:
         def prepare(self, prompts, device):

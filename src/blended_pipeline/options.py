@@ -61,6 +61,7 @@ class Defaults:
     mask_blur: float = 0.0
     crop_margin: float = 0.25
     rank_by: RankBy = "both"
+    rank_border_weight: float = 0.0  # the ranking by CLIP alone
     eta: float = 0.0
     output_type: OutputType = "pil"
     scheduler: str = "ddpm"
@@ -177,6 +178,7 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
         "background_loss_scale",
         "mask_blur",
         "crop_margin",
+        "rank_border_weight",
     ):
         if key in settings:
             _check_number(name(key), settings[key])

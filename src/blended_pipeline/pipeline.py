@@ -138,6 +138,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         mask_blur: float = DEFAULTS.mask_blur,
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
+        rank_border_weight: float = DEFAULTS.rank_border_weight,
         eta: float = DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
@@ -193,6 +194,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 grown by this fraction of the box's longer side on each side for context.
             rank_by: what the ranking scores: "masked" (the paper: the masked region alone), "whole" (the result
                 with its context) or "both" (the sum; see ``ranking.rank`` and docs/method.md for the measurement).
+            rank_border_weight: marks each result down by this times the mean step of colour across the mask's
+                edge (``ranking.edge_step``); 0 ranks by CLIP alone.
             eta: DDIM's stochasticity (0 deterministic, 1 as much noise as DDPM); schedulers without it ignore it.
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
@@ -239,6 +242,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             mask_blur=mask_blur,
             crop_margin=crop_margin,
             rank_by=rank_by,
+            rank_border_weight=rank_border_weight,
             eta=eta,
             mixed_precision=mixed_precision,
             output_type=output_type,
@@ -311,7 +315,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         # 4. Rank each edit's results by the guidance (on the masked region, the whole result, or both).
         results = latents.clamp(-1, 1)
         with self._autocast(precision, device):
-            order, scores = rank(guidance, results, model_mask, target, rank_by, num_images_per_prompt)
+            order, scores = rank(
+                guidance, results, model_mask, target, rank_by, num_images_per_prompt, rank_border_weight
+            )
         self.maybe_free_model_hooks()
 
         # 5. Back to each input's size; outside the mask, the input's exact pixels.

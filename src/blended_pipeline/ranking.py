@@ -2,7 +2,9 @@
 
 The paper scores the masked region alone, which can prefer a result holding only part of the object; scoring
 the whole result as well judges the region in its context. Outside the mask every result is the input, so the
-whole-image score differs between results only through what the mask holds.
+whole-image score differs between results only through what the mask holds. A result may also be marked down
+for the step of colour at the mask's edge (``border_weight``): a region that runs into its edge (an object cut
+off by it, or one continued from outside) differs there from its surround.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ def rank(
     target: Any,
     rank_by: RankBy = "masked",
     group_size: int | None = None,
+    border_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The order that sorts ``images`` best first within each group, and the scores in that order.
 
     ``images`` are (N, 3, H, W), ``target`` what ``guidance.prepare`` made for their N prompts. ``rank_by``:
     "masked" (the paper: the masked region on a grey surround), "whole" (the whole image), or "both" (the sum).
     Consecutive groups of ``group_size`` rows (one edit's results; default: all rows) are ranked on their own.
+    ``border_weight`` subtracts that times ``edge_step`` from each score.
     """
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by must be one of {RANK_BY}, got {rank_by!r}")
@@ -37,7 +41,25 @@ def rank(
         scores = scores + guidance.score(images * mask, target).float()
     if rank_by in ("whole", "both"):
         scores = scores + guidance.score(images, target).float()
+    if border_weight > 0:
+        scores = scores - border_weight * edge_step(images, mask)
     groups = scores.view(-1, group_size or images.shape[0])
     within = torch.argsort(groups, dim=1, descending=True, stable=True)
     order = (within + torch.arange(groups.shape[0], device=scores.device)[:, None] * groups.shape[1]).flatten()
     return order, scores[order]
+
+
+def edge_step(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N,) the mean absolute colour difference (summed over channels) between neighbouring pixels on either side
+    of the mask's edge, horizontal and vertical pairs; 0 where the mask has no edge."""
+    inside = (mask > 0).float().expand(images.shape[0], 1, *images.shape[-2:])
+    total = torch.zeros(images.shape[0], device=images.device)
+    pairs = torch.zeros(images.shape[0], device=images.device)
+    for first, second, first_in, second_in in (
+        (images[..., :, :-1], images[..., :, 1:], inside[..., :, :-1], inside[..., :, 1:]),
+        (images[..., :-1, :], images[..., 1:, :], inside[..., :-1, :], inside[..., 1:, :]),
+    ):
+        across = (first_in != second_in).float()
+        total = total + ((first - second).abs().sum(dim=1, keepdim=True).float() * across).sum(dim=(1, 2, 3))
+        pairs = pairs + across.sum(dim=(1, 2, 3))
+    return total / pairs.clamp(min=1)
