@@ -292,6 +292,19 @@ def test_guidance_options_are_checked_before_loading(capsys):
     assert "--guidance-every must be an integer >= 1" in capsys.readouterr().err
 
 
+def test_rank_border_weight_defaults_to_the_checkpoints_and_is_checked(capsys):
+    from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+
+    pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
+    parser = cli.build_parser()
+    default = cli.pipeline_settings(parser.parse_args(["--demo", "--out", "x"]), pipe)
+    assert default["rank_border_weight"] == pipe.config.default_rank_border_weight
+    given = parser.parse_args(["--demo", "--out", "x", "--rank-border-weight", "0.7"])
+    assert cli.pipeline_settings(given, pipe)["rank_border_weight"] == 0.7
+    assert cli.main(["--demo", "--out", "x", "--rank-border-weight", "-1"]) == 2
+    assert "--rank-border-weight must be >= 0" in capsys.readouterr().err
+
+
 def test_demo_record_shows_the_checkpoints_steps_and_the_fast_preset(tmp_path):
     assert cli.main(["--demo", "--out", str(tmp_path / "demo"), "--fast", "--samples", "1", "--quiet"]) == 0
     record = json.loads((tmp_path / "demo" / "result-scores.json").read_text())

@@ -323,6 +323,23 @@ def test_rank_border_weight_is_checked_and_reaches_the_ranking(pipe, image, mask
     assert plain.scores != weighed.scores
 
 
+def test_checkpoint_names_its_rank_border_weight(pipe, image, mask, tmp_path):
+    from blended_pipeline import BlendedDiffusionPipeline
+
+    assert pipe.config.default_rank_border_weight == 0.0  # a checkpoint that names none ranks by CLIP alone
+    configured = BlendedDiffusionPipeline(**{**pipe.components, "default_rank_border_weight": 1000.0})
+    configured.save_pretrained(tmp_path)
+    loaded = BlendedDiffusionPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.default_rank_border_weight == 1000.0
+    by_default = fast_call(loaded, image, mask, num_inference_steps=2)
+    named = fast_call(loaded, image, mask, num_inference_steps=2, rank_border_weight=1000.0)
+    by_clip = fast_call(loaded, image, mask, num_inference_steps=2, rank_border_weight=0.0)
+    assert by_default.scores == named.scores != by_clip.scores
+    with pytest.raises(ValueError, match="default_rank_border_weight must be >= 0"):
+        BlendedDiffusionPipeline(**{**pipe.components, "default_rank_border_weight": -1.0})
+
+
 def test_custom_guidance_plugs_in_as_a_plain_attribute(pipe, image, mask):
     class Brightness:
         def prepare(self, prompts, device):

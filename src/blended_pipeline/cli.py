@@ -64,6 +64,7 @@ PIXEL_ARGUMENTS = (
     "guidance_end",
     "fast",
     "clip_view",
+    "rank_border_weight",
     "background_loss_scale",
     "background_loss",
 )
@@ -143,6 +144,7 @@ EDIT_OPTIONS = (
     "--mask-blur",
     "--crop-margin",
     "--rank-by",
+    "--rank-border-weight",
     "--eta",
     "--extend-fill",
     "--negative-prompt",
@@ -228,6 +230,12 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         choices=RANK_BY,
         default=DEFAULTS.rank_by,
         help=f"score the masked region, the whole image, or both (default {DEFAULTS.rank_by})",
+    )
+    parser.add_argument(
+        "--rank-border-weight",
+        type=float,
+        help="pixel models: rank results down by this times the colour step across the mask's edge (default: the "
+        "checkpoint's default_rank_border_weight)",
     )
     parser.add_argument(
         "--eta", type=float, default=DEFAULTS.eta, help=f"DDIM's stochasticity, 0 to 1 (default {DEFAULTS.eta:g})"
@@ -336,6 +344,7 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
             guidance_every=_given(args.guidance_every, DEFAULTS.guidance_every),
             guidance_end=_given(args.guidance_end, FAST_GUIDANCE_END if args.fast else DEFAULTS.guidance_end),
             clip_view=_given(args.clip_view, DEFAULTS.clip_view),
+            rank_border_weight=_given(args.rank_border_weight, pipe.config.default_rank_border_weight),
             background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
             background_loss=_given(args.background_loss, DEFAULTS.background_loss),
         )

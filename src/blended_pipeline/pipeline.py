@@ -71,6 +71,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         default_num_inference_steps: the ``num_inference_steps`` of a call that names none (the paper's 100; a
             model may need fewer, measured on its own edits).
         scribble_strength: the strength for scribble-guided edits (lower: the strokes must survive the noise).
+        default_rank_border_weight: the ``rank_border_weight`` of a call that names none (0: by CLIP alone; the
+            right weight depends on the scale of the CLIP's scores, so it is the checkpoint's).
 
     Pluggable parts, plain attributes: ``guidance`` (a ``Guidance``; ``None``, the default, is CLIP from the
     components) and ``augmentation`` (the extending augmentations).
@@ -89,17 +91,21 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         default_strength: float = DEFAULT_STRENGTH,
         scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
         default_num_inference_steps: int = DEFAULT_STEPS,
+        default_rank_border_weight: float = DEFAULTS.rank_border_weight,
     ) -> None:
         super().__init__()
         check_strength("default_strength", default_strength)
         check_strength("scribble_strength", scribble_strength)
         check_settings(
-            {"num_inference_steps": "default_num_inference_steps"}, num_inference_steps=default_num_inference_steps
+            {"num_inference_steps": "default_num_inference_steps", "rank_border_weight": "default_rank_border_weight"},
+            num_inference_steps=default_num_inference_steps,
+            rank_border_weight=default_rank_border_weight,
         )
         self.register_to_config(
             default_strength=default_strength,
             scribble_strength=scribble_strength,
             default_num_inference_steps=default_num_inference_steps,
+            default_rank_border_weight=default_rank_border_weight,
         )
         self.register_modules(
             unet=unet,
@@ -138,7 +144,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         mask_blur: float = DEFAULTS.mask_blur,
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
-        rank_border_weight: float = DEFAULTS.rank_border_weight,
+        rank_border_weight: float | None = None,
         eta: float = DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
@@ -195,7 +201,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             rank_by: what the ranking scores: "masked" (the paper: the masked region alone), "whole" (the result
                 with its context) or "both" (the sum; see ``ranking.rank`` and docs/method.md for the measurement).
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
-                edge (``ranking.edge_step``); 0 ranks by CLIP alone.
+                edge (``ranking.edge_step``); 0 ranks by CLIP alone. Default: the checkpoint's
+                ``default_rank_border_weight``.
             eta: DDIM's stochasticity (0 deterministic, 1 as much noise as DDPM); schedulers without it ignore it.
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
@@ -220,6 +227,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         strength = self.config.default_strength if strength is None else strength
         if num_inference_steps is None:
             num_inference_steps = self.config.default_num_inference_steps
+        if rank_border_weight is None:
+            rank_border_weight = self.config.default_rank_border_weight
         callbacks = self._step_end_callbacks(blend, callback_on_step_end, callback_on_step_end_tensor_inputs)
         self.check_inputs(
             prompts=prompts,
