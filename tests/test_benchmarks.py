@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parent.parent
@@ -246,6 +247,21 @@ def test_hard_edits_smoke_reports_every_kind_and_applies_settings(tmp_path):
     totals = {reason: sum(refused[reason] for refused in hard) for reason in hard[0]}
     assert results["rows"]["all hard"]["refused_results"] == totals
     assert "| all hard |" in Path(f"{prefix}.md").read_text()
+
+
+def test_kept_results_can_be_ranked_again(tmp_path):
+    kept = tmp_path / "kept.npz"
+    _, hard = run_smoke(tmp_path, "hard_edits.py", "--kinds", "small,standard", "--keep-results", str(kept))
+    arrays = np.load(kept)
+    samples = hard["settings"]["num_images_per_prompt"]
+    assert arrays["small/results"].shape == (1, samples, 32, 32, 3) and arrays["small/verdicts"].shape == (1, samples)
+    _, rerank = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000")
+    assert list(rerank["rows"]) == ["small", "standard", "all hard"]
+    for kind in ("small", "standard"):
+        row = rerank["rows"][kind]
+        assert row["batch_precision"] == hard["rows"][kind]["batch_precision"]
+        assert set(row["top1_by_weight"]) == {"0.0", "1000.0"}
+        assert all(value in (0.0, 1.0) for value in row["top1_by_weight"].values())  # one edit each
 
 
 def test_hard_edits_runs_only_the_kinds_asked(tmp_path):

@@ -1,0 +1,83 @@
+"""Top-1 success of other rankings of results already made: the edge-step weight, with no new edits.
+
+    python benchmarks/hard_edits.py --edits 12 --keep-results /tmp/kept.npz --out /tmp/hard
+    python benchmarks/rerank_kept.py /tmp/kept.npz --weights 0,0.1,0.2,0.3,0.5 --out /tmp/rerank
+
+Ranking runs after the edit and sees only its results, so ranking the kept results again with another
+``rank_border_weight`` (``ranking.rank`` with the shipped CLIP, "both" as the pipeline does) gives the top-1 that
+an edit with that weight would have had; batch precision does not change. Weight 0 repeats the pipeline's own
+ranking, which the table shows beside the others as a check.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import provenance, write_results
+
+from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+from blended_pipeline.ranking import rank
+from blended_pipeline.shapes.training_utils import to_model_range
+
+
+def top1_by_weight(pipe: BlendedDiffusionPipeline, kept: np.lib.npyio.NpzFile, kind: str, weights: list[float]) -> dict:
+    """For each weight, the share of the kind's edits whose first result, so ranked, the judge accepted."""
+    guidance = pipe._clip_guidance()
+    hits: dict[float, list[bool]] = {weight: [] for weight in weights}
+    columns = (kept[f"{kind}/{key}"] for key in ("results", "verdicts", "mask", "prompt"))
+    for results, verdicts, mask, prompt in zip(*columns, strict=True):
+        images = to_model_range(results)
+        masks = torch.from_numpy(mask).float()[None, None].expand(len(results), 1, *mask.shape)
+        target = guidance.prepare([str(prompt)] * len(results), "cpu")
+        for weight in weights:
+            order, _ = rank(guidance, images, masks, target, "both", len(results), weight)
+            hits[weight].append(bool(verdicts[int(order[0])]))
+    return {
+        "edits": len(hits[weights[0]]),
+        "batch_precision": float(kept[f"{kind}/verdicts"].mean()),
+        "top1_by_weight": {str(weight): float(np.mean(found)) for weight, found in hits.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kept", type=Path, help="a .npz written by hard_edits.py --keep-results")
+    parser.add_argument("--weights", default="0,0.1,0.2,0.3,0.5", help="comma-separated rank_border_weight values")
+    parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
+    parser.add_argument("--model", default=SHAPES_CHECKPOINT)
+    args = parser.parse_args()
+    weights = [float(weight) for weight in args.weights.split(",")]
+    pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
+    kept = np.load(args.kept)
+    kinds = list(dict.fromkeys(name.split("/")[0] for name in kept.files))
+    rows = {kind: top1_by_weight(pipe, kept, kind, weights) for kind in kinds}
+    hard = [rows[kind] for kind in kinds if kind != "standard"]
+    if hard:
+        rows["all hard"] = {
+            "edits": sum(row["edits"] for row in hard),
+            "batch_precision": float(np.mean([row["batch_precision"] for row in hard])),
+            "top1_by_weight": {
+                str(w): float(np.mean([row["top1_by_weight"][str(w)] for row in hard])) for w in weights
+            },
+        }
+    results = {**provenance("rerank_kept.py"), "kept": str(args.kept), "weights": weights, "rows": rows}
+    lines = [
+        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        "",
+        "| kind | edits | batch precision | " + " | ".join(f"top-1, weight {w:g}" for w in weights) + " |",
+        "| --- " * (3 + len(weights)) + "|",
+    ]
+    lines += [
+        f"| {kind} | {row['edits']} | {row['batch_precision']:.0%} | "
+        + " | ".join(f"{row['top1_by_weight'][str(w)]:.0%}" for w in weights)
+        + " |"
+        for kind, row in rows.items()
+    ]
+    write_results(args.out, results, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
