@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from blended_pipeline.shapes import train_clip, train_unet
-from blended_pipeline.shapes.export import SHAPES_SCRIBBLE_STRENGTH, SHAPES_STRENGTH, export
+from blended_pipeline.shapes.export import (
+    SHAPES_RANK_BORDER_WEIGHT,
+    SHAPES_SCRIBBLE_STRENGTH,
+    SHAPES_STRENGTH,
+    export,
+)
 
 
 @pytest.mark.parametrize("module", [train_unet, train_clip])
@@ -58,6 +63,7 @@ def test_export_rebuilds_the_models_from_states_alone(tmp_path):
             SHAPES_STRENGTH,
             SHAPES_SCRIBBLE_STRENGTH,
         )
+        assert pipe.config.default_rank_border_weight == SHAPES_RANK_BORDER_WEIGHT
 
 
 def test_the_shipped_checkpoint_carries_the_shapes_strengths():
@@ -65,3 +71,4 @@ def test_the_shipped_checkpoint_carries_the_shapes_strengths():
 
     config = BlendedDiffusionPipeline.load_config(SHAPES_CHECKPOINT)
     assert (config["default_strength"], config["scribble_strength"]) == (SHAPES_STRENGTH, SHAPES_SCRIBBLE_STRENGTH)
+    assert config["default_rank_border_weight"] == SHAPES_RANK_BORDER_WEIGHT
