@@ -41,11 +41,9 @@ def judged_edit(pipe, case, seed: int, settings: dict) -> dict:
     edit = timed_edit(pipe, case.image, case.mask, case.prompt, seed, **settings)
     verdicts = [judge(result, case.mask, case.prompt) for result in edit.results]
     return {
-        "top1": verdicts[0].ok,
-        "precision": float(np.mean([verdict.ok for verdict in verdicts])),
-        "failures": [failure_kind(verdict) for verdict in verdicts if not verdict.ok],
         "results": edit.results,  # best first
         "verdicts": [verdict.ok for verdict in verdicts],
+        "failures": [failure_kind(verdict) for verdict in verdicts if not verdict.ok],
         "seconds_per_image": edit.seconds / len(edit.results),
         "seam_step": border_step(edit.results[0], case.mask),
         "background_exact": all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in edit.results),
@@ -55,8 +53,8 @@ def judged_edit(pipe, case, seed: int, settings: dict) -> dict:
 def summary(per_edit: list[dict]) -> dict:
     return {
         "edits": len(per_edit),
-        "top1_success": float(np.mean([e["top1"] for e in per_edit])),
-        "batch_precision": float(np.mean([e["precision"] for e in per_edit])),
+        "top1_success": float(np.mean([e["verdicts"][0] for e in per_edit])),
+        "batch_precision": float(np.mean([np.mean(e["verdicts"]) for e in per_edit])),
         "seconds_per_image": float(np.mean([e["seconds_per_image"] for e in per_edit])),
         "seam_step": float(np.mean([e["seam_step"] for e in per_edit])),
         "background_exact": float(np.mean([e["background_exact"] for e in per_edit])),

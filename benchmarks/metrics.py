@@ -8,6 +8,7 @@ import math
 import numpy as np
 import torch
 
+from blended_pipeline.ranking import edge_step
 from blended_pipeline.shapes.judge import Verdict
 
 PSNR_CAP = 100.0  # dB, reported for a background that is bit-exact
@@ -20,14 +21,11 @@ def psnr_outside(sample: np.ndarray, image: np.ndarray, mask: np.ndarray) -> flo
 
 
 def border_step(image: np.ndarray, mask: np.ndarray) -> float:
-    """Mean colour step (mean absolute RGB difference, 0-255) between 4-neighbours on opposite sides of the mask."""
-    pixels = image.astype(np.float32)
-    steps = []
-    for axis in (0, 1):
-        crossing = np.diff(mask.astype(np.int8), axis=axis) != 0
-        difference = np.abs(np.diff(pixels, axis=axis)).mean(axis=-1)
-        steps.append(difference[crossing])
-    return float(np.concatenate(steps).mean())
+    """Mean colour step (mean absolute RGB difference, 0-255) between 4-neighbours on opposite sides of the mask:
+    the ranking's ``edge_step`` (summed over channels, in [-1, 1] units) on the 0-255 scale of one channel."""
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    step = edge_step(pixels, torch.from_numpy(mask)[None, None])
+    return float(step[0]) * 127.5 / 3
 
 
 def diversity(results: list[np.ndarray], mask: np.ndarray) -> float:
