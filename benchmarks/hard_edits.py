@@ -3,6 +3,8 @@
     python benchmarks/hard_edits.py --out docs/figures/hard_edits-tuning                  # 24 edits per kind
     python benchmarks/hard_edits.py --set heldout --out docs/figures/hard_edits           # the published figures
     python benchmarks/hard_edits.py --setting guidance_every=2 --out /tmp/hard-g2         # a candidate setting
+    python benchmarks/hard_edits.py --dilation 4,0.5 --out /tmp/hard-d4                   # a dilated blend early
+    python benchmarks/hard_edits.py --augment distortion=0.35 --out /tmp/hard-a               # milder views
     python benchmarks/hard_edits.py --smoke --out /tmp/hard                                # seconds; checks the script
 
 The shipped shapes checkpoint at the CLI's defaults (``--setting NAME=VALUE`` overrides a pipeline argument,
@@ -23,7 +25,8 @@ from common import load_for_edits, provenance, write_results
 from latent_vs_pixel import judged_edit, summary
 from metrics import FAILURE_KINDS
 
-from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline import SHAPES_CHECKPOINT, ProgressiveDilationBlendCallback
+from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.shapes.edits import HARD_KINDS, edit_cases, hard_edit_cases
 
 SEEDS = {"tuning": 7, "heldout": 2025}
@@ -39,6 +42,14 @@ def parse_setting(text: str) -> tuple[str, object]:
         return name, value  # a bare word: a string setting such as rank_by=whole
 
 
+def parse_dilation(text: str) -> tuple[int, float]:
+    radius, _, until = text.partition(",")
+    try:
+        return int(radius), float(until or 0.5)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected R,U (pixels, fraction of the run), got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
@@ -46,6 +57,15 @@ def main() -> None:
     parser.add_argument("--set", choices=tuple(SEEDS), default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
+    parser.add_argument(
+        "--dilation",
+        type=parse_dilation,
+        help="R,U: blend with the mask dilated by R pixels at the first step, shrinking to it by the fraction U "
+        "of the run (ProgressiveDilationBlendCallback)",
+    )
+    parser.add_argument(
+        "--augment", type=parse_setting, action="append", default=[], help="NAME=VALUE of ProjectiveAugmentation"
+    )
     parser.add_argument("--kinds", default=",".join((*HARD_KINDS, "standard")), help="comma-separated kinds to run")
     parser.add_argument(
         "--keep-results", type=Path, help="also write every result and its verdict here (.npz), to study ranking"
@@ -56,6 +76,11 @@ def main() -> None:
         args.edits = 1
     pipe, settings = load_for_edits(args.model, args.smoke)
     settings.update(dict(args.setting))
+    options = dict(settings)
+    if args.dilation:
+        options["callback_on_step_end"] = ProgressiveDilationBlendCallback(*args.dilation)
+    if args.augment:
+        pipe.augmentation = ProjectiveAugmentation(**dict(args.augment))
     seed = SEEDS[args.edit_set]
     every = {**hard_edit_cases(seed, args.edits, 32), "standard": edit_cases(seed, args.edits, 32)}
     unknown = set(args.kinds.split(",")) - set(every)
@@ -64,7 +89,7 @@ def main() -> None:
     sets = {kind: every[kind] for kind in args.kinds.split(",")}
     rows, kept = {}, {}
     for kind, cases in sets.items():
-        per_edit = [judged_edit(pipe, case, index, settings) for index, case in enumerate(cases)]
+        per_edit = [judged_edit(pipe, case, index, options) for index, case in enumerate(cases)]
         kept[kind] = per_edit
         row = summary(per_edit)
         rows[kind] = {**row, "seconds_per_edit": row["seconds_per_image"] * settings["num_images_per_prompt"]}
@@ -85,12 +110,21 @@ def main() -> None:
         "edits_per_kind": args.edits,
         "settings": {k: v for k, v in settings.items() if k != "mixed_precision"},
         "overrides": dict(args.setting),
+        "dilation": args.dilation,
+        "augmentation": dict(args.augment),
         "rows": rows,
     }
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
         f"Edit set: {args.edit_set} (seed {seed}), {args.edits} edits per kind, "
-        f"{settings['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}.",
+        f"{settings['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}"
+        + (
+            f"; blend mask dilated by {args.dilation[0]} px until {args.dilation[1]:g} of the run"
+            if args.dilation
+            else ""
+        )
+        + (f"; views: ProjectiveAugmentation({dict(args.augment)})" if args.augment else "")
+        + ".",
         "",
         "| kind | top-1 | batch precision | refused results: no colour / too small / wrong shape | s per edit | "
         "background exact |",

@@ -23,8 +23,8 @@ def psnr_outside(sample: np.ndarray, image: np.ndarray, mask: np.ndarray) -> flo
 def border_step(image: np.ndarray, mask: np.ndarray) -> float:
     """Mean colour step (mean absolute RGB difference, 0-255) between 4-neighbours on opposite sides of the mask:
     the ranking's ``edge_step`` (summed over channels, in [-1, 1] units) on the 0-255 scale of one channel."""
-    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
-    step = edge_step(pixels, torch.from_numpy(mask)[None, None])
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    step = edge_step(pixels, torch.from_numpy(np.array(mask))[None, None])
     return float(step[0]) * 127.5 / 3
 
 

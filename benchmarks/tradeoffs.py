@@ -59,6 +59,7 @@ class Config:
     scheduler: str = "ddpm"
     eta: float = 0.0  # DDIM only
     num_inference_steps: int = 100
+    clip_guidance_scale: float = 1000.0
     num_augmentations: int = 8
     guidance_every: int = 1
     guidance_end: float = 1.0
@@ -242,6 +243,7 @@ def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
     half = anchor.num_inference_steps // 2
     grid += [replace(anchor, guidance_every=2), replace(anchor, num_inference_steps=half, guidance_every=2)]
     grid += [replace(anchor, num_inference_steps=half, guidance_end=end) for end in (0.5, 0.7)]
+    grid += [replace(anchor, num_inference_steps=anchor.num_inference_steps * 3 // 10, clip_guidance_scale=2000.0)]
     if mode != "full" or on_gpu:  # bf16 autocast without bf16 hardware is many times slower than fp32
         grid += [replace(anchor, mixed_precision="bf16")]
     return grid

@@ -31,8 +31,10 @@ def scheduler_name(run: dict) -> str:
 def name(run: dict) -> str:
     every = run.get("guidance_every", 1)  # results files written before the options have none
     end = run.get("guidance_end", 1.0)
+    scale = run.get("clip_guidance_scale", 1000.0)
     return run["label"] or (
-        f"{scheduler_name(run)} {run['num_inference_steps']} steps, {run['num_augmentations']} views, "
+        f"{scheduler_name(run)} {run['num_inference_steps']} steps, {f'guidance {scale:g}, ' if scale != 1000 else ''}"
+        f"{run['num_augmentations']} views, "
         f"{f'guided every {every}, ' if every > 1 else ''}{f'guided the first {end:.0%}, ' if end < 1 else ''}"
         f"{'exact' if run['backprop_through_unet'] else 'cheap'}, "
         f"{'fp32' if run['mixed_precision'] == 'no' else run['mixed_precision']}"
@@ -57,7 +59,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
         f"Edits: `edit_cases({EDIT_SEED}, {results['edits']}, 32)`; strength {settings['strength']}, "
-        f"guidance scale {settings['clip_guidance_scale']:g}; seconds include ranking; peak MB: "
+        f"guidance scale {settings['clip_guidance_scale']:g} unless a row names another; seconds include ranking; "
+        "peak MB: "
         f"{'GPU allocated' if 'cuda' in results.get('device', '') else 'CPU peak RSS'} "
         f"({results['resident_memory_mb_after_loading']:.0f} MB resident after loading, before any edit).",
     ]

@@ -273,3 +273,29 @@ def test_hard_edits_runs_only_the_kinds_asked(tmp_path):
         text=True,
     )
     assert refused.returncode == 2 and "--kinds: unknown tiny" in refused.stderr
+
+
+def test_hard_edits_dilated_blend_and_views_change_the_results(tmp_path):
+    plain, candidate = tmp_path / "plain.npz", tmp_path / "candidate.npz"
+    run_smoke(tmp_path / "a", "hard_edits.py", "--kinds", "small", "--keep-results", str(plain))
+    prefix, results = run_smoke(
+        tmp_path / "b",
+        "hard_edits.py",
+        "--kinds",
+        "small",
+        "--dilation",
+        "4,1",
+        "--augment",
+        "distortion=0.2",
+        "--keep-results",
+        str(candidate),
+    )
+    assert results["dilation"] == [4, 1.0] and results["augmentation"] == {"distortion": 0.2}
+    assert "dilated by 4 px" in Path(f"{prefix}.md").read_text()
+    assert not np.array_equal(np.load(plain)["small/results"], np.load(candidate)["small/results"])
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "hard_edits.py"), "--out", str(tmp_path / "x"), "--dilation", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "--dilation: expected R,U" in refused.stderr
