@@ -4,7 +4,7 @@
     python benchmarks/hard_edits.py --set heldout --out docs/figures/hard_edits           # the published figures
     python benchmarks/hard_edits.py --setting guidance_every=2 --out /tmp/hard-g2         # a candidate setting
     python benchmarks/hard_edits.py --dilation 4,0.5 --out /tmp/hard-d4                   # a dilated blend early
-    python benchmarks/hard_edits.py --augment distortion=0.35 --out /tmp/hard-a               # milder views
+    python benchmarks/hard_edits.py --augment distortion=0.35 --out /tmp/hard-a           # milder views
     python benchmarks/hard_edits.py --smoke --out /tmp/hard                                # seconds; checks the script
 
 The shipped shapes checkpoint at the CLI's defaults (``--setting NAME=VALUE`` overrides a pipeline argument,
@@ -45,9 +45,14 @@ def parse_setting(text: str) -> tuple[str, object]:
 def parse_dilation(text: str) -> tuple[int, float]:
     radius, _, until = text.partition(",")
     try:
-        return int(radius), float(until or 0.5)
+        dilation = int(radius), float(until or 0.5)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected R,U (pixels, fraction of the run), got {text!r}") from None
+    try:
+        ProgressiveDilationBlendCallback(*dilation)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return dilation
 
 
 def main() -> None:
@@ -74,13 +79,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.edits = 1
+    try:
+        augmentation = ProjectiveAugmentation(**dict(args.augment)) if args.augment else None
+    except TypeError as error:
+        parser.error(f"--augment: {error}")
     pipe, settings = load_for_edits(args.model, args.smoke)
     settings.update(dict(args.setting))
     options = dict(settings)
     if args.dilation:
         options["callback_on_step_end"] = ProgressiveDilationBlendCallback(*args.dilation)
-    if args.augment:
-        pipe.augmentation = ProjectiveAugmentation(**dict(args.augment))
+    if augmentation is not None:
+        pipe.augmentation = augmentation
     seed = SEEDS[args.edit_set]
     every = {**hard_edit_cases(seed, args.edits, 32), "standard": edit_cases(seed, args.edits, 32)}
     unknown = set(args.kinds.split(",")) - set(every)

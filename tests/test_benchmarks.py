@@ -293,9 +293,14 @@ def test_hard_edits_dilated_blend_and_views_change_the_results(tmp_path):
     assert results["dilation"] == [4, 1.0] and results["augmentation"] == {"distortion": 0.2}
     assert "dilated by 4 px" in Path(f"{prefix}.md").read_text()
     assert not np.array_equal(np.load(plain)["small/results"], np.load(candidate)["small/results"])
-    refused = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "hard_edits.py"), "--out", str(tmp_path / "x"), "--dilation", "x"],
-        capture_output=True,
-        text=True,
-    )
-    assert refused.returncode == 2 and "--dilation: expected R,U" in refused.stderr
+    for arguments, message in (
+        (["--dilation", "x"], "--dilation: expected R,U"),
+        (["--dilation=-1,0.5"], "max_dilation must be >= 0"),
+        (["--augment", "warp=1"], "unexpected keyword argument 'warp'"),
+    ):
+        refused = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / "hard_edits.py"), "--out", str(tmp_path / "x"), *arguments],
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2 and message in refused.stderr, arguments
