@@ -42,17 +42,16 @@ def parse_setting(text: str) -> tuple[str, object]:
         return name, value  # a bare word: a string setting such as rank_by=whole
 
 
-def parse_dilation(text: str) -> tuple[int, float]:
+def parse_dilation(text: str) -> ProgressiveDilationBlendCallback:
     radius, _, until = text.partition(",")
     try:
         dilation = int(radius), float(until or 0.5)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected R,U (pixels, fraction of the run), got {text!r}") from None
     try:
-        ProgressiveDilationBlendCallback(*dilation)
+        return ProgressiveDilationBlendCallback(*dilation)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    return dilation
 
 
 def main() -> None:
@@ -87,7 +86,7 @@ def main() -> None:
     settings.update(dict(args.setting))
     options = dict(settings)
     if args.dilation:
-        options["callback_on_step_end"] = ProgressiveDilationBlendCallback(*args.dilation)
+        options["callback_on_step_end"] = args.dilation
     if augmentation is not None:
         pipe.augmentation = augmentation
     seed = SEEDS[args.edit_set]
@@ -119,7 +118,7 @@ def main() -> None:
         "edits_per_kind": args.edits,
         "settings": {k: v for k, v in settings.items() if k != "mixed_precision"},
         "overrides": dict(args.setting),
-        "dilation": args.dilation,
+        "dilation": [args.dilation.max_dilation, args.dilation.shrink_until] if args.dilation else None,
         "augmentation": dict(args.augment),
         "rows": rows,
     }
@@ -128,7 +127,7 @@ def main() -> None:
         f"Edit set: {args.edit_set} (seed {seed}), {args.edits} edits per kind, "
         f"{settings['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}"
         + (
-            f"; blend mask dilated by {args.dilation[0]} px until {args.dilation[1]:g} of the run"
+            f"; blend mask dilated by {args.dilation.max_dilation} px until {args.dilation.shrink_until:g} of the run"
             if args.dilation
             else ""
         )
