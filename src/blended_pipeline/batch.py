@@ -47,6 +47,8 @@ from blended_pipeline.manifest import RESULT_FILE, ManifestEdit, ManifestError, 
 from blended_pipeline.options import InputWarning, check_settings
 
 if TYPE_CHECKING:
+    from accelerate import PartialState
+
     from blended_pipeline.pipeline import BlendedDiffusionPipeline
 
 TEMPORARY_PREFIX = ".tmp-"  # an edit's folder while it is written; left only by a killed run, removed by the next
@@ -99,10 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import torch
     from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list, gather_object
 
     # gloo on a CPU-only machine: a plain PartialState() there would give every process the whole manifest.
     state = PartialState(cpu=not torch.cuda.is_available())
+    try:
+        return edit_manifest(state, args, parser)
+    finally:
+        # Left to interpreter exit, gloo's threads are torn down in no set order and a process can abort there.
+        state.destroy_process_group()
+
+
+def edit_manifest(state: PartialState, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from accelerate.utils import broadcast_object_list, gather_object
+
     started = time.perf_counter()
     shared: list[Plan | list[str] | None] = [None]
     if state.is_main_process:
