@@ -261,13 +261,23 @@ def test_kept_results_can_be_ranked_again(tmp_path):
     arrays = np.load(kept)
     samples = hard["settings"]["num_images_per_prompt"]
     assert arrays["small/results"].shape == (1, samples, 32, 32, 3) and arrays["small/verdicts"].shape == (1, samples)
-    _, rerank = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000")
+    _, rerank = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000", "--best", str(samples))
     assert list(rerank["rows"]) == ["small", "standard", "all hard"]
     for kind in ("small", "standard"):
         row = rerank["rows"][kind]
         assert row["batch_precision"] == hard["rows"][kind]["batch_precision"]
         assert set(row["top1_by_weight"]) == {"0.0", "1000.0"}
         assert all(value in (0.0, 1.0) for value in row["top1_by_weight"].values())  # one edit each
+        assert all(value == row["batch_precision"] for value in row["best_precision_by_weight"].values())  # all shown
+    _, best_one = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000", "--best", "1")
+    assert all(row["best_precision_by_weight"] == row["top1_by_weight"] for row in best_one["rows"].values())
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rerank_kept.py"), str(kept), "--best", str(samples + 1)]
+        + ["--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and f"--best: expected 1 to {samples}" in refused.stderr
 
 
 def test_hard_edits_runs_only_the_kinds_asked(tmp_path):
