@@ -43,7 +43,8 @@ def top1_by_weight(
         for weight in weights:
             order, _ = rank(guidance, images, masks, target, "both", len(results), weight)
             hits[weight].append(bool(verdicts[int(order[0])]))
-            shown[weight].append(float(np.mean([verdicts[int(i)] for i in order[:best]])) if best else 0.0)
+            if best:
+                shown[weight].append(float(np.mean([verdicts[int(i)] for i in order[:best]])))
     row = {
         "edits": len(hits[weights[0]]),
         "batch_precision": float(kept[f"{kind}/verdicts"].mean()),
