@@ -96,9 +96,10 @@ class RepellingCLIPGuidance(CLIPGuidance):
 class BoxKeepingAugmentation(ProjectiveAugmentation):
     """The authors' views, each redrawn until it keeps the whole of the mask's bounding box in view.
 
-    A candidate for small regions: a perspective view zooms into a random quadrilateral and can cut part of the
-    region out, so CLIP judges a fragment. A view that still cuts the box after ``tries`` draws is left
-    unwarped. ``box`` (left, top, right, bottom in [-1, 1]) is set before each edit.
+    A candidate for small regions: a view's shift, rotation or perspective can move part of the region out of the
+    frame, so CLIP judges a fragment. A view that still cuts the box after ``tries`` draws is left unwarped. Every
+    call makes all ``tries`` draws, so the random stream does not depend on which views were kept. ``box`` (the
+    box's four corners, homogeneous, in [-1, 1]) is set before each edit by ``set_mask``.
     """
 
     def __init__(self, tries: int = 20, **views: float) -> None:
@@ -116,8 +117,8 @@ class BoxKeepingAugmentation(ProjectiveAugmentation):
 
     def _homographies(self, count: int, generator: torch.Generator | None) -> torch.Tensor:
         kept = torch.eye(3, dtype=torch.float64).repeat(count, 1, 1)
-        missing, first = torch.ones(count, dtype=torch.bool), True
-        for _ in range(self.tries):
+        missing = torch.ones(count, dtype=torch.bool)
+        for attempt in range(self.tries):
             drawn = super()._homographies(count, generator)
             # A homography maps view coordinates to image coordinates: the box's corners in the view are its inverse.
             corners = self.box.to(torch.float64) @ torch.linalg.inv(drawn).transpose(1, 2)
@@ -125,8 +126,8 @@ class BoxKeepingAugmentation(ProjectiveAugmentation):
             take = missing & in_view
             kept[take] = drawn[take]
             missing &= ~take
-            self.redrawn += int(missing.sum()) if first else 0
-            first = False
+            if attempt == 0:
+                self.redrawn += int(missing.sum())
         self.views += count
         self.unwarped += int(missing.sum())
         return kept
