@@ -270,6 +270,43 @@ def test_a_failing_edit_is_recorded_and_the_others_complete(workspace, tmp_path)
     assert (summary["done"], summary["failed"]) == (2, 1)
 
 
+def bare_workers(workspace: Path, out: Path, manifest: str) -> list[tuple[int, str, str]]:
+    """Two processes of one distributed run started without a launcher (which would hide their exit statuses)."""
+    port = str(free_port())
+    started = []
+    for rank in (0, 1):
+        environment = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+        environment |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            patch.delenv("PYTHONUNBUFFERED", raising=False)  # what the process prints must be flushed by itself
+            started.append(launch(workspace, out, sys.executable, manifest=manifest))
+    return [finished(process) for process in started]
+
+
+def test_each_process_of_a_distributed_run_exits_with_the_batch_status_and_its_output_flushed(workspace, tmp_path):
+    """A distributed run ends its processes without the interpreter's teardown: the status and what was printed
+    must still come through."""
+    data = (workspace / "img0.png").read_bytes()
+    (workspace / "cut.png").write_bytes(data[: len(data) // 2])
+    lines = [
+        {"id": "good", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball"},
+        {"id": "bad", "image": "cut.png", "mask": "mask.png", "prompt": "a red ball"},
+    ]
+    write_manifest(workspace / "one-fails.jsonl", lines)
+    (main_code, printed, err), (other_code, _, _) = bare_workers(workspace, tmp_path / "out", "one-fails.jsonl")
+    assert (main_code, other_code) == (batch.FAILED, batch.FAILED), err
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert (summary["done"], summary["failed"]) == (1, 1)
+
+    write_manifest(
+        workspace / "refused.jsonl", [{"id": "x", "image": "missing.png", "mask": "mask.png", "prompt": "a"}]
+    )
+    (main_code, _, err), (other_code, _, _) = bare_workers(workspace, tmp_path / "refused", "refused.jsonl")
+    assert (main_code, other_code) == (2, 2) and "missing.png: no such file" in err
+
+
 def children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (the launcher's workers)."""
     found = []

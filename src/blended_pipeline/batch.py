@@ -105,10 +105,23 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # gloo on a CPU-only machine: a plain PartialState() there would give every process the whole manifest.
     state = PartialState(cpu=not torch.cuda.is_available())
     try:
-        return edit_manifest(state, args, parser)
+        code = edit_manifest(state, args, parser)
+        state.wait_for_everyone()  # no process leaves while another still talks to it
     finally:
-        # Left to interpreter exit, gloo's threads are torn down in no set order and a process can abort there.
         state.destroy_process_group()
+    if state.num_processes > 1:
+        leave_now(code)
+    return code
+
+
+def leave_now(code: int) -> None:
+    """End a process of a distributed run without the interpreter's teardown: gloo's threads can abort it there
+    (SIGABRT, "terminate called without an active exception", seen twice in CI's two-process runs; pytorch/pytorch
+    PR 179291 describes the cause). Every file is written and closed by now; only the standard streams need
+    flushing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def edit_manifest(state: PartialState, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
