@@ -221,15 +221,18 @@ def test_model_index_picks_the_latent_pipeline(files, tiny_latent_model, image, 
             "a blue ball",
             "--scheduler",
             "euler",
+            "--rank-border-weight",
+            "0.3",
             "--quiet",
         ]
     )
     assert code == 0
     record = json.loads((files / "latent-scores.json").read_text())
-    assert (record["guidance_scale"], record["negative_prompt"], record["scheduler"]) == (
+    assert (record["guidance_scale"], record["negative_prompt"], record["scheduler"], record["rank_border_weight"]) == (
         5.0,
         "a blue ball",
         "EulerDiscreteScheduler",
+        0.3,
     )
     assert "clip_guidance_scale" not in record and record["latent_mask"] == "conservative"
     keep = np.asarray(mask) == 0

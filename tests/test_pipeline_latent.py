@@ -141,6 +141,24 @@ def test_a_stable_diffusion_directory_with_a_null_safety_checker_loads(tmp_path,
     assert out.scores is None and len(out.images) == 2  # nothing to rank with: the generation order
 
 
+def test_rank_border_weight_marks_each_result_down_by_its_step_across_the_mask_edge(latent_pipe, image, mask):
+    by_clip = edit(latent_pipe, image, mask, num_images_per_prompt=3)
+    weighted = edit(latent_pipe, image, mask, num_images_per_prompt=3, rank_border_weight=2.0)
+    clip_score = {picture.tobytes(): score for picture, score in zip(by_clip.images, by_clip.scores, strict=True)}
+    assert set(clip_score) == {picture.tobytes() for picture in weighted.images}  # the same results
+    marked_down = [clip_score[p.tobytes()] - s for p, s in zip(weighted.images, weighted.scores, strict=True)]
+    assert all(step > 0 for step in marked_down) and len(set(marked_down)) == 3
+    assert weighted.scores == sorted(weighted.scores, reverse=True)
+
+
+def test_rank_border_weight_without_clip_parts_is_refused_before_any_work(image, mask):
+    pipe = tiny_latent_pipeline(with_clip=False)
+    calls = counting_unet_calls(pipe)
+    with pytest.raises(ValueError, match="needs CLIP parts"):
+        edit(pipe, image, mask, rank_border_weight=0.5)
+    assert calls == []
+
+
 def test_prompt_lists_edit_each_image_and_negative_prompts_are_taken(latent_pipe, image, mask):
     other = PIL.Image.fromarray(np.asarray(image)[::-1].copy())
     out = latent_pipe(
@@ -175,6 +193,7 @@ def counting_unet_calls(pipe) -> list:
         (dict(reconstruction="inpaint"), ValueError, "reconstruction must be one of"),
         (dict(prompt=""), ValueError, "prompt is empty"),
         (dict(num_inference_steps=500), ValueError, "more than the 100 timesteps"),
+        (dict(rank_border_weight=-1.0), ValueError, "rank_border_weight must be >= 0"),
     ],
 )
 def test_bad_inputs_are_refused_before_any_work(latent_pipe, image, mask, change, error, message):

@@ -58,13 +58,14 @@ from blended_pipeline.options import (
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 PIPELINE_ARGUMENTS = ("num_inference_steps", "num_images_per_prompt", "mask_blur", "crop_margin", "rank_by", "eta")
 """Arguments of both pipelines that an option sets one to one (the option's ``dest`` is the argument's name)."""
+SHARED_ARGUMENTS = ("rank_border_weight",)
+"""Options of both pipelines whose default depends on the pipeline; None where not given."""
 PIXEL_ARGUMENTS = (
     "num_augmentations",
     "guidance_every",
     "guidance_end",
     "fast",
     "clip_view",
-    "rank_border_weight",
     "background_loss_scale",
     "background_loss",
 )
@@ -234,8 +235,8 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rank-border-weight",
         type=float,
-        help="pixel models: rank results down by this times the colour step across the mask's edge (default: the "
-        "checkpoint's default_rank_border_weight)",
+        help="rank results down by this times the colour step across the mask's edge (default: a pixel "
+        "checkpoint's default_rank_border_weight; 0 for latent models, whose ranking needs --clip)",
     )
     parser.add_argument(
         "--eta", type=float, default=DEFAULTS.eta, help=f"DDIM's stochasticity, 0 to 1 (default {DEFAULTS.eta:g})"
@@ -328,6 +329,9 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
     """The keyword arguments of ``pipe``'s call that the options set (all but the inputs), each option not given
     taking the pipeline's default and ``strength`` the checkpoint's."""
     settings = {name: getattr(args, name) for name in PIPELINE_ARGUMENTS}
+    settings["rank_border_weight"] = _given(
+        args.rank_border_weight, pipe.config.get("default_rank_border_weight", DEFAULTS.rank_border_weight)
+    )
     if is_latent(pipe):
         settings.update(
             num_inference_steps=_given(args.num_inference_steps, default_steps(pipe)),
@@ -344,7 +348,6 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
             guidance_every=_given(args.guidance_every, DEFAULTS.guidance_every),
             guidance_end=_given(args.guidance_end, FAST_GUIDANCE_END if args.fast else DEFAULTS.guidance_end),
             clip_view=_given(args.clip_view, DEFAULTS.clip_view),
-            rank_border_weight=_given(args.rank_border_weight, pipe.config.default_rank_border_weight),
             background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
             background_loss=_given(args.background_loss, DEFAULTS.background_loss),
         )
@@ -468,7 +471,15 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def checked_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given in ``args`` that ``options.check_settings`` checks, by their pipeline names."""
-    names = (*PIPELINE_ARGUMENTS, *PIXEL_ARGUMENTS, *LATENT_ARGUMENTS, "guidance_scale", "strength", "scheduler")
+    names = (
+        *PIPELINE_ARGUMENTS,
+        *SHARED_ARGUMENTS,
+        *PIXEL_ARGUMENTS,
+        *LATENT_ARGUMENTS,
+        "guidance_scale",
+        "strength",
+        "scheduler",
+    )
     settings = {name: getattr(args, name, None) for name in names}
     return {"prompt": args.prompt, **{name: value for name, value in settings.items() if value is not None}}
 

@@ -115,6 +115,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         mask_blur: float = DEFAULTS.mask_blur,
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
+        rank_border_weight: float = DEFAULTS.rank_border_weight,
         eta: float = DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
@@ -141,6 +142,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             reconstruction: "paste" (decode, then paste the input outside the mask) or "decoder" (first fit a
                 copy of the decoder per result so that it decodes the input outside the mask: a smaller seam).
             blend: blend with the noised input latents after every step; False runs plain img2img in the crop.
+            rank_border_weight: marks each result down by this times the mean step of colour across the mask's
+                edge when the CLIP parts rank them (0: by CLIP alone); needs the CLIP parts.
             mask_blur, crop_margin, rank_by, eta, mixed_precision, generator, output_type, return_dict,
             callback_on_step_end, callback_on_step_end_tensor_inputs: as in ``BlendedDiffusionPipeline``; here
                 a callback's ``latents``, ``noised_image``, ``image`` and ``mask`` are in latent space.
@@ -168,6 +171,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             mask_blur=mask_blur,
             crop_margin=crop_margin,
             rank_by=rank_by,
+            rank_border_weight=rank_border_weight,
             eta=eta,
             mixed_precision=mixed_precision,
             output_type=output_type,
@@ -227,7 +231,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             guidance = CLIPGuidance(self.clip_model, self.clip_tokenizer or self.tokenizer, self.feature_extractor)
             target = guidance.prepare([p for p in prompts for _ in range(num_images_per_prompt)], device)
             with self._autocast(precision, device):
-                order, ranked_scores = rank(guidance, results, model_mask, target, rank_by, num_images_per_prompt)
+                order, ranked_scores = rank(
+                    guidance, results, model_mask, target, rank_by, num_images_per_prompt, rank_border_weight
+                )
             scores = [float(s) for s in ranked_scores]
         self.maybe_free_model_hooks()
 
@@ -302,6 +308,11 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
         check_settings(**settings)
+        if settings["rank_border_weight"] > 0 and self.clip_model is None:
+            raise ValueError(
+                f"rank_border_weight={settings['rank_border_weight']} ranks results, which needs CLIP parts; load "
+                "the pipeline with clip_model, clip_tokenizer and feature_extractor, or leave it at 0"
+            )
         self._check_call(
             prompts, generator, callbacks, settings["num_images_per_prompt"], settings["num_inference_steps"]
         )
