@@ -372,3 +372,20 @@ def test_hard_edits_dilated_blend_and_views_change_the_results(tmp_path):
             text=True,
         )
         assert refused.returncode == 2 and message in refused.stderr, arguments
+
+
+def test_clip_regions_draws_what_the_judge_accepts_and_reports_each_kind(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from clip_regions import drawn_in
+
+    from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
+    from blended_pipeline.shapes.judge import judge
+
+    rng = np.random.default_rng(0)
+    cases = [case for kind in hard_edit_cases(3, 10, 32).values() for case in kind] + edit_cases(3, 10, 32)
+    pairs = [(drawn_in(case, rng), case) for case in cases]
+    assert all((picture[~case.mask] == case.image[~case.mask]).all() for picture, case in pairs)
+    assert np.mean([judge(picture, case.mask, case.prompt).ok for picture, case in pairs]) >= 0.9
+    _, results = run_benchmark(tmp_path, "clip_regions.py", "--models", "shipped=SHIPPED", "--cases", "3")
+    assert set(results["accuracy"]["shipped"]) == {"small", "wide", "ellipse", "replace", "standard"}
+    assert all(0 <= value <= 1 for value in results["accuracy"]["shipped"].values())

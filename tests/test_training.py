@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,8 @@ from blended_pipeline.shapes.export import (
     SHAPES_STRENGTH,
     export,
 )
+from blended_pipeline.shapes.train_unet import RESOLUTION
+from blended_pipeline.shapes.world import random_scene, shape_mask
 
 
 @pytest.mark.parametrize("module", [train_unet, train_clip])
@@ -26,6 +29,35 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(module, tmp_path):
         assert torch.equal(value, resumed["model"][name]), name
     exported = "unet" if module is train_unet else "clip_model"
     assert (tmp_path / "straight" / exported / "config.json").exists()
+
+
+def test_varied_regions_hold_their_shape_and_take_every_form():
+    rng = np.random.default_rng(0)
+    forms, areas = set(), []
+    for _ in range(300):
+        scene = random_scene(rng, RESOLUTION, num_shapes=1)
+        shape = scene.shapes[0]
+        pixels = shape_mask(shape.kind, shape.center, shape.size, RESOLUTION)
+        region = train_clip.varied_region(rng, pixels)
+        assert not (pixels & ~region).any()
+        ys, xs = np.nonzero(region)
+        height, width = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        filled = region.sum() / (height * width)
+        forms.add(
+            (
+                "wide" if width > 1.25 * height else "tall" if height > 1.25 * width else "even",
+                "box" if filled == 1 else "round",
+            )
+        )
+        areas.append(region.mean())
+    assert {("wide", "box"), ("tall", "box"), ("even", "box"), ("even", "round")} <= forms
+    assert min(areas) < 0.2 and max(areas) > 0.4
+
+
+def test_square_regions_draw_the_views_the_shipped_clip_was_trained_on():
+    square, varied = train_clip.view_batch(0, 5, 32), train_clip.view_batch(0, 5, 32, "varied")
+    assert torch.equal(square[0], train_clip.view_batch(0, 5, 32, "square")[0])
+    assert not torch.equal(square[0], varied[0])
 
 
 def test_unet_batches_rendered_by_a_worker_give_the_same_weights(tmp_path):
