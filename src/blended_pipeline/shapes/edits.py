@@ -14,6 +14,7 @@ from blended_pipeline.shapes.world import (
     SHAPES,
     Scene,
     box_mask,
+    ellipse_mask,
     random_box,
     random_scene,
     render,
@@ -68,9 +69,8 @@ def hard_edit_case(rng: np.random.Generator, resolution: int, kind: str) -> Edit
     elif kind == "ellipse":
         width = rng.uniform(0.5, 0.6) * resolution
         height = width * rng.uniform(0.75, 1.0)
-        cx, cy = rng.uniform(width / 2, resolution - width / 2), rng.uniform(height / 2, resolution - height / 2)
-        ys, xs = np.mgrid[:resolution, :resolution] + 0.5
-        mask = ((xs - cx) / (width / 2)) ** 2 + ((ys - cy) / (height / 2)) ** 2 <= 1
+        center = rng.uniform(width / 2, resolution - width / 2), rng.uniform(height / 2, resolution - height / 2)
+        mask = ellipse_mask(center, width, height, resolution)
         rows, cols = np.nonzero(mask)
         box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
     elif kind == "replace":

@@ -37,6 +37,7 @@ from blended_pipeline.shapes.world import (
     Scene,
     background_phrase,
     box_mask,
+    ellipse_mask,
     random_box,
     random_scene,
     render,
@@ -150,7 +151,7 @@ def varied_region(rng: np.random.Generator, inside: np.ndarray | None = None, tr
             width, height = height, width
         cx, cy = rng.uniform(width / 2, RESOLUTION - width / 2), rng.uniform(height / 2, RESOLUTION - height / 2)
         if form == "ellipse":
-            region = ((xs - cx) / (width / 2)) ** 2 + ((ys - cy) / (height / 2)) ** 2 <= 1
+            region = ellipse_mask((cx, cy), width, height, RESOLUTION)
         else:
             region = (np.abs(xs - cx) <= width / 2) & (np.abs(ys - cy) <= height / 2)
         if inside is None or not (inside & ~region).any():

@@ -71,6 +71,12 @@ def shape_mask(kind: str, center: tuple[float, float], size: float, resolution: 
     raise ValueError(f"unknown shape {kind!r}; expected one of {SHAPES}")
 
 
+def ellipse_mask(center: tuple[float, float], width: float, height: float, resolution: int) -> np.ndarray:
+    """Boolean (resolution, resolution) ellipse with these axes, sampled at pixel centres: round masks and regions."""
+    ys, xs = np.mgrid[:resolution, :resolution] + 0.5
+    return ((xs - center[0]) / (width / 2)) ** 2 + ((ys - center[1]) / (height / 2)) ** 2 <= 1
+
+
 def render(scene: Scene, resolution: int) -> np.ndarray:
     """The scene as a (resolution, resolution, 3) uint8 image."""
     image = np.empty((resolution, resolution, 3), dtype=np.uint8)
