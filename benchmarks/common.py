@@ -42,10 +42,20 @@ def upscale(array: np.ndarray, factor: int) -> np.ndarray:
 def provenance(script: str) -> dict:
     """Machine, date and the exact command, recorded beside every published figure."""
     return {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
         "date": date.today().isoformat(),
         "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
     }
+
+
+def cpu_name() -> str:
+    """The processor's model name where Linux tells it, else the architecture: two CPUs of one architecture can
+    round differently, and a benchmark's edits then differ too, so each figure says which it ran on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    if not names:
+        return platform.machine()
+    return f"{names[0]}{' with bf16 arithmetic' if 'avx512_bf16' in cpuinfo else ''}, {platform.machine()}"
 
 
 def write_results(prefix: Path, results: dict, markdown: str) -> None:

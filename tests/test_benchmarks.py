@@ -278,6 +278,19 @@ def test_kept_results_can_be_ranked_again(tmp_path):
         text=True,
     )
     assert refused.returncode == 2 and f"--best: expected 1 to {samples}" in refused.stderr
+    _, shipped = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0.2")
+    _, views = run_benchmark(tmp_path, "rerank_views.py", str(kept), "--search")
+    assert list(views["rows"]) == ["small", "standard", "all hard"]
+    assert len(views["rankings"]) == len(views["rows"]["small"]["top1"]) > 1
+    searched = next(name for name in views["rankings"] if name.startswith("searched"))
+    best = views["rows"]["all hard"]["top1"]
+    assert best[searched] >= best["masked + whole (shipped)"]  # the shipped weights are in the grid searched
+    for kind in ("small", "standard"):
+        row = views["rows"][kind]
+        assert row["batch_precision"] == pytest.approx(hard["rows"][kind]["batch_precision"])
+        assert row["any"] == float(arrays[f"{kind}/verdicts"].any())
+        assert all(top1 <= row["any"] for top1 in row["top1"].values())  # no ranking beats the best result
+        assert row["top1"]["masked + whole (shipped)"] == shipped["rows"][kind]["top1_by_weight"]["0.2"]
 
 
 def test_hard_edits_runs_only_the_kinds_asked(tmp_path):
