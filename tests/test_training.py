@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import CLIPModel
 
 from blended_pipeline.shapes import train_clip, train_unet
 from blended_pipeline.shapes.export import (
@@ -14,7 +15,7 @@ from blended_pipeline.shapes.export import (
     export,
 )
 from blended_pipeline.shapes.train_unet import RESOLUTION
-from blended_pipeline.shapes.world import random_scene, shape_mask
+from blended_pipeline.shapes.world import Scene, Shape, box_mask, random_scene, shape_mask
 
 
 @pytest.mark.parametrize("module", [train_unet, train_clip])
@@ -58,6 +59,32 @@ def test_square_regions_draw_the_views_the_shipped_clip_was_trained_on():
     square, varied = train_clip.view_batch(0, 5, 32), train_clip.view_batch(0, 5, 32, "varied")
     assert torch.equal(square[0], train_clip.view_batch(0, 5, 32, "square")[0])
     assert not torch.equal(square[0], varied[0])
+
+
+def test_visible_captions_name_every_shape_showing_in_the_region():
+    lower = Shape("circle", "red", (10.0, 10.0), 12.0)
+    upper = Shape("square", "blue", (20.0, 20.0), 12.0)
+    scene = Scene(("white",), float(RESOLUTION), (lower, upper))
+    around_upper = box_mask((13, 13, 27, 27), RESOLUTION)  # takes in the circle's lower right edge
+    assert train_clip.objects_in(scene, around_upper) == "a red circle and a blue square"
+    assert train_clip.objects_in(scene, box_mask((18, 18, 27, 27), RESOLUTION)) == "a blue square"
+    hidden = Scene(("white",), float(RESOLUTION), (Shape("circle", "red", (20.0, 20.0), 6.0), upper))
+    assert train_clip.objects_in(hidden, around_upper) == "a blue square"  # the circle lies under the square
+    last, visible = train_clip.view_batch(0, 5, 128, "varied"), train_clip.view_batch(0, 5, 128, "varied", "visible")
+    assert torch.equal(last[0], visible[0])  # the same views, only captions differ
+    changed = [(a, b) for a, b in zip(last[1], visible[1], strict=True) if a != b]
+    assert changed and all(b.endswith(a) and " and " in b for a, b in changed)
+
+
+def test_a_new_clip_run_can_start_from_a_models_weights(tmp_path):
+    train_clip.train(tmp_path / "first", steps=1, batch_size=4, seed=0, lr=1e-3, save_every=1)
+    first = CLIPModel.from_pretrained(tmp_path / "first" / "clip_model")
+    train_clip.train(
+        tmp_path / "tuned", steps=1, batch_size=4, seed=1, lr=0.0, save_every=1, init=tmp_path / "first" / "clip_model"
+    )
+    tuned = CLIPModel.from_pretrained(tmp_path / "tuned" / "clip_model")
+    for name, value in first.state_dict().items():  # a learning rate of 0 leaves the starting weights
+        assert torch.equal(value, tuned.state_dict()[name]), name
 
 
 def test_unet_batches_rendered_by_a_worker_give_the_same_weights(tmp_path):

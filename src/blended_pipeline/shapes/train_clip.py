@@ -35,6 +35,7 @@ from blended_pipeline.shapes.world import (
     SHAPE_PROMPTS,
     VOCABULARY,
     Scene,
+    Shape,
     background_phrase,
     box_mask,
     ellipse_mask,
@@ -90,7 +91,16 @@ first 7,000 steps); "varied", also small squares (35%), boxes up to 1.7 times as
 and ellipses, the regions users mask and the hard edits ask for, which square boxes alone left CLIP unused to."""
 
 
-def training_view(rng: np.random.Generator, regions: str = "square") -> tuple[np.ndarray, np.ndarray, str]:
+CAPTION_KINDS: tuple[str, ...] = ("last", "visible")
+"""What a shape-box view's caption names: "last", the shape the region was drawn around (the shipped model's first
+9,500 steps), although another shape may show in the region too, which taught CLIP to overlook such fragments;
+"visible", every shape with a pixel in the region, so that a fragment of another colour counts against a caption
+naming one shape, as it counts against an edit."""
+
+
+def training_view(
+    rng: np.random.Generator, regions: str = "square", captions: str = "last"
+) -> tuple[np.ndarray, np.ndarray, str]:
     """(image uint8 HxWx3, keep-mask bool HxW, caption): one view of the kinds guidance and ranking show."""
     kind = rng.choice(["scene", "shape_box", "background_box", "object_removed"], p=[0.3, 0.4, 0.15, 0.15])
     if kind == "scene":
@@ -103,17 +113,10 @@ def training_view(rng: np.random.Generator, regions: str = "square") -> tuple[np
         shape = scene.shapes[-1]
         if regions == "varied":
             region = varied_region(rng, shape_mask(shape.kind, shape.center, shape.size, RESOLUTION))
-            return render(scene, RESOLUTION), region, f"a {shape.colour} {shape.kind}"
-        side = int(round(rng.uniform(0.45, 0.65) * RESOLUTION))
-        side = max(side, int(np.ceil(shape.size)) + 1)
-        low = np.clip(np.array(shape.center) + shape.size / 2 - side, 0, RESOLUTION - side)
-        high = np.clip(np.array(shape.center) - shape.size / 2, 0, RESOLUTION - side)
-        left, top = (int(rng.integers(int(lo), int(max(lo, hi)) + 1)) for lo, hi in zip(low, high, strict=True))
-        return (
-            render(scene, RESOLUTION),
-            box_mask((left, top, left + side, top + side), RESOLUTION),
-            (f"a {shape.colour} {shape.kind}"),
-        )
+        else:
+            region = square_region_around(rng, shape)
+        caption = objects_in(scene, region) if captions == "visible" else f"a {shape.colour} {shape.kind}"
+        return render(scene, RESOLUTION), region, caption
     scene = random_scene(rng, RESOLUTION, num_shapes=1, two_bands=False)
     shape = scene.shapes[0]
     covered = shape_mask(shape.kind, shape.center, shape.size, RESOLUTION)
@@ -130,6 +133,28 @@ def training_view(rng: np.random.Generator, regions: str = "square") -> tuple[np
     margin = int(rng.integers(0, 4))
     grown[max(0, ys.min() - margin) : ys.max() + margin + 1, max(0, xs.min() - margin) : xs.max() + margin + 1] = True
     return render(scene, RESOLUTION), ~grown, background_phrase(scene.background)
+
+
+def square_region_around(rng: np.random.Generator, shape: Shape) -> np.ndarray:
+    """A square of 45-65% of the side (at least the shape's size) that holds the shape."""
+    side = int(round(rng.uniform(0.45, 0.65) * RESOLUTION))
+    side = max(side, int(np.ceil(shape.size)) + 1)
+    low = np.clip(np.array(shape.center) + shape.size / 2 - side, 0, RESOLUTION - side)
+    high = np.clip(np.array(shape.center) - shape.size / 2, 0, RESOLUTION - side)
+    left, top = (int(rng.integers(int(lo), int(max(lo, hi)) + 1)) for lo, hi in zip(low, high, strict=True))
+    return box_mask((left, top, left + side, top + side), RESOLUTION)
+
+
+def objects_in(scene: Scene, region: np.ndarray) -> str:
+    """ "a {colour} {shape}" for each shape with a pixel in ``region`` where it is drawn (not under a later one),
+    joined by "and" in the scene's order, as scene captions list objects."""
+    covered, seen = np.zeros_like(region), []
+    for shape in reversed(scene.shapes):
+        pixels = shape_mask(shape.kind, shape.center, shape.size, RESOLUTION) & ~covered
+        if (pixels & region).any():
+            seen.append(f"a {shape.colour} {shape.kind}")
+        covered |= pixels
+    return " and ".join(reversed(seen))
 
 
 def varied_region(rng: np.random.Generator, inside: np.ndarray | None = None, tries: int = 50) -> np.ndarray:
@@ -160,10 +185,12 @@ def varied_region(rng: np.random.Generator, inside: np.ndarray | None = None, tr
     return region | box_mask((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1), RESOLUTION)
 
 
-def view_batch(seed: int, step: int, batch_size: int, regions: str = "square") -> tuple[torch.Tensor, list[str]]:
+def view_batch(
+    seed: int, step: int, batch_size: int, regions: str = "square", captions: str = "last"
+) -> tuple[torch.Tensor, list[str]]:
     """Views in [-1, 1] with the masked-out part grey (0), half of them projectively warped."""
     rng = np.random.default_rng([seed, step])
-    views = [training_view(rng, regions) for _ in range(batch_size)]
+    views = [training_view(rng, regions, captions) for _ in range(batch_size)]
     images = to_model_range(np.stack([v[0] for v in views]))
     keep = torch.from_numpy(np.stack([v[1] for v in views]))[:, None].float()
     images = images * keep
@@ -208,25 +235,37 @@ def zero_shot_accuracy(
 
 
 def train(
-    out: Path, steps: int, batch_size: int, seed: int, lr: float, save_every: int, regions: str = "square"
+    out: Path,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    lr: float,
+    save_every: int,
+    regions: str = "square",
+    captions: str = "last",
+    init: Path | None = None,
 ) -> None:
+    """A run in ``out``, resumed if it holds a state; a new one starts from ``init``'s weights (a ``clip_model``
+    directory) when given, with a new optimiser, to fine-tune a model whose training state is not at hand."""
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tokenizer, feature_extractor = build_tokenizer(VOCABULARY), build_feature_extractor()
     model = build_clip(tokenizer)
+    if init is not None:
+        model.load_state_dict(CLIPModel.from_pretrained(init).state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     state_path = out / "state.pt"
     start = resume(state_path, model=model, optimizer=optimizer)
     log = ProgressLog(start)
     for step in range(start, steps):
-        images, captions = view_batch(seed, step, batch_size, regions)
-        tokens = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+        images, texts = view_batch(seed, step, batch_size, regions, captions)
+        tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
         output = model(
             input_ids=tokens.input_ids,
             attention_mask=tokens.attention_mask,
             pixel_values=clip_pixel_values(images, feature_extractor),
         )
-        loss = contrastive_loss(output.logits_per_image, captions)
+        loss = contrastive_loss(output.logits_per_image, texts)
         apply_gradients(model, optimizer, loss, learning_rate(step, steps, lr, warmup=200))
         with torch.no_grad():
             model.logit_scale.clamp_(0, np.log(100))
@@ -246,8 +285,20 @@ def train(
 def main() -> None:
     parser = training_parser(__doc__.splitlines()[0], steps=3000, batch_size=128, save_every=250)
     parser.add_argument("--regions", choices=REGION_KINDS, default="square", help="how box views' regions are drawn")
+    parser.add_argument("--captions", choices=CAPTION_KINDS, default="last", help="what shape-box captions name")
+    parser.add_argument("--init", type=Path, help="a clip_model directory whose weights a new run starts from")
     args = parse_training_arguments(parser)
-    train(args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every, args.regions)
+    train(
+        args.out,
+        args.steps,
+        args.batch_size,
+        args.seed,
+        args.lr,
+        args.save_every,
+        args.regions,
+        args.captions,
+        args.init,
+    )
 
 
 if __name__ == "__main__":
