@@ -12,7 +12,8 @@ masked region (8, seeded), which guidance optimised rather than the plain view; 
 finds the result's region and the input's (a result that continues what was there is not the edit asked for).
 ``--search`` adds the weights of a grid that do best on the given results: chosen on one set, they are to be
 checked on another. "any" is the share of edits with at least one accepted result: no ranking of these results
-can do better. Batch precision does not change.
+can do better. Batch precision does not change. (``rerank_kept.py`` varies the edge weight of the pipeline's own
+ranking, and what a user shown the best K would see.)
 """
 
 from __future__ import annotations
