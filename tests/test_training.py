@@ -59,6 +59,16 @@ def test_square_regions_draw_the_views_the_shipped_clip_was_trained_on():
     square, varied = train_clip.view_batch(0, 5, 32), train_clip.view_batch(0, 5, 32, "varied")
     assert torch.equal(square[0], train_clip.view_batch(0, 5, 32, "square")[0])
     assert not torch.equal(square[0], varied[0])
+    # Pinned from the code that trained the first 7,000 steps (commit bfbf1db): a refactor must draw the same views.
+    assert float(square[0].double().abs().sum()) == pytest.approx(30379.0186, rel=1e-5)
+    assert square[1][:6] == [
+        "a white circle",
+        "a green background",
+        "a yellow triangle on a white background",
+        "a orange background",
+        "a blue square",
+        "a blue background",
+    ]
 
 
 def test_visible_captions_name_every_shape_showing_in_the_region():
