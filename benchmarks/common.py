@@ -8,9 +8,11 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -64,6 +66,37 @@ def write_results(prefix: Path, results: dict, markdown: str) -> None:
     Path(f"{prefix}.json").write_text(json.dumps(results, indent=2))
     Path(f"{prefix}.md").write_text(markdown)
     print(markdown)
+
+
+def load_kept(paths: Sequence[Path]) -> dict[str, np.ndarray]:
+    """The arrays of one or more ``hard_edits.py --keep-results`` files, merged; each array is named
+    ``KIND/FIELD``."""
+    kept: dict[str, np.ndarray] = {}
+    for path in paths:
+        with np.load(path) as arrays:
+            kept.update({name: arrays[name] for name in arrays.files})
+    return kept
+
+
+def kinds_in(kept: dict[str, np.ndarray]) -> list[str]:
+    """The kinds of edit in kept arrays, in the order they were written."""
+    return list(dict.fromkeys(name.split("/")[0] for name in kept))
+
+
+def with_all_hard(rows: dict[str, dict], summed: Sequence[str] = ("edits",)) -> dict[str, dict]:
+    """``rows`` (one per kind) and, where any kind is hard (not "standard"), an "all hard" row: the figures under
+    ``summed`` added up (counts), every other one averaged over the hard kinds, which have equal edit counts;
+    nested dicts key by key."""
+    hard = [row for kind, row in rows.items() if kind != "standard"]
+    if not hard:
+        return rows
+    return {**rows, "all hard": {key: _combined([row[key] for row in hard], key in summed) for key in hard[0]}}
+
+
+def _combined(values: list, add: bool) -> Any:
+    if isinstance(values[0], dict):
+        return {key: _combined([value[key] for value in values], add) for key in values[0]}
+    return (np.sum(values) if add else np.mean(values)).item()
 
 
 @dataclass

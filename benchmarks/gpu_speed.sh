@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The speed figures that need a GPU, in one call of a few minutes (issues 18 and 13): where one guided step of the
-# paper's configuration spends its time, that configuration eager and compiled in fp32 and bf16 (the same run, so
-# before and after compare), and Stable Diffusion 2 base beside it. Run from the repository root on the GPU machine:
+# paper's configuration spends its time, that configuration eager (the UNet in NCHW, then channels-last) and compiled
+# in fp32 and bf16 (the same run, so before and after compare), and Stable Diffusion 2 base beside it. Run from the
+# repository root on the GPU machine:
 #
 #     bash benchmarks/gpu_speed.sh "$OUT"
 #
@@ -15,5 +16,5 @@ python3 -c "import diffusers, lpips" 2>/dev/null || python3 -m pip install --no-
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 python3 benchmarks/profile_step.py --model paper --device cuda --out "$out/profile_step-paper"
-python3 benchmarks/paper_config.py --device cuda --precisions no,bf16 --compile --out "$out/paper_config"
+python3 benchmarks/paper_config.py --device cuda --precisions no,bf16 --channels-last --compile --out "$out/paper_config"
 python3 benchmarks/sd2_config.py --device cuda --out "$out/sd2_config"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import load_for_edits, provenance, write_results
+from common import load_for_edits, provenance, with_all_hard, write_results
 from latent_vs_pixel import judged_edit, summary
 from metrics import FAILURE_KINDS
 
@@ -201,15 +201,7 @@ def main() -> None:
         row = summary(per_edit)
         rows[kind] = {**row, "seconds_per_edit": row["seconds_per_image"] * settings["num_images_per_prompt"]}
         print(kind, rows[kind], flush=True)
-    hard = [rows[kind] for kind in rows if kind != "standard"]
-    if hard:
-        rows["all hard"] = {
-            key: float(np.mean([row[key] for row in hard]))
-            for key in ("top1_success", "batch_precision", "seconds_per_edit", "background_exact")
-        }
-        rows["all hard"]["refused_results"] = {
-            kind: sum(row["refused_results"][kind] for row in hard) for kind in FAILURE_KINDS
-        }
+    rows = with_all_hard(rows, summed=("edits", "refused_results"))
     results = {
         **provenance("hard_edits.py"),
         "set": args.edit_set,

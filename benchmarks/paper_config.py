@@ -6,6 +6,7 @@ trained ones do. The paper's figure: about 27 s per image on an A10, 23 s in bat
 
     python benchmarks/paper_config.py --device cuda --out docs/figures/paper_config     # on a GPU
     python benchmarks/paper_config.py --device cuda --compile --out docs/figures/paper_config-compiled  # and compiled
+    python benchmarks/paper_config.py --device cuda --channels-last --out /tmp/paper_config-nhwc        # UNet in NHWC
     python benchmarks/paper_config.py --steps 1 --out /tmp/paper_config                  # on a CPU, cut short
     python benchmarks/paper_config.py --smoke --out /tmp/smoke                           # tiny models, seconds
 """
@@ -95,6 +96,7 @@ def time_one(
     device: torch.device,
     compiled: bool = False,
 ) -> dict:
+    layout = "channels-last" if pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last) else "NCHW"
     size = pipe.unet.config.sample_size
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     mask = np.zeros((size, size), bool)
@@ -116,6 +118,7 @@ def time_one(
     return {
         "precision": precision,
         "compiled": compiled,
+        "unet_layout": layout,
         "denoising_steps": run_steps,
         "samples": samples,
         "augmentations": augmentations,
@@ -134,6 +137,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--augmentations", type=int, default=8)
     parser.add_argument("--precisions", default="no,bf16", help="comma-separated: no (fp32), bf16, fp16")
+    parser.add_argument(
+        "--channels-last", action="store_true", help="then time each precision again with the UNet channels-last"
+    )
     parser.add_argument("--compile", action="store_true", help="then time each precision again with pipe.compile()")
     parser.add_argument("--smoke", action="store_true", help="tiny models and 2 steps: checks the code")
     args = parser.parse_args()
@@ -146,6 +152,11 @@ def main() -> None:
     for precision in precisions:  # warm-up: kernel selection and allocator growth are not part of an edit's cost
         time_one(pipe, precision, 2, 1, args.augmentations, device)
     runs = [time_one(pipe, p, args.steps, args.samples, args.augmentations, device) for p in precisions]
+    if args.channels_last:  # the convolutions in NHWC, as cuDNN's tensor-core kernels and oneDNN prefer
+        pipe.unet.to(memory_format=torch.channels_last)
+        for precision in precisions:
+            time_one(pipe, precision, 2, 1, args.augmentations, device)
+        runs += [time_one(pipe, p, args.steps, args.samples, args.augmentations, device) for p in precisions]
     if args.compile:  # the same configurations, compiled; compiling happens in the warm-up, outside the timing
         pipe.compile()
         for precision in precisions:
@@ -164,12 +175,13 @@ def main() -> None:
     lines = [
         f"Device: {name}; date: {results['date']}; UNet parameters: {results['unet_parameters']:,}",
         "",
-        "| precision | compiled | steps run | samples | views | s per image | s per image at 75 steps | peak MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| precision | UNet layout | compiled | steps run | samples | views | s per image | s per image at 75 steps "
+        "| peak MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {r['precision']} | {'yes' if r['compiled'] else 'no'} | {r['denoising_steps']} | {r['samples']} | "
-        f"{r['augmentations']} | "
+        f"| {r['precision']} | {r['unet_layout']} | {'yes' if r['compiled'] else 'no'} | {r['denoising_steps']} | "
+        f"{r['samples']} | {r['augmentations']} | "
         f"{r['seconds_per_image']:.2f} | {r['seconds_per_image_at_75_steps']:.1f} | {r['peak_memory_mb']:.0f} |"
         for r in runs
     ]

@@ -139,12 +139,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--channels-last", action="store_true", help="the UNet's weights in NHWC")
     args = parser.parse_args()
     device = torch.device(args.device)
     pipe = build(args.model).to(device)
+    if args.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
     seconds = profile(pipe, device, args.samples, args.views, args.repeats)
     whole = seconds["whole step"]
-    results = {**provenance("profile_step.py"), "model": args.model, "device": str(device), "seconds": seconds}
+    results = {
+        **provenance("profile_step.py"),
+        "model": args.model,
+        "device": str(device),
+        "unet_layout": "channels-last" if args.channels_last else "NCHW",
+        "seconds": seconds,
+    }
     header = f"{results['machine']}, {device}; {results['date']}; `{results['command']}`"
     lines = [header, "", "| phase | ms | share of a step |", "| --- | --- | --- |"]
     lines += [f"| {name} | {seconds[name] * 1000:.1f} | {seconds[name] / whole:.0%} |" for name in PHASES]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import provenance, write_results
+from common import kinds_in, load_kept, provenance, with_all_hard, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.ranking import rank
@@ -28,7 +28,7 @@ from blended_pipeline.shapes.training_utils import to_model_range
 
 
 def top1_by_weight(
-    pipe: BlendedDiffusionPipeline, kept: np.lib.npyio.NpzFile, kind: str, weights: list[float], best: int | None
+    pipe: BlendedDiffusionPipeline, kept: dict[str, np.ndarray], kind: str, weights: list[float], best: int | None
 ) -> dict:
     """For each weight, the share of the kind's edits whose first result, so ranked, the judge accepted (and with
     ``best``, the share of accepted results among each edit's ``best`` first)."""
@@ -65,25 +65,12 @@ def main() -> None:
     args = parser.parse_args()
     weights = [float(weight) for weight in args.weights.split(",")]
     pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
-    kept = np.load(args.kept)
-    kinds = list(dict.fromkeys(name.split("/")[0] for name in kept.files))
+    kept = load_kept([args.kept])
+    kinds = kinds_in(kept)
     made = kept[f"{kinds[0]}/verdicts"].shape[1]
     if args.best is not None and not 1 <= args.best <= made:
         parser.error(f"--best: expected 1 to {made} (the results each kept edit has), got {args.best}")
-    rows = {kind: top1_by_weight(pipe, kept, kind, weights, args.best) for kind in kinds}
-    hard = [rows[kind] for kind in kinds if kind != "standard"]
-    if hard:
-        rows["all hard"] = {
-            "edits": sum(row["edits"] for row in hard),
-            "batch_precision": float(np.mean([row["batch_precision"] for row in hard])),
-            "top1_by_weight": {
-                str(w): float(np.mean([row["top1_by_weight"][str(w)] for row in hard])) for w in weights
-            },
-        }
-        if args.best:
-            rows["all hard"]["best_precision_by_weight"] = {
-                str(w): float(np.mean([row["best_precision_by_weight"][str(w)] for row in hard])) for w in weights
-            }
+    rows = with_all_hard({kind: top1_by_weight(pipe, kept, kind, weights, args.best) for kind in kinds})
     results = {
         **provenance("rerank_kept.py"),
         "kept": str(args.kept),

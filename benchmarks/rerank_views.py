@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import provenance, write_results
+from common import kinds_in, load_kept, provenance, with_all_hard, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
@@ -122,32 +122,24 @@ def main() -> None:
     parser.add_argument("--search", action="store_true", help="also the best weights of a grid on these results")
     args = parser.parse_args()
     pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
-    kept: dict[str, np.ndarray] = {}
-    for path in args.kept:
-        with np.load(path) as arrays:
-            kept.update({name: arrays[name] for name in arrays.files})
-    kinds = list(dict.fromkeys(name.split("/")[0] for name in kept))
+    kept = load_kept(args.kept)
+    kinds = kinds_in(kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds}
     rankings = dict(RANKINGS)
     if args.search:
         found = search(scored)
         rankings["searched: " + ", ".join(f"{name} {weight:g}" for name, weight in found.items())] = found
-    rows = {
-        kind: {
-            "edits": len(edits),
-            "batch_precision": float(np.mean([verdicts.mean() for _, verdicts in edits])),
-            "any": float(np.mean([verdicts.any() for _, verdicts in edits])),
-            "top1": {name: top1(edits, weights) for name, weights in rankings.items()},
+    rows = with_all_hard(
+        {
+            kind: {
+                "edits": len(edits),
+                "batch_precision": float(np.mean([verdicts.mean() for _, verdicts in edits])),
+                "any": float(np.mean([verdicts.any() for _, verdicts in edits])),
+                "top1": {name: top1(edits, weights) for name, weights in rankings.items()},
+            }
+            for kind, edits in scored.items()
         }
-        for kind, edits in scored.items()
-    }
-    hard = [rows[kind] for kind in kinds if kind != "standard"]
-    if hard:
-        rows["all hard"] = {
-            "edits": sum(row["edits"] for row in hard),
-            **{key: float(np.mean([row[key] for row in hard])) for key in ("batch_precision", "any")},
-            "top1": {name: float(np.mean([row["top1"][name] for row in hard])) for name in rankings},
-        }
+    )
     results = {
         **provenance("rerank_views.py"),
         "kept": [str(path) for path in args.kept],

@@ -43,12 +43,20 @@ def test_shapes_targets_smoke(tmp_path):
 def test_paper_config_smoke(tmp_path):
     prefix = tmp_path / "paper"
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "paper_config.py"), "--smoke", "--out", str(prefix)],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "paper_config.py"),
+            "--smoke",
+            "--channels-last",
+            "--out",
+            str(prefix),
+        ],
         check=True,
         capture_output=True,
     )
     results = json.loads(Path(f"{prefix}.json").read_text())
-    assert results["smoke"] and [r["precision"] for r in results["runs"]] == ["no", "bf16"]
+    assert results["smoke"] and [r["precision"] for r in results["runs"]] == ["no", "bf16"] * 2
+    assert [r["unet_layout"] for r in results["runs"]] == ["NCHW"] * 2 + ["channels-last"] * 2
     assert all(r["seconds_per_image"] > 0 and r["peak_memory_mb"] > 0 for r in results["runs"])
 
 
@@ -132,6 +140,21 @@ def test_pareto_front_keeps_only_undominated_runs():
         {"seconds_per_image": 3.0, "top1_success": 0.7},  # as slow as the third, worse
     ]
     assert pareto_front(runs) == [0, 2, 3]
+
+
+def test_all_hard_row_adds_counts_and_averages_shares_over_the_hard_kinds_only():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import with_all_hard
+
+    rows = {
+        "small": {"edits": 2, "top1": 0.5, "refused": {"wrong shape": 3}, "by_weight": {"0.2": 1.0}},
+        "wide": {"edits": 2, "top1": 1.0, "refused": {"wrong shape": 1}, "by_weight": {"0.2": 0.5}},
+        "standard": {"edits": 2, "top1": 0.0, "refused": {"wrong shape": 9}, "by_weight": {"0.2": 0.0}},
+    }
+    combined = with_all_hard(rows, summed=("edits", "refused"))
+    assert list(combined) == ["small", "wide", "standard", "all hard"]
+    assert combined["all hard"] == {"edits": 4, "top1": 0.75, "refused": {"wrong shape": 4}, "by_weight": {"0.2": 0.75}}
+    assert list(with_all_hard({"standard": rows["standard"]})) == ["standard"]
 
 
 def test_examples_run(tmp_path):

@@ -51,6 +51,16 @@ def test_compiled_pipeline_gives_the_eager_results(pipe, image, mask):
     assert set(pipe.unet.state_dict()) == set(type(pipe.unet)(**pipe.unet.config).state_dict())  # keys unchanged
 
 
+def test_a_channels_last_unet_gives_the_same_results(pipe, image, mask):
+    """NHWC is a layout of the same weights: the edit is the same up to the kernels' rounding."""
+    expected = fast_call(pipe, image, mask)
+    pipe.unet.to(memory_format=torch.channels_last)
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    out = fast_call(pipe, image, mask)
+    np.testing.assert_allclose(out.images, expected.images, atol=1e-4)
+    assert out.scores == pytest.approx(expected.scores, abs=1e-5)
+
+
 def test_compile_without_a_compiler_warns_and_stays_eager(pipe, image, mask, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.warns(RuntimeWarning, match="C\\+\\+ compiler"):
