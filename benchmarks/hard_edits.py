@@ -13,7 +13,8 @@ The shipped shapes checkpoint at the CLI's defaults (``--setting NAME=VALUE`` ov
 VALUE read as JSON), judged by the shapes world's pixel judge: per kind of edit (``shapes.edits.HARD_KINDS``)
 and on the standard square-box edits, top-1 success, batch precision (the share of all results the judge
 accepts), seconds per edit and whether the background stayed exact. Settings are chosen on the tuning set
-(seed 7); the held-out set (seed 2025) is for the figures published once the choice is made.
+(seed 7); the held-out set (seed 2025) is for the figures published once the choice is made; a third set (seed 99)
+is more edits for a difference the first two leave within the noise.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.guidance import CLIPGuidance, TokenizedPrompts, clip_pixel_values, spherical_distance
 from blended_pipeline.shapes.edits import HARD_KINDS, edit_cases, hard_edit_cases
 
-SEEDS = {"tuning": 7, "heldout": 2025}
+SEEDS = {"tuning": 7, "heldout": 2025, "confirm": 99}
 
 
 def parse_setting(text: str) -> tuple[str, object]:
