@@ -68,6 +68,11 @@ def write_results(prefix: Path, results: dict, markdown: str) -> None:
     print(markdown)
 
 
+def unet_layout(unet: torch.nn.Module) -> str:
+    """How the UNet's convolution weights lie in memory: "channels-last" (NHWC) or "NCHW"."""
+    return "channels-last" if unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last) else "NCHW"
+
+
 def load_kept(paths: Sequence[Path]) -> dict[str, np.ndarray]:
     """The arrays of one or more ``hard_edits.py --keep-results`` files, merged; each array is named
     ``KIND/FIELD``."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import timed_edit
+from common import timed_edit, unet_layout
 from diffusers import DDPMScheduler
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
@@ -96,7 +96,6 @@ def time_one(
     device: torch.device,
     compiled: bool = False,
 ) -> dict:
-    layout = "channels-last" if pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last) else "NCHW"
     size = pipe.unet.config.sample_size
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     mask = np.zeros((size, size), bool)
@@ -118,7 +117,7 @@ def time_one(
     return {
         "precision": precision,
         "compiled": compiled,
-        "unet_layout": layout,
+        "unet_layout": unet_layout(pipe.unet),
         "denoising_steps": run_steps,
         "samples": samples,
         "augmentations": augmentations,
@@ -127,6 +126,20 @@ def time_one(
         "seconds_per_image_at_75_steps": seconds / samples * 75 / run_steps,
         "peak_memory_mb": edit.peak_memory_mb,
     }
+
+
+def warmed_runs(
+    pipe: BlendedDiffusionPipeline,
+    precisions: list[str],
+    args: argparse.Namespace,
+    device: torch.device,
+    compiled: bool = False,
+) -> list[dict]:
+    """Each precision timed after a short warm-up run of it: kernel selection, allocator growth and compiling are
+    not part of an edit's cost. Compiled code is warmed at the timed runs' batch size, eager code at one sample."""
+    for precision in precisions:
+        time_one(pipe, precision, 2, args.samples if compiled else 1, args.augmentations, device)
+    return [time_one(pipe, p, args.steps, args.samples, args.augmentations, device, compiled) for p in precisions]
 
 
 def main() -> None:
@@ -149,19 +162,13 @@ def main() -> None:
     pipe = build(args.smoke).to(device)
     pipe.set_progress_bar_config(disable=True)
     precisions = args.precisions.split(",")
-    for precision in precisions:  # warm-up: kernel selection and allocator growth are not part of an edit's cost
-        time_one(pipe, precision, 2, 1, args.augmentations, device)
-    runs = [time_one(pipe, p, args.steps, args.samples, args.augmentations, device) for p in precisions]
+    runs = warmed_runs(pipe, precisions, args, device)
     if args.channels_last:  # the convolutions in NHWC, as cuDNN's tensor-core kernels and oneDNN prefer
         pipe.unet.to(memory_format=torch.channels_last)
-        for precision in precisions:
-            time_one(pipe, precision, 2, 1, args.augmentations, device)
-        runs += [time_one(pipe, p, args.steps, args.samples, args.augmentations, device) for p in precisions]
-    if args.compile:  # the same configurations, compiled; compiling happens in the warm-up, outside the timing
+        runs += warmed_runs(pipe, precisions, args, device)
+    if args.compile:  # compiling happens in the warm-up, at the timed runs' shapes
         pipe.compile()
-        for precision in precisions:
-            time_one(pipe, precision, 2, args.samples, args.augmentations, device)
-        runs += [time_one(pipe, p, args.steps, args.samples, args.augmentations, device, True) for p in precisions]
+        runs += warmed_runs(pipe, precisions, args, device, compiled=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     results = {
         "device": name,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import provenance, write_results
+from common import provenance, unet_layout, write_results
 from paper_config import VIT_B_16
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
@@ -151,7 +151,7 @@ def main() -> None:
         **provenance("profile_step.py"),
         "model": args.model,
         "device": str(device),
-        "unet_layout": "channels-last" if args.channels_last else "NCHW",
+        "unet_layout": unet_layout(pipe.unet),
         "seconds": seconds,
     }
     header = f"{results['machine']}, {device}; {results['date']}; `{results['command']}`"
