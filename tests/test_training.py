@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffusers import UNet2DModel
 from transformers import CLIPModel
 
 from blended_pipeline.shapes import train_clip, train_unet
@@ -86,13 +87,16 @@ def test_visible_captions_name_every_shape_showing_in_the_region():
     assert changed and all(b.endswith(a) and " and " in b for a, b in changed)
 
 
-def test_a_new_clip_run_can_start_from_a_models_weights(tmp_path):
-    train_clip.train(tmp_path / "first", steps=1, batch_size=4, seed=0, lr=1e-3, save_every=1)
-    first = CLIPModel.from_pretrained(tmp_path / "first" / "clip_model")
-    train_clip.train(
-        tmp_path / "tuned", steps=1, batch_size=4, seed=1, lr=0.0, save_every=1, init=tmp_path / "first" / "clip_model"
+@pytest.mark.parametrize(
+    ("module", "exported", "model_class"), [(train_unet, "unet", UNet2DModel), (train_clip, "clip_model", CLIPModel)]
+)
+def test_a_new_run_can_start_from_a_models_weights(module, exported, model_class, tmp_path):
+    module.train(tmp_path / "first", steps=1, batch_size=4, seed=0, lr=1e-3, save_every=1)
+    first = model_class.from_pretrained(tmp_path / "first" / exported)
+    module.train(
+        tmp_path / "tuned", steps=1, batch_size=4, seed=1, lr=0.0, save_every=1, init=tmp_path / "first" / exported
     )
-    tuned = CLIPModel.from_pretrained(tmp_path / "tuned" / "clip_model")
+    tuned = model_class.from_pretrained(tmp_path / "tuned" / exported)
     for name, value in first.state_dict().items():  # a learning rate of 0 leaves the starting weights
         assert torch.equal(value, tuned.state_dict()[name]), name
 

@@ -89,12 +89,18 @@ def train(
     device: str = "cpu",
     workers: int = 0,
     time_limit_minutes: float | None = None,
+    init: Path | None = None,
 ) -> None:
-    """Train to ``steps``, or save and stop once ``time_limit_minutes`` have passed (resume later)."""
+    """Train to ``steps``, or save and stop once ``time_limit_minutes`` have passed (resume later). A new run
+    starts from ``init``'s weights (a ``unet`` directory) when given, with a new optimiser and its average
+    starting there: a fine-tune of a model whose training state is not at hand."""
     out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + 60 * time_limit_minutes if time_limit_minutes else float("inf")
     torch.manual_seed(seed)
-    unet, scheduler = build_unet().to(device), build_scheduler()
+    unet, scheduler = build_unet(), build_scheduler()
+    if init is not None:
+        unet.load_state_dict(UNet2DModel.from_pretrained(init).state_dict())
+    unet = unet.to(device)
     ema = ExponentialMovingAverage(unet, decay=0.999)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     state_path = out / "state.pt"
@@ -124,6 +130,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where the model trains, e.g. cuda; the data stays the same")
     parser.add_argument("--workers", type=int, default=0, help="processes rendering batches ahead (0: inline)")
     parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES", help="save and stop after this")
+    parser.add_argument("--init", type=Path, help="a unet directory whose weights a new run starts from")
     args = parse_training_arguments(parser)
     train(
         args.out,
@@ -135,6 +142,7 @@ def main() -> None:
         args.device,
         args.workers,
         args.time_limit,
+        args.init,
     )
 
 
