@@ -13,6 +13,7 @@ from blended_pipeline.shapes.export import (
     SHAPES_RANK_BORDER_WEIGHT,
     SHAPES_SCRIBBLE_STRENGTH,
     SHAPES_STRENGTH,
+    current_umask,
     export,
 )
 from blended_pipeline.shapes.train_unet import RESOLUTION
@@ -124,6 +125,7 @@ def test_export_rebuilds_the_models_from_states_alone(tmp_path):
     train_unet.train(tmp_path / "unet", steps=1, batch_size=2, seed=0, lr=1e-3, save_every=1)
     train_clip.train(tmp_path / "clip", steps=1, batch_size=4, seed=0, lr=1e-3, save_every=1)
     export(tmp_path / "unet", tmp_path / "clip", tmp_path / "from_models")
+    assert (tmp_path / "from_models").stat().st_mode & 0o777 == 0o777 & ~current_umask()  # not mkdtemp's 0o700
     shutil.rmtree(tmp_path / "unet" / "unet")
     shutil.rmtree(tmp_path / "clip" / "clip_model")
     export(tmp_path / "unet", tmp_path / "clip", tmp_path / "from_states")

@@ -7,6 +7,7 @@ python -m blended_pipeline.shapes.export --latent runs/latent-unet --out src/ble
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -95,10 +96,17 @@ def export_latent(run: Path, out: Path) -> None:
 def save(pipe: DiffusionPipeline, out: Path) -> None:
     """Write to a staging directory beside ``out``, then swap it in: a failed export leaves the old one."""
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a checkpoint is for anyone to read
     pipe.save_pretrained(staging, safe_serialization=True)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def main() -> None:
