@@ -8,12 +8,12 @@ import torch
 from diffusers import UNet2DModel
 from transformers import CLIPModel
 
+from blended_pipeline.cli import current_umask
 from blended_pipeline.shapes import train_clip, train_unet
 from blended_pipeline.shapes.export import (
     SHAPES_RANK_BORDER_WEIGHT,
     SHAPES_SCRIBBLE_STRENGTH,
     SHAPES_STRENGTH,
-    current_umask,
     export,
 )
 from blended_pipeline.shapes.train_unet import RESOLUTION

@@ -7,7 +7,6 @@ python -m blended_pipeline.shapes.export --latent runs/latent-unet --out src/ble
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DCon
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline.cli import current_umask
 from blended_pipeline.pipeline import BlendedDiffusionPipeline
 from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
 from blended_pipeline.shapes.train_clip import build_clip
@@ -101,12 +101,6 @@ def save(pipe: DiffusionPipeline, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def main() -> None:
