@@ -246,6 +246,7 @@ def test_model_index_picks_the_latent_pipeline(files, tiny_latent_model, image, 
         ("pixel", ["--reconstruction", "decoder"], "--reconstruction applies to latent models only"),
         ("latent", ["--fast"], "--fast applies to pixel models only"),
         ("latent", ["--guidance-every", "2"], "--guidance-every applies to pixel models only"),
+        ("latent", ["--restart-at", "0.3"], "--restart-at applies to pixel models only"),
     ],
 )
 def test_options_of_the_other_kind_of_model_are_refused(
@@ -295,17 +296,24 @@ def test_guidance_options_are_checked_before_loading(capsys):
     assert "--guidance-every must be an integer >= 1" in capsys.readouterr().err
 
 
-def test_rank_border_weight_defaults_to_the_checkpoints_and_is_checked(capsys):
+@pytest.mark.parametrize(
+    "option, name, given, bad, message",
+    [
+        ("--rank-border-weight", "rank_border_weight", 0.7, "-1", "--rank-border-weight must be >= 0"),
+        ("--restart-at", "restart_at", 0.0, "1", "--restart-at must be in [0, 1)"),
+    ],
+)
+def test_checkpoint_defaults_apply_where_not_given_and_are_checked(capsys, option, name, given, bad, message):
     from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 
     pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
     parser = cli.build_parser()
     default = cli.pipeline_settings(parser.parse_args(["--demo", "--out", "x"]), pipe)
-    assert default["rank_border_weight"] == pipe.config.default_rank_border_weight
-    given = parser.parse_args(["--demo", "--out", "x", "--rank-border-weight", "0.7"])
-    assert cli.pipeline_settings(given, pipe)["rank_border_weight"] == 0.7
-    assert cli.main(["--demo", "--out", "x", "--rank-border-weight", "-1"]) == 2
-    assert "--rank-border-weight must be >= 0" in capsys.readouterr().err
+    assert default[name] == pipe.config[f"default_{name}"] != given
+    chosen = parser.parse_args(["--demo", "--out", "x", option, str(given)])
+    assert cli.pipeline_settings(chosen, pipe)[name] == given
+    assert cli.main(["--demo", "--out", "x", option, bad]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_demo_record_shows_the_checkpoints_steps_and_the_fast_preset(tmp_path):

@@ -12,6 +12,7 @@ from blended_pipeline.cli import current_umask
 from blended_pipeline.shapes import train_clip, train_unet
 from blended_pipeline.shapes.export import (
     SHAPES_RANK_BORDER_WEIGHT,
+    SHAPES_RESTART_AT,
     SHAPES_SCRIBBLE_STRENGTH,
     SHAPES_STRENGTH,
     export,
@@ -139,6 +140,7 @@ def test_export_rebuilds_the_models_from_states_alone(tmp_path):
             SHAPES_SCRIBBLE_STRENGTH,
         )
         assert pipe.config.default_rank_border_weight == SHAPES_RANK_BORDER_WEIGHT
+        assert pipe.config.default_restart_at == SHAPES_RESTART_AT
 
 
 def test_the_shipped_checkpoint_carries_the_shapes_strengths():
@@ -147,3 +149,4 @@ def test_the_shipped_checkpoint_carries_the_shapes_strengths():
     config = BlendedDiffusionPipeline.load_config(SHAPES_CHECKPOINT)
     assert (config["default_strength"], config["scribble_strength"]) == (SHAPES_STRENGTH, SHAPES_SCRIBBLE_STRENGTH)
     assert config["default_rank_border_weight"] == SHAPES_RANK_BORDER_WEIGHT
+    assert config["default_restart_at"] == SHAPES_RESTART_AT

@@ -27,6 +27,7 @@ _HOMES = {
     "GuidanceLoss": "guidance",
     "ProgressiveDilationBlendCallback": "blending",
     "ProjectiveAugmentation": "augment",
+    "RestartFromBestCallback": "restart",
     "ShrinkingMaskBlendCallback": "blending",
     "guided_noise_prediction": "guidance",
 }

@@ -83,10 +83,3 @@ class ShrinkingMaskBlendCallback(BlendCallback):
         if radius == 0:
             return mask
         return F.max_pool2d(mask, kernel_size=2 * radius + 1, stride=1, padding=radius)
-
-
-def contains_blending(callback: Any) -> bool:
-    """Whether a callback (or any callback inside a ``MultiPipelineCallbacks``) blends."""
-    if isinstance(callback, BlendCallback):
-        return True
-    return any(contains_blending(c) for c in getattr(callback, "callbacks", ()))

@@ -65,6 +65,7 @@ PIXEL_ARGUMENTS = (
     "guidance_every",
     "guidance_end",
     "fast",
+    "restart_at",
     "clip_view",
     "background_loss_scale",
     "background_loss",
@@ -216,6 +217,13 @@ def add_edit_options(parser: argparse.ArgumentParser) -> None:
         "(its quality cost: docs/benchmarks.md)",
     )
     parser.add_argument(
+        "--restart-at",
+        dest="restart_at",
+        type=float,
+        help="pixel models: at this fraction of the run, the results restart from copies of the best so far (0: "
+        "never; default: the checkpoint's default_restart_at)",
+    )
+    parser.add_argument(
         "--clip-view",
         choices=CLIP_VIEWS,
         help="pixel models: what CLIP sees, the masked image or the square around the mask enlarged (default "
@@ -348,6 +356,7 @@ def pipeline_settings(args: argparse.Namespace, pipe: Any) -> dict:
             num_augmentations=_given(args.num_augmentations, DEFAULTS.num_augmentations),
             guidance_every=_given(args.guidance_every, DEFAULTS.guidance_every),
             guidance_end=_given(args.guidance_end, FAST_GUIDANCE_END if args.fast else DEFAULTS.guidance_end),
+            restart_at=_given(args.restart_at, pipe.config.get("default_restart_at", DEFAULTS.restart_at)),
             clip_view=_given(args.clip_view, DEFAULTS.clip_view),
             background_loss_scale=_given(args.background_loss_scale, DEFAULTS.background_loss_scale),
             background_loss=_given(args.background_loss, DEFAULTS.background_loss),

@@ -62,6 +62,7 @@ class Defaults:
     crop_margin: float = 0.25
     rank_by: RankBy = "both"
     rank_border_weight: float = 0.0  # the ranking by CLIP alone
+    restart_at: float = 0.0  # no restart from the best, as the paper
     eta: float = 0.0
     output_type: OutputType = "pil"
     scheduler: str = "ddpm"
@@ -190,6 +191,13 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
             raise ValueError(
                 f"{name('guidance_area_reference')} must be in (0, 1] (a fraction of the image's area) or None, "
                 f"got {settings['guidance_area_reference']}"
+            )
+    if "restart_at" in settings:
+        _check_number(name("restart_at"), settings["restart_at"])
+        if not 0 <= settings["restart_at"] < 1:
+            raise ValueError(
+                f"{name('restart_at')} must be in [0, 1) (the fraction of the run at which results restart from "
+                f"the best; 0: never), got {settings['restart_at']}"
             )
     if "guidance_end" in settings:
         _check_number(name("guidance_end"), settings["guidance_end"])

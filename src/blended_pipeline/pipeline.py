@@ -44,9 +44,11 @@ from blended_pipeline.pipeline_common import (
     BlendedPipelineOutput,
     Generators,
     StepEndCallback,
+    contains_callback,
 )
-from blended_pipeline.ranking import rank
+from blended_pipeline.ranking import Ranking
 from blended_pipeline.region import fill_from_surround
+from blended_pipeline.restart import RestartFromBestCallback
 
 LEARNED_VARIANCE = ("learned", "learned_range")
 DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
@@ -73,6 +75,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         scribble_strength: the strength for scribble-guided edits (lower: the strokes must survive the noise).
         default_rank_border_weight: the ``rank_border_weight`` of a call that names none (0: by CLIP alone; the
             right weight depends on the scale of the CLIP's scores, so it is the checkpoint's).
+        default_restart_at: the ``restart_at`` of a call that names none (0: no restart, the paper; when a result's
+            shape is settled depends on the model and its schedule, so it is the checkpoint's).
 
     Pluggable parts, plain attributes: ``guidance`` (a ``Guidance``; ``None``, the default, is CLIP from the
     components) and ``augmentation`` (the extending augmentations).
@@ -92,20 +96,27 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
         default_num_inference_steps: int = DEFAULT_STEPS,
         default_rank_border_weight: float = DEFAULTS.rank_border_weight,
+        default_restart_at: float = DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
         check_strength("default_strength", default_strength)
         check_strength("scribble_strength", scribble_strength)
         check_settings(
-            {"num_inference_steps": "default_num_inference_steps", "rank_border_weight": "default_rank_border_weight"},
+            {
+                "num_inference_steps": "default_num_inference_steps",
+                "rank_border_weight": "default_rank_border_weight",
+                "restart_at": "default_restart_at",
+            },
             num_inference_steps=default_num_inference_steps,
             rank_border_weight=default_rank_border_weight,
+            restart_at=default_restart_at,
         )
         self.register_to_config(
             default_strength=default_strength,
             scribble_strength=scribble_strength,
             default_num_inference_steps=default_num_inference_steps,
             default_rank_border_weight=default_rank_border_weight,
+            default_restart_at=default_restart_at,
         )
         self.register_modules(
             unet=unet,
@@ -118,6 +129,13 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         self.augmentation: Augmentation = ProjectiveAugmentation()
         self.default_mixed_precision: MixedPrecision = "no"
         self._lpips_loss: BackgroundPreservationLoss | None = None
+        self._ranking: Ranking | None = None
+
+    @property
+    def ranking(self) -> Ranking | None:
+        """The current (or last) call's ranking, ``(images, mask) -> (order, scores)``: for step-end callbacks
+        that rank the samples mid-run as the results will be ranked (``RestartFromBestCallback``)."""
+        return self._ranking
 
     @torch.no_grad()
     def __call__(
@@ -145,6 +163,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
         rank_border_weight: float | None = None,
+        restart_at: float | None = None,
         eta: float = DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
@@ -203,6 +222,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
                 edge (``ranking.edge_step``); 0 ranks by CLIP alone. Default: the checkpoint's
                 ``default_rank_border_weight``.
+            restart_at: at this fraction of the run, each edit's results below its best restart from copies of it
+                (``RestartFromBestCallback``; ranked as the results are), so that the rest of the run is spent on
+                what is going right; 0 = no restart (the paper). Default: the checkpoint's ``default_restart_at``.
             eta: DDIM's stochasticity (0 deterministic, 1 as much noise as DDPM); schedulers without it ignore it.
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
@@ -229,6 +251,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             num_inference_steps = self.config.default_num_inference_steps
         if rank_border_weight is None:
             rank_border_weight = self.config.default_rank_border_weight
+        if restart_at is None:
+            restart_at = self.config.default_restart_at
         callbacks = self._step_end_callbacks(blend, callback_on_step_end, callback_on_step_end_tensor_inputs)
         self.check_inputs(
             prompts=prompts,
@@ -252,17 +276,20 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             crop_margin=crop_margin,
             rank_by=rank_by,
             rank_border_weight=rank_border_weight,
+            restart_at=restart_at,
             eta=eta,
             mixed_precision=mixed_precision,
             output_type=output_type,
         )
+        if restart_at > 0 and not contains_callback(callback_on_step_end, RestartFromBestCallback):
+            callbacks.append((RestartFromBestCallback(restart_at), RestartFromBestCallback.tensor_inputs))
         sources, masks, regions = self._edit_regions(images, masks, mask_blur, crop_margin, output_type)
         precision = mixed_precision or self.default_mixed_precision
         device = self._execution_device
         self._interrupt = False
 
         # 1. Each edit's region (a crop around the mask of a larger image, at the UNet's resolution), one row per
-        #    result, and the loss that guides.
+        #    result, the loss that guides, and the ranking.
         model_image = torch.cat([r.image for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         guidance = self.guidance if self.guidance is not None else self._clip_guidance()
@@ -283,6 +310,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             source=model_image,
             generator=generator,
         )
+        self._ranking = Ranking(guidance, target, rank_by, num_images_per_prompt, rank_border_weight)
 
         # 2. The part of the schedule to run, and x_T: the input (its masked region filled from around it, if
         #    asked) noised to its first timestep.
@@ -293,7 +321,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         start = fill_from_surround(model_image, model_mask) if masked_start == "surround" else model_image
         latents = self.scheduler.add_noise(start, noise, timesteps[:1].repeat(shape[0]))
 
-        # 3. Denoise: a guided step, then the step-end callbacks (blending first).
+        # 3. Denoise: a guided step, then the step-end callbacks (blending first; a restart from the best last).
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)
         channels_stepped = None if self._scheduler_uses_learned_variance() else shape[1]
         alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
@@ -324,9 +352,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         # 4. Rank each edit's results by the guidance (on the masked region, the whole result, or both).
         results = latents.clamp(-1, 1)
         with self._autocast(precision, device):
-            order, scores = rank(
-                guidance, results, model_mask, target, rank_by, num_images_per_prompt, rank_border_weight
-            )
+            order, scores = self.ranking(results, model_mask)
         self.maybe_free_model_hooks()
 
         # 5. Back to each input's size; outside the mask, the input's exact pixels.

@@ -23,7 +23,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from blended_pipeline.blending import BlendCallback, contains_blending
+from blended_pipeline.blending import BlendCallback
 from blended_pipeline.image_io import ImageInput, load_image, load_mask, to_output
 from blended_pipeline.options import MixedPrecision, OutputType, check_image_size, steps_run
 from blended_pipeline.region import EditRegion, feather
@@ -191,9 +191,9 @@ class BlendedPipelineMixin:
         user's callback holds none of its own.
         """
         chain: list[tuple[StepEndCallback, list[str]]] = []
-        if blend and not contains_blending(callback):
+        if blend and not contains_callback(callback, BlendCallback):
             chain.append((blending or BlendCallback(), BlendCallback.tensor_inputs))
-        if not blend and contains_blending(callback):
+        if not blend and contains_callback(callback, BlendCallback):
             raise ValueError("blend=False but callback_on_step_end contains a BlendCallback; drop one of them")
         if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
             chain.append((callback, list(callback.tensor_inputs)))
@@ -236,6 +236,13 @@ class BlendedPipelineMixin:
         if output_type != "pil":
             return to_output(torch.cat(edited), output_type)
         return [picture for edit in edited for picture in to_output(edit, "pil")]
+
+
+def contains_callback(callback: Any, kind: type) -> bool:
+    """Whether a callback (or any callback inside a ``MultiPipelineCallbacks``) is a ``kind``."""
+    if isinstance(callback, kind):
+        return True
+    return any(contains_callback(c, kind) for c in getattr(callback, "callbacks", ()))
 
 
 def missing_compiler(device: torch.device) -> str | None:

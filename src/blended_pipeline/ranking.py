@@ -9,6 +9,7 @@ off by it, or one continued from outside) differs there from its surround.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,6 +48,22 @@ def rank(
     within = torch.argsort(groups, dim=1, descending=True, stable=True)
     order = (within + torch.arange(groups.shape[0], device=scores.device)[:, None] * groups.shape[1]).flatten()
     return order, scores[order]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One call's ranking, as ``rank`` with everything but the images and mask fixed: the pipeline ranks its results
+    with it, and callbacks rank the run's samples the same way mid-run (``pipeline.ranking``)."""
+
+    guidance: Guidance
+    target: Any
+    rank_by: RankBy
+    group_size: int
+    border_weight: float
+
+    def __call__(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rank``'s order (best first within each group) and scores."""
+        return rank(self.guidance, images, mask, self.target, self.rank_by, self.group_size, self.border_weight)
 
 
 def edge_step(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,56 @@
+"""Restarting from the best: a step-end callback that spends the rest of the run on the results going right.
+
+Whether a result will show the asked shape is mostly settled a third of the way into the run: ranked there, on its
+``x0_hat`` pasted into the input, the best result is the one the judge accepts at the end as often as the final
+ranking's first (docs/benchmarks.md, Hard edits). So at that step each edit's other results restart from copies
+of its best. Each copy draws its own noise from there on, so the copies part again into different results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.callbacks import PipelineCallback
+
+
+class RestartFromBestCallback(PipelineCallback):
+    """At the fraction ``at`` of the run, each edit's results below its best ``keep`` become copies of those.
+
+    The samples are ranked by the call's own ranking (``pipeline.ranking``) on ``x0_hat`` with the input outside
+    the mask. With ``keep`` > 1 the copies go round the kept results, best first.
+    """
+
+    tensor_inputs = ["latents", "pred_original_sample", "mask", "image"]
+
+    def __init__(self, at: float = 0.3, keep: int = 1) -> None:
+        if not 0 < at < 1:
+            raise ValueError(f"at must be in (0, 1) (a fraction of the run), got {at}")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be an integer >= 1, got {keep!r}")
+        super().__init__(cutoff_step_ratio=1.0)
+        self.at = at
+        self.keep = keep
+
+    def callback_fn(
+        self, pipeline: Any, step_index: int, timestep: int, callback_kwargs: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        if step_index != round(self.at * pipeline.num_timesteps):
+            return callback_kwargs
+        mask = callback_kwargs["mask"]
+        pasted = callback_kwargs["pred_original_sample"].clamp(-1, 1) * mask + callback_kwargs["image"] * (1 - mask)
+        order, _ = pipeline.ranking(pasted, mask)
+        callback_kwargs["latents"] = copies_of_best(
+            callback_kwargs["latents"], order, pipeline.ranking.group_size, self.keep
+        )
+        return callback_kwargs
+
+
+def copies_of_best(samples: torch.Tensor, order: torch.Tensor, group_size: int, keep: int) -> torch.Tensor:
+    """``samples`` with each group's rows below its best ``keep`` (``order``: best first within each group of
+    ``group_size``) replaced by copies of those, in turn."""
+    ranked = order.view(-1, group_size)
+    sources = ranked[:, torch.arange(group_size, device=order.device) % min(keep, group_size)]
+    restarted = samples.clone()
+    restarted[ranked.flatten()] = samples[sources.flatten()]
+    return restarted
