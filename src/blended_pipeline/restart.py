@@ -1,9 +1,10 @@
 """Restarting from the best: a step-end callback that spends the rest of the run on the results going right.
 
-Whether a result will show the asked shape is mostly settled a third of the way into the run: ranked there, on its
-``x0_hat`` pasted into the input, the best result is the one the judge accepts at the end as often as the final
-ranking's first (docs/benchmarks.md, Hard edits). So at that step each edit's other results restart from copies
-of its best. Each copy draws its own noise from there on, so the copies part again into different results.
+A result's shape is settled early in the run and its details late, and most refused results have the wrong shape
+while one of an edit's results usually has the right one. So partway in, each edit's samples are ranked on their
+``x0_hat`` pasted into the input, as the final results will be, and the others restart from copies of the best.
+Each copy draws its own noise from there on, so the copies part again into different results (less different
+than results that never met: docs/benchmarks.md, Hard edits, measures both).
 """
 
 from __future__ import annotations
