@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
+from transformers import CLIPModel
 
 from blended_pipeline import BlendedDiffusionPipeline
 from blended_pipeline.cli import build_parser, pipeline_settings
@@ -24,9 +25,11 @@ from blended_pipeline.cli import build_parser, pipeline_settings
 SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2, num_augmentations=2)  # checks code, not models
 
 
-def load_for_edits(model: str, smoke: bool) -> tuple[BlendedDiffusionPipeline, dict]:
-    """The pipeline (no progress bar) and the settings its edits run at: the CLI's, or tiny ones with ``smoke``."""
-    pipe = BlendedDiffusionPipeline.from_pretrained(model)
+def load_for_edits(model: str, smoke: bool, ranking_clip: Path | None = None) -> tuple[BlendedDiffusionPipeline, dict]:
+    """The pipeline (no progress bar), with ``ranking_clip`` (a ``CLIPModel`` directory) as its ranking CLIP if
+    given, and the settings its edits run at: the CLI's, or tiny ones with ``smoke``."""
+    parts = {"ranking_clip_model": CLIPModel.from_pretrained(ranking_clip)} if ranking_clip else {}
+    pipe = BlendedDiffusionPipeline.from_pretrained(model, **parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe, {**cli_defaults(pipe), **(SMOKE_SETTINGS if smoke else {})}
 
@@ -75,12 +78,13 @@ def unet_layout(unet: torch.nn.Module) -> str:
 
 def load_kept(paths: Sequence[Path]) -> dict[str, np.ndarray]:
     """The arrays of one or more ``hard_edits.py --keep-results`` files, merged; each array is named
-    ``KIND/FIELD``."""
-    kept: dict[str, np.ndarray] = {}
+    ``KIND/FIELD``. A kind in several files (several edit sets) holds the edits of all of them, in order."""
+    parts: dict[str, list[np.ndarray]] = {}
     for path in paths:
         with np.load(path) as arrays:
-            kept.update({name: arrays[name] for name in arrays.files})
-    return kept
+            for name in arrays.files:
+                parts.setdefault(name, []).append(arrays[name])
+    return {name: np.concatenate(arrays) for name, arrays in parts.items()}
 
 
 def kinds_in(kept: dict[str, np.ndarray]) -> list[str]:

@@ -9,6 +9,7 @@
     python benchmarks/hard_edits.py --keep-box --out /tmp/hard-k                          # views keep the mask box
     python benchmarks/hard_edits.py --restart 0.3,2 --out /tmp/hard-r2                    # restart from the best 2
     python benchmarks/hard_edits.py --setting restart_at=0 --out /tmp/hard-r0             # no restart (the paper)
+    python benchmarks/hard_edits.py --ranking-clip DIR --out /tmp/hard-rc                 # another CLIP ranks
     python benchmarks/hard_edits.py --smoke --out /tmp/hard                                # seconds; checks the script
 
 The shipped shapes checkpoint at the CLI's defaults (``--setting NAME=VALUE`` overrides a pipeline argument,
@@ -152,6 +153,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
+    parser.add_argument(
+        "--ranking-clip", type=Path, help="a CLIPModel directory that ranks in place of the checkpoint's CLIP"
+    )
     parser.add_argument("--set", choices=tuple(SEEDS), default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
@@ -194,7 +198,7 @@ def main() -> None:
         augmentation = views(**dict(args.augment)) if args.augment or args.keep_box else None
     except TypeError as error:
         parser.error(f"--augment: {error}")
-    pipe, settings = load_for_edits(args.model, args.smoke)
+    pipe, settings = load_for_edits(args.model, args.smoke, args.ranking_clip)
     settings.update(dict(args.setting))
     options = dict(settings)
     callbacks = [callback for callback in (args.dilation, args.restart) if callback is not None]
@@ -239,6 +243,7 @@ def main() -> None:
         "edits_per_kind": args.edits,
         "settings": {k: v for k, v in settings.items() if k != "mixed_precision"},
         "overrides": dict(args.setting),
+        "ranking_clip": str(args.ranking_clip) if args.ranking_clip else None,
         "dilation": [args.dilation.max_dilation, args.dilation.shrink_until] if args.dilation else None,
         "augmentation": dict(args.augment),
         "repel": args.repel,
@@ -270,6 +275,7 @@ def main() -> None:
             else ""
         )
         + (f"; pushed away from the input's masked content, weight {args.repel:g}" if args.repel is not None else "")
+        + (f"; ranked by the CLIP in {args.ranking_clip}" if args.ranking_clip else "")
         + ".",
         "",
         "| kind | top-1 | batch precision | refused results: no colour / too small / wrong shape | s per edit | "

@@ -12,7 +12,8 @@ masked region (8, seeded), which guidance optimised rather than the plain view; 
 finds the result's region and the input's (a result that continues what was there is not the edit asked for).
 ``--search`` adds the weights of a grid that do best on the given results: chosen on one set, they are to be
 checked on another. "any" is the share of edits with at least one accepted result: no ranking of these results
-can do better. Batch precision does not change. (``rerank_kept.py`` varies the edge weight of the pipeline's own
+can do better. Batch precision does not change. ``--ranking-clip DIR`` scores with another CLIP, as a pipeline with
+that ``ranking_clip_model`` ranks. (``rerank_kept.py`` varies the edge weight of the pipeline's own
 ranking, and what a user shown the best K would see.)
 """
 
@@ -26,10 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import kinds_in, load_kept, provenance, with_all_hard, write_results
+from transformers import CLIPModel
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
-from blended_pipeline.guidance import clip_pixel_values
+from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values
 from blended_pipeline.ranking import edge_step
 from blended_pipeline.shapes.training_utils import to_model_range
 
@@ -59,12 +61,12 @@ def view_scores(
 ) -> dict:
     """Each view's CLIP score for one edit's results, their edge steps, and how alike CLIP finds each result's
     masked region and the input's (cosine of the image embeddings): name -> (results,) array."""
-    guidance = pipe._clip_guidance()
+    guidance = pipe._clip_guidance(pipe.ranking_clip_model)  # the CLIP that ranks: the guiding one unless another
     images = to_model_range(results)
     masks = torch.from_numpy(mask).float()[None, None].expand(len(results), 1, *mask.shape)
     target = guidance.prepare([prompt] * len(results), "cpu")
     masked = images * masks
-    embeddings = F.normalize(image_embeddings(pipe, torch.cat([to_model_range(source[None]) * masks[:1], masked])))
+    embeddings = F.normalize(image_embeddings(guidance, torch.cat([to_model_range(source[None]) * masks[:1], masked])))
     views = pipe.augmentation(masked, VIEWS, torch.Generator().manual_seed(0))
     view_target = guidance.prepare([prompt] * len(views), "cpu")
     return {
@@ -77,9 +79,9 @@ def view_scores(
     }
 
 
-def image_embeddings(pipe: BlendedDiffusionPipeline, images: torch.Tensor) -> torch.Tensor:
-    pixels = clip_pixel_values(images, pipe.feature_extractor)
-    return pipe.clip_model.get_image_features(pixel_values=pixels).pooler_output
+def image_embeddings(guidance: CLIPGuidance, images: torch.Tensor) -> torch.Tensor:
+    pixels = clip_pixel_values(images, guidance.feature_extractor)
+    return guidance.clip_model.get_image_features(pixel_values=pixels).pooler_output
 
 
 def scored_edits(
@@ -119,9 +121,13 @@ def main() -> None:
     parser.add_argument("kept", type=Path, nargs="+", help=".npz files written by hard_edits.py --keep-results")
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
+    parser.add_argument(
+        "--ranking-clip", type=Path, help="a CLIPModel directory that scores in place of the checkpoint's CLIP"
+    )
     parser.add_argument("--search", action="store_true", help="also the best weights of a grid on these results")
     args = parser.parse_args()
-    pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
+    ranking_clip = {"ranking_clip_model": CLIPModel.from_pretrained(args.ranking_clip)} if args.ranking_clip else {}
+    pipe = BlendedDiffusionPipeline.from_pretrained(args.model, **ranking_clip)
     kept = load_kept(args.kept)
     kinds = kinds_in(kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds}
@@ -143,6 +149,7 @@ def main() -> None:
     results = {
         **provenance("rerank_views.py"),
         "kept": [str(path) for path in args.kept],
+        "ranking_clip": str(args.ranking_clip) if args.ranking_clip else None,
         "rankings": rankings,
         "rows": rows,
     }

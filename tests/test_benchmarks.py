@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_clip_parts
 
+from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values, spherical_distance
 
@@ -141,6 +142,19 @@ def test_pareto_front_keeps_only_undominated_runs():
         {"seconds_per_image": 3.0, "top1_success": 0.7},  # as slow as the third, worse
     ]
     assert pareto_front(runs) == [0, 2, 3]
+
+
+def test_kept_results_of_several_sets_are_joined_per_kind(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import kinds_in, load_kept
+
+    first, second = tmp_path / "first.npz", tmp_path / "second.npz"
+    np.savez(first, **{"small/verdicts": np.array([[True, False]]), "standard/verdicts": np.array([[True, True]])})
+    np.savez(second, **{"small/verdicts": np.array([[False, False], [True, True]])})
+    kept = load_kept([first, second])
+    assert kinds_in(kept) == ["small", "standard"]
+    np.testing.assert_array_equal(kept["small/verdicts"], [[True, False], [False, False], [True, True]])
+    np.testing.assert_array_equal(kept["standard/verdicts"], [[True, True]])
 
 
 def test_all_hard_row_adds_counts_and_averages_shares_over_the_hard_kinds_only():
@@ -315,6 +329,12 @@ def test_kept_results_can_be_ranked_again(tmp_path):
         assert row["any"] == float(arrays[f"{kind}/verdicts"].any())
         assert all(top1 <= row["any"] for top1 in row["top1"].values())  # no ranking beats the best result
         assert row["top1"]["masked + whole (shipped)"] == shipped["rows"][kind]["top1_by_weight"]["0.2"]
+    guiding_clip = str(Path(SHAPES_CHECKPOINT) / "clip_model")
+    _, same_clip = run_benchmark(tmp_path, "rerank_views.py", str(kept), "--ranking-clip", guiding_clip)
+    assert same_clip["ranking_clip"] == guiding_clip
+    assert {kind: row["top1"] for kind, row in same_clip["rows"].items()} == {
+        kind: {name: row["top1"][name] for name in same_clip["rankings"]} for kind, row in views["rows"].items()
+    }
 
 
 def test_hard_edits_runs_only_the_kinds_asked(tmp_path):

@@ -22,6 +22,7 @@ from blended_pipeline import (
 from blended_pipeline.augment import warp
 from blended_pipeline.guidance import clip_pixel_values, range_loss, spherical_distance
 from blended_pipeline.image_io import load_mask
+from blended_pipeline.options import DEFAULTS
 from blended_pipeline.ranking import rank
 from blended_pipeline.region import fill_from_surround, paste, to_resolution
 from blended_pipeline.restart import RestartFromBestCallback, copies_of_best
@@ -253,10 +254,12 @@ class StepLatents(PipelineCallback):
     def __init__(self) -> None:
         super().__init__(cutoff_step_ratio=1.0)
         self.seen: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = []
         self.best: list[int] = []
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
         self.seen.append(callback_kwargs["latents"].clone())
+        self.masks.append(callback_kwargs["mask"])
         mask = callback_kwargs["mask"]
         pasted = callback_kwargs["pred_original_sample"].clamp(-1, 1) * mask + callback_kwargs["image"] * (1 - mask)
         self.best.append(int(pipeline.ranking(pasted, mask)[0][0]))
@@ -401,6 +404,55 @@ def test_checkpoint_names_its_rank_border_weight(pipe, image, mask, tmp_path):
     assert by_default.scores == named.scores != by_clip.scores
     with pytest.raises(ValueError, match="default_rank_border_weight must be >= 0"):
         BlendedDiffusionPipeline(**{**pipe.components, "default_rank_border_weight": -1.0})
+
+
+def another_clip() -> torch.nn.Module:
+    """The tiny CLIP with other weights: it shares the tiny tokenizer and feature extractor."""
+    clip_model = tiny_clip_parts()["clip_model"]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in clip_model.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    return clip_model
+
+
+def test_a_ranking_clip_ranks_in_place_of_the_guiding_one_and_is_saved(pipe, image, mask, tmp_path):
+    from blended_pipeline import BlendedDiffusionPipeline
+
+    ranking_clip = another_clip()
+    two_clips = BlendedDiffusionPipeline(**{**pipe.components, "ranking_clip_model": ranking_clip})
+    two_clips.set_progress_bar_config(disable=True)
+    final = StepLatents()
+    out = fast_call(two_clips, image, mask, num_inference_steps=2, callback_on_step_end=final)
+    by_guiding_clip = fast_call(pipe, image, mask, num_inference_steps=2)
+    # The same results (the guidance is the guiding CLIP's either way), scored by the ranking CLIP.
+    assert sorted(map(tuple, out.images.reshape(2, -1))) == sorted(map(tuple, by_guiding_clip.images.reshape(2, -1)))
+    ranker = CLIPGuidance(ranking_clip, pipe.tokenizer, pipe.feature_extractor)
+    results, model_mask = final.seen[-1].clamp(-1, 1), final.masks[-1]
+    _, expected = rank(ranker, results, model_mask, ranker.prepare(["a red ball"] * 2, "cpu"), DEFAULTS.rank_by)
+    np.testing.assert_allclose(out.scores, expected.numpy(), rtol=1e-5)
+    assert not np.allclose(out.scores, by_guiding_clip.scores)
+
+    two_clips.save_pretrained(tmp_path)
+    loaded = BlendedDiffusionPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert isinstance(loaded.ranking_clip_model, type(ranking_clip))
+    again = fast_call(loaded, image, mask, num_inference_steps=2)
+    np.testing.assert_allclose(again.scores, out.scores, atol=1e-5)
+    pipe.save_pretrained(tmp_path / "one")
+    assert BlendedDiffusionPipeline.from_pretrained(tmp_path / "one").ranking_clip_model is None
+
+
+def test_a_ranking_clip_of_another_image_size_is_refused(pipe):
+    from transformers import CLIPModel
+
+    from blended_pipeline import BlendedDiffusionPipeline
+
+    config = pipe.clip_model.config.to_dict()
+    config["vision_config"]["image_size"] = 32
+    larger = CLIPModel(type(pipe.clip_model.config).from_dict(config))
+    with pytest.raises(ValueError, match="ranking_clip_model's image_size is 32, clip_model's 16"):
+        BlendedDiffusionPipeline(**{**pipe.components, "ranking_clip_model": larger})
 
 
 def test_custom_guidance_plugs_in_as_a_plain_attribute(pipe, image, mask):

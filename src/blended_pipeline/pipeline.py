@@ -65,7 +65,10 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     Components:
         unet: a ``UNet2DModel`` predicting the noise (3 output channels, or 6 with a learned variance).
         scheduler: a variance-preserving scheduler with ``alphas_cumprod`` (DDPM, DDIM, DPM-Solver, ...).
-        clip_model, tokenizer, feature_extractor: the CLIP that guides and ranks.
+        clip_model, tokenizer, feature_extractor: the CLIP that guides and, unless another is given, ranks.
+        ranking_clip_model: optional, a second CLIP (sharing the tokenizer and feature extractor) that ranks the
+            results in place of the one that guides: the results were optimised against the guiding CLIP, so its
+            scores favour what fooled it, and a CLIP that did not guide judges without that bias.
 
     Config (saved in ``model_index.json``; how much of the input survives a strength depends on the noise
     schedule, so each checkpoint carries its own):
@@ -83,6 +86,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "clip_model->unet"
+    _optional_components = ["ranking_clip_model"]
+    _exclude_from_cpu_offload = ["ranking_clip_model"]  # it ranks mid-run (a restart) as well as at the end
     _callback_tensor_inputs = ["latents", "noised_image", "mask", "image", "noise_pred", "pred_original_sample"]
 
     def __init__(
@@ -92,6 +97,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         clip_model: CLIPModel,
         tokenizer: PreTrainedTokenizerBase,
         feature_extractor: CLIPImageProcessor,
+        ranking_clip_model: CLIPModel | None = None,
         default_strength: float = DEFAULT_STRENGTH,
         scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
         default_num_inference_steps: int = DEFAULT_STEPS,
@@ -101,6 +107,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         super().__init__()
         check_strength("default_strength", default_strength)
         check_strength("scribble_strength", scribble_strength)
+        check_ranking_clip(ranking_clip_model, clip_model)
         check_settings(
             {
                 "num_inference_steps": "default_num_inference_steps",
@@ -124,6 +131,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             clip_model=clip_model,
             tokenizer=tokenizer,
             feature_extractor=feature_extractor,
+            ranking_clip_model=ranking_clip_model,
         )
         self.guidance: Guidance | None = None
         self.augmentation: Augmentation = ProjectiveAugmentation()
@@ -293,7 +301,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         model_image = torch.cat([r.image for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         guidance = self.guidance if self.guidance is not None else self._clip_guidance()
-        target = guidance.prepare([p for p in prompts for _ in range(num_images_per_prompt)], device)
+        target_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        target = guidance.prepare(target_prompts, device)
         loss = GuidanceLoss(
             guidance=guidance,
             target=target,
@@ -310,7 +319,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             source=model_image,
             generator=generator,
         )
-        self._ranking = Ranking(guidance, target, rank_by, num_images_per_prompt, rank_border_weight)
+        ranker = guidance if self.ranking_clip_model is None else self._clip_guidance(self.ranking_clip_model)
+        ranking_target = target if ranker is guidance else ranker.prepare(target_prompts, device)
+        self._ranking = Ranking(ranker, ranking_target, rank_by, num_images_per_prompt, rank_border_weight)
 
         # 2. The part of the schedule to run, and x_T: the input (its masked region filled from around it, if
         #    asked) noised to its first timestep.
@@ -349,7 +360,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             if self.interrupt:
                 break
 
-        # 4. Rank each edit's results by the guidance (on the masked region, the whole result, or both).
+        # 4. Rank each edit's results by the guidance, or the ranking CLIP (on the masked region, the whole result,
+        #    or both).
         results = latents.clamp(-1, 1)
         with self._autocast(precision, device):
             order, scores = self.ranking(results, model_mask)
@@ -375,10 +387,13 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         accepts = "variance_type" in inspect.signature(type(self.scheduler).__init__).parameters
         return accepts and self.scheduler.config.get("variance_type") in LEARNED_VARIANCE
 
-    def _clip_guidance(self) -> CLIPGuidance:
-        if self.clip_model is None:
+    def _clip_guidance(self, clip_model: CLIPModel | None = None) -> CLIPGuidance:
+        """``D_CLIP`` from the components: the guiding CLIP, or ``clip_model`` with the same tokenizer and
+        feature extractor."""
+        clip_model = self.clip_model if clip_model is None else clip_model
+        if clip_model is None:
             raise ValueError("no guidance: the pipeline has no clip_model; pass CLIP parts or set pipe.guidance")
-        return CLIPGuidance(self.clip_model, self.tokenizer, self.feature_extractor)
+        return CLIPGuidance(clip_model, self.tokenizer, self.feature_extractor)
 
     def _background_loss(self, choice: BackgroundLossName | BackgroundLoss) -> BackgroundLoss:
         """The ``D_bg`` asked for; LPIPS is loaded once, on first use."""
@@ -430,3 +445,17 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         prediction = scheduler.config.get("prediction_type", "epsilon")
         if prediction != "epsilon":
             raise ValueError(f"{name} is configured for prediction_type={prediction!r}; the UNet must predict epsilon")
+
+
+def check_ranking_clip(ranking_clip_model: CLIPModel | None, clip_model: CLIPModel | None) -> None:
+    """Refuse a ranking CLIP that cannot read what the guiding CLIP's tokenizer and feature extractor make."""
+    if ranking_clip_model is None or clip_model is None:
+        return
+    for part, setting in (("vision_config", "image_size"), ("text_config", "vocab_size")):
+        ranking = getattr(getattr(ranking_clip_model.config, part), setting)
+        guiding = getattr(getattr(clip_model.config, part), setting)
+        if ranking != guiding:
+            raise ValueError(
+                f"ranking_clip_model's {setting} is {ranking}, clip_model's {guiding}: the ranking CLIP shares the "
+                "tokenizer and feature extractor, so it must take the same image size and vocabulary"
+            )
