@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import kinds_in, load_kept, provenance, with_all_hard, write_results
-from transformers import CLIPModel
+from common import kinds_in, load_kept, load_pipeline, provenance, with_all_hard, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
@@ -126,8 +125,7 @@ def main() -> None:
     )
     parser.add_argument("--search", action="store_true", help="also the best weights of a grid on these results")
     args = parser.parse_args()
-    ranking_clip = {"ranking_clip_model": CLIPModel.from_pretrained(args.ranking_clip)} if args.ranking_clip else {}
-    pipe = BlendedDiffusionPipeline.from_pretrained(args.model, **ranking_clip)
+    pipe = load_pipeline(args.model, args.ranking_clip)
     kept = load_kept(args.kept)
     kinds = kinds_in(kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds}

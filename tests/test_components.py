@@ -259,8 +259,8 @@ class StepLatents(PipelineCallback):
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
         self.seen.append(callback_kwargs["latents"].clone())
-        self.masks.append(callback_kwargs["mask"])
         mask = callback_kwargs["mask"]
+        self.masks.append(mask)
         pasted = callback_kwargs["pred_original_sample"].clamp(-1, 1) * mask + callback_kwargs["image"] * (1 - mask)
         self.best.append(int(pipeline.ranking(pasted, mask)[0][0]))
         return callback_kwargs

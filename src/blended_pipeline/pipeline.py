@@ -319,8 +319,10 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             source=model_image,
             generator=generator,
         )
-        ranker = guidance if self.ranking_clip_model is None else self._clip_guidance(self.ranking_clip_model)
-        ranking_target = target if ranker is guidance else ranker.prepare(target_prompts, device)
+        ranker, ranking_target = guidance, target
+        if self.ranking_clip_model is not None:
+            ranker = self._clip_guidance(self.ranking_clip_model)
+            ranking_target = ranker.prepare(target_prompts, device)
         self._ranking = Ranking(ranker, ranking_target, rank_by, num_images_per_prompt, rank_border_weight)
 
         # 2. The part of the schedule to run, and x_T: the input (its masked region filled from around it, if
