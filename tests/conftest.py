@@ -64,6 +64,15 @@ def tiny_clip_parts() -> dict:
     return dict(clip_model=CLIPModel(config).eval(), tokenizer=tokenizer, feature_extractor=feature_extractor)
 
 
+def another_tiny_clip(image_size: int = 16) -> CLIPModel:
+    """The tiny CLIP with other weights (and, if asked, another image size): at 16 pixels it reads what the tiny
+    tokenizer and feature extractor make, so it can rank in place of the tiny pipeline's own."""
+    config = tiny_clip_parts()["clip_model"].config
+    config.vision_config.image_size = image_size
+    torch.manual_seed(1)
+    return CLIPModel(config).eval()
+
+
 def tiny_pipeline(out_channels: int = 3, **scheduler_config) -> BlendedDiffusionPipeline:
     scheduler = DDPMScheduler(num_train_timesteps=100, **scheduler_config)
     pipe = BlendedDiffusionPipeline(unet=tiny_unet(out_channels).eval(), scheduler=scheduler, **tiny_clip_parts())

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import tiny_pipeline
+from conftest import another_tiny_clip, tiny_pipeline
 
 from blended_pipeline import batch
 
@@ -205,6 +205,17 @@ def test_csv_manifest_with_the_same_columns(workspace, tmp_path):
     c0, c1 = results(tmp_path, "c0")[1], results(tmp_path, "c1")[1]
     assert (c0["seed"], c0["num_images_per_prompt"]) == (3, 2)
     assert (c1["num_images_per_prompt"], c1["num_inference_steps"]) == (3, 5)
+
+
+def test_a_ranking_clip_ranks_every_edit_and_is_recorded(workspace, tmp_path):
+    (workspace / "one.csv").write_text("id,image,mask,prompt,seed\nr0,img0.png,mask.png,a red ball,3\n")
+    ranking_clip = str(tmp_path / "ranking-clip")
+    another_tiny_clip().save_pretrained(ranking_clip)
+    assert run_batch(workspace, tmp_path / "own", "one.csv", *FAST, "--quiet") == 0
+    assert run_batch(workspace, tmp_path / "ranked", "one.csv", *FAST, "--quiet", "--ranking-clip", ranking_clip) == 0
+    own, ranked = results(tmp_path / "own", "r0")[1], results(tmp_path / "ranked", "r0")[1]
+    assert ranked["ranking_clip"] == ranking_clip and "ranking_clip" not in own
+    assert not np.allclose(sorted(r["score"] for r in own["results"]), sorted(r["score"] for r in ranked["results"]))
 
 
 def test_bad_manifest_is_refused_before_any_work_with_every_bad_line_named(workspace, tmp_path, capsys):

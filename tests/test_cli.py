@@ -7,7 +7,8 @@ import json
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import tiny_pipeline
+import torch
+from conftest import another_tiny_clip, tiny_pipeline
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline, cli
 
@@ -163,6 +164,44 @@ def test_scheduler_and_ranking_options(files, tiny_model, monkeypatch, flag, sch
     assert refused.value.code == 2
 
 
+def test_a_ranking_clip_ranks_the_results_and_is_recorded(files, tiny_model, monkeypatch):
+    loaded = {}
+    original = cli.load_pipeline
+
+    def recording_load_pipeline(*arguments):
+        loaded["pipe"] = original(*arguments)
+        return loaded["pipe"]
+
+    monkeypatch.setattr(cli, "load_pipeline", recording_load_pipeline)
+    ranking_clip = str(files / "ranking-clip")
+    another_tiny_clip().save_pretrained(ranking_clip)
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    model = ["--model", tiny_model, *FAST]
+    assert cli.main([*arguments, "--out", str(files / "own.png"), *model]) == 0
+    assert cli.main([*arguments, "--out", str(files / "ranked.png"), *model, "--ranking-clip", ranking_clip]) == 0
+    ranker = loaded["pipe"].ranking_clip_model
+    expected = BlendedDiffusionPipeline.from_pretrained(tiny_model).clip_model  # not the guiding CLIP's weights
+    assert ranker is not None and not torch.equal(ranker.text_projection.weight, expected.text_projection.weight)
+    own, ranked = (json.loads((files / f"{name}-scores.json").read_text()) for name in ("own", "ranked"))
+    assert ranked["ranking_clip"] == ranking_clip and "ranking_clip" not in own
+    scores = [sorted(r["score"] for r in record["results"]) for record in (own, ranked)]
+    assert not np.allclose(*scores)
+
+
+def test_a_ranking_clip_of_another_image_size_is_refused_in_one_line(files, tiny_model, capsys):
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    other = str(files / "big-clip")
+    another_tiny_clip(image_size=32).save_pretrained(other)
+    before = set(files.iterdir())
+    assert (
+        cli.main([*arguments, "--out", str(files / "o.png"), "--model", tiny_model, "--ranking-clip", other, "--quiet"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"blended-edit: error: --ranking-clip {other}: ") and "image_size is 32" in err
+    assert "\n" not in err and set(files.iterdir()) == before
+
+
 def test_default_strength_depends_on_the_application_and_the_checkpoint():
     parser = cli.build_parser()
     base = ["--image", "in.png", "--prompt", "a red ball", "--out", "out.png"]
@@ -247,6 +286,7 @@ def test_model_index_picks_the_latent_pipeline(files, tiny_latent_model, image, 
         ("latent", ["--fast"], "--fast applies to pixel models only"),
         ("latent", ["--guidance-every", "2"], "--guidance-every applies to pixel models only"),
         ("latent", ["--restart-at", "0.3"], "--restart-at applies to pixel models only"),
+        ("latent", ["--ranking-clip", "a-clip"], "--ranking-clip applies to pixel models only"),
     ],
 )
 def test_options_of_the_other_kind_of_model_are_refused(

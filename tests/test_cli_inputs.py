@@ -85,6 +85,7 @@ def cases(files: Path, model: Path) -> dict[str, tuple[list[str], str]]:
         "truncated image": ([*base[:1], str(files / "truncated.png"), *base[2:]], "truncated.png"),
         "model without unet": ([*base, "--model", str(no_unet)], "unet"),
         "clip missing": ([*base, "--clip", str(files / "no-clip")], "--clip"),
+        "ranking clip missing": ([*base, "--ranking-clip", str(files / "no-clip")], "--ranking-clip"),
         "empty prompt": ([*edit[:-1], " ", *base[6:]], "--prompt"),
     }
 
@@ -110,6 +111,7 @@ NAMES = [
     "truncated image",
     "model without unet",
     "clip missing",
+    "ranking clip missing",
     "empty prompt",
 ]
 

@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import fast_call, tiny_clip_parts
+from conftest import another_tiny_clip, fast_call, tiny_clip_parts
 from diffusers import DDPMScheduler
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
@@ -406,20 +406,10 @@ def test_checkpoint_names_its_rank_border_weight(pipe, image, mask, tmp_path):
         BlendedDiffusionPipeline(**{**pipe.components, "default_rank_border_weight": -1.0})
 
 
-def another_clip() -> torch.nn.Module:
-    """The tiny CLIP with other weights: it shares the tiny tokenizer and feature extractor."""
-    clip_model = tiny_clip_parts()["clip_model"]
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in clip_model.parameters():
-            parameter.add_(torch.randn_like(parameter))
-    return clip_model
-
-
 def test_a_ranking_clip_ranks_in_place_of_the_guiding_one_and_is_saved(pipe, image, mask, tmp_path):
     from blended_pipeline import BlendedDiffusionPipeline
 
-    ranking_clip = another_clip()
+    ranking_clip = another_tiny_clip()
     two_clips = BlendedDiffusionPipeline(**{**pipe.components, "ranking_clip_model": ranking_clip})
     two_clips.set_progress_bar_config(disable=True)
     final = StepLatents()
@@ -444,13 +434,9 @@ def test_a_ranking_clip_ranks_in_place_of_the_guiding_one_and_is_saved(pipe, ima
 
 
 def test_a_ranking_clip_of_another_image_size_is_refused(pipe):
-    from transformers import CLIPModel
-
     from blended_pipeline import BlendedDiffusionPipeline
 
-    config = pipe.clip_model.config.to_dict()
-    config["vision_config"]["image_size"] = 32
-    larger = CLIPModel(type(pipe.clip_model.config).from_dict(config))
+    larger = another_tiny_clip(image_size=32)
     with pytest.raises(ValueError, match="ranking_clip_model's image_size is 32, clip_model's 16"):
         BlendedDiffusionPipeline(**{**pipe.components, "ranking_clip_model": larger})
 

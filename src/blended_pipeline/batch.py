@@ -32,6 +32,7 @@ from blended_pipeline.cli import (
     UsageError,
     add_edit_options,
     add_model_options,
+    check_clip_options,
     check_model_directory,
     check_options_for,
     checked_settings,
@@ -178,8 +179,7 @@ def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
             wrong.append(f"{args.manifest}:{edit.line}: {error}")
     if wrong:
         raise ManifestError(wrong)
-    if args.clip:
-        check_model_directory(args.clip, "--clip", "config.json")
+    check_clip_options(args, kind)
     args.out.mkdir(parents=True, exist_ok=True)
     for leftover in args.out.glob(f"{TEMPORARY_PREFIX}*"):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -202,7 +202,7 @@ def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
 
 def load(args: argparse.Namespace, device: str, report: ProcessReport) -> BlendedDiffusionPipeline:
     start = time.perf_counter()
-    pipe = load_pipeline(args.model, args.clip, args.scheduler, device)
+    pipe = load_pipeline(args.model, args.clip, args.scheduler, device, args.ranking_clip)
     pipe.set_progress_bar_config(disable=True)  # the batch's own bar counts edits
     report.load_seconds = time.perf_counter() - start
     return pipe
@@ -251,6 +251,7 @@ def write_edit(pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, re
             "seed": args.seed,
             "scheduler": type(pipe.scheduler).__name__,
             "model": args.model,
+            **({"ranking_clip": args.ranking_clip} if args.ranking_clip else {}),
             **settings,
             "results": files,
             "seconds": round(time.perf_counter() - start, 3),

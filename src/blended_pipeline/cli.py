@@ -109,6 +109,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=SHAPES_CHECKPOINT, help="pipeline directory or hub id (default: shapes)")
     parser.add_argument("--clip", help="separate CLIP checkpoint (directory or hub id) for a DDPM-only --model")
     parser.add_argument(
+        "--ranking-clip",
+        help="pixel models: a second CLIP (directory or hub id; same image size and vocabulary) that ranks the "
+        "results in place of the guiding one, e.g. a larger one",
+    )
+    parser.add_argument(
         "--scheduler", choices=tuple(SCHEDULERS), help="swap the checkpoint's scheduler (default: keep its own)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
@@ -297,10 +302,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_model_directory(args.model)
     check_options_for(args, model_kind(args.model), flag_names(build_parser()))
-    if args.clip:
-        check_model_directory(args.clip, "--clip", "config.json")
+    check_clip_options(args, model_kind(args.model))
     say(args, f"loading {args.model} on {device} ({args.dtype})")
-    pipe = load_pipeline(args.model, args.clip, args.scheduler, device)
+    pipe = load_pipeline(args.model, args.clip, args.scheduler, device, args.ranking_clip)
     pipe.set_progress_bar_config(disable=args.quiet)
     warn_about_unknown_words(pipe, prompt)
     settings = pipeline_settings(args, pipe)
@@ -318,6 +322,8 @@ def run(args: argparse.Namespace) -> int:
     )
     scheduler = type(pipe.scheduler).__name__
     record = {"prompt": prompt, "seed": args.seed, "scheduler": scheduler, "model": args.model, **settings}
+    if args.ranking_clip:
+        record["ranking_clip"] = args.ranking_clip
     for path in outputs.write(image, mask, record, out.images, out.scores):
         print(path)
     return 0
@@ -554,9 +560,22 @@ def check_model_directory(model: str, flag: str = "--model", needs: str = "model
                 raise UsageError(f"{flag} {model}: model_index.json names {name!r} but {path / name} is missing")
 
 
-def load_pipeline(model: str, clip: str | None, scheduler: str | None, device: str) -> Any:
-    """The pipeline of ``model``'s kind (pixel or latent), with a separate CLIP's parts and a scheduler by name
-    when given, on ``device``."""
+def check_clip_options(args: argparse.Namespace, kind: str) -> None:
+    """Refuse a ``--clip`` or ``--ranking-clip`` that is not a CLIP checkpoint, and a ranking CLIP for a latent
+    model (its ranking scores with the guiding CLIP alone)."""
+    if args.clip:
+        check_model_directory(args.clip, "--clip", "config.json")
+    if args.ranking_clip:
+        if kind == "latent":
+            raise UsageError(f"--ranking-clip applies to pixel models only; --model {args.model} is a latent model")
+        check_model_directory(args.ranking_clip, "--ranking-clip", "config.json")
+
+
+def load_pipeline(
+    model: str, clip: str | None, scheduler: str | None, device: str, ranking_clip: str | None = None
+) -> Any:
+    """The pipeline of ``model``'s kind (pixel or latent), with a separate CLIP's parts, a ranking CLIP and a
+    scheduler by name when given, on ``device``."""
     import diffusers
     import transformers
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
@@ -582,9 +601,25 @@ def load_pipeline(model: str, clip: str | None, scheduler: str | None, device: s
         pipe = pipeline_class.from_pretrained(model, **clip_parts)
     except (OSError, ValueError, TypeError) as error:
         raise UsageError(f"--model {model}: cannot load a pipeline ({str(error).splitlines()[0]})") from error
+    if ranking_clip:
+        pipe.register_modules(ranking_clip_model=load_ranking_clip(ranking_clip, pipe.clip_model))
     if scheduler:
         pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
     return pipe.to(device)
+
+
+def load_ranking_clip(ranking_clip: str, clip_model: Any) -> Any:
+    """The CLIP at ``ranking_clip``, refused when it cannot read what the guiding CLIP's preprocessing makes."""
+    from transformers import CLIPModel
+
+    from blended_pipeline.pipeline import check_ranking_clip
+
+    try:
+        ranking_clip_model = CLIPModel.from_pretrained(ranking_clip)
+        check_ranking_clip(ranking_clip_model, clip_model)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--ranking-clip {ranking_clip}: {str(error).splitlines()[0]}") from error
+    return ranking_clip_model
 
 
 def warn_about_unknown_words(pipe: Any, prompt: str) -> None:
