@@ -17,24 +17,17 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
-from transformers import CLIPModel
 
 from blended_pipeline import BlendedDiffusionPipeline
-from blended_pipeline.cli import build_parser, pipeline_settings
+from blended_pipeline.cli import build_parser, load_pipeline, pipeline_settings
 
 SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2, num_augmentations=2)  # checks code, not models
 
 
-def load_pipeline(model: str, ranking_clip: Path | None = None) -> BlendedDiffusionPipeline:
-    """The pipeline of ``model``, with ``ranking_clip`` (a ``CLIPModel`` directory) as its ranking CLIP if given."""
-    parts = {"ranking_clip_model": CLIPModel.from_pretrained(ranking_clip)} if ranking_clip else {}
-    return BlendedDiffusionPipeline.from_pretrained(model, **parts)
-
-
-def load_for_edits(model: str, smoke: bool, ranking_clip: Path | None = None) -> tuple[BlendedDiffusionPipeline, dict]:
-    """The pipeline (no progress bar; ``load_pipeline``) and the settings its edits run at: the CLI's, or tiny ones
-    with ``smoke``."""
-    pipe = load_pipeline(model, ranking_clip)
+def load_for_edits(model: str, smoke: bool, ranking_clip: str | None = None) -> tuple[BlendedDiffusionPipeline, dict]:
+    """The pipeline as the CLI loads it (with ``ranking_clip``, a CLIP directory, ranking if given; no progress
+    bar) and the settings its edits run at: the CLI's, or tiny ones with ``smoke``."""
+    pipe = load_pipeline(model, None, None, "cpu", ranking_clip)
     pipe.set_progress_bar_config(disable=True)
     return pipe, {**cli_defaults(pipe), **(SMOKE_SETTINGS if smoke else {})}
 

@@ -153,9 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
-    parser.add_argument(
-        "--ranking-clip", type=Path, help="a CLIPModel directory that ranks in place of the checkpoint's CLIP"
-    )
+    parser.add_argument("--ranking-clip", help="a CLIPModel directory that ranks in place of the checkpoint's CLIP")
     parser.add_argument("--set", choices=tuple(SEEDS), default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
@@ -243,7 +241,7 @@ def main() -> None:
         "edits_per_kind": args.edits,
         "settings": {k: v for k, v in settings.items() if k != "mixed_precision"},
         "overrides": dict(args.setting),
-        "ranking_clip": str(args.ranking_clip) if args.ranking_clip else None,
+        "ranking_clip": args.ranking_clip,
         "dilation": [args.dilation.max_dilation, args.dilation.shrink_until] if args.dilation else None,
         "augmentation": dict(args.augment),
         "repel": args.repel,

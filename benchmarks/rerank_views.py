@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import kinds_in, load_kept, load_pipeline, provenance, with_all_hard, write_results
+from common import kinds_in, load_kept, provenance, with_all_hard, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
+from blended_pipeline.cli import load_pipeline
 from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values
 from blended_pipeline.ranking import edge_step
 from blended_pipeline.shapes.training_utils import to_model_range
@@ -120,12 +121,10 @@ def main() -> None:
     parser.add_argument("kept", type=Path, nargs="+", help=".npz files written by hard_edits.py --keep-results")
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
-    parser.add_argument(
-        "--ranking-clip", type=Path, help="a CLIPModel directory that scores in place of the checkpoint's CLIP"
-    )
+    parser.add_argument("--ranking-clip", help="a CLIPModel directory that scores in place of the checkpoint's CLIP")
     parser.add_argument("--search", action="store_true", help="also the best weights of a grid on these results")
     args = parser.parse_args()
-    pipe = load_pipeline(args.model, args.ranking_clip)
+    pipe = load_pipeline(args.model, None, None, "cpu", args.ranking_clip)
     kept = load_kept(args.kept)
     kinds = kinds_in(kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds}
@@ -147,7 +146,7 @@ def main() -> None:
     results = {
         **provenance("rerank_views.py"),
         "kept": [str(path) for path in args.kept],
-        "ranking_clip": str(args.ranking_clip) if args.ranking_clip else None,
+        "ranking_clip": args.ranking_clip,
         "rankings": rankings,
         "rows": rows,
     }
