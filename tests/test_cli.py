@@ -208,10 +208,15 @@ def test_default_strength_depends_on_the_application_and_the_checkpoint():
     checkpoint = BlendedDiffusionPipeline(
         **{**tiny_pipeline().components, "default_strength": 0.8, "scribble_strength": 0.6}
     ).config
-    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png"]), checkpoint) == 0.8
-    assert cli.strength_for(parser.parse_args([*base, "--mask", "m.png", "--invert-mask"]), checkpoint) == 1.0
-    assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png"]), checkpoint) == 0.6
-    assert cli.strength_for(parser.parse_args([*base, "--scribble", "s.png", "--strength", "0.3"]), checkpoint) == 0.3
+
+    def strength(*options: str) -> float:
+        request = cli.edit_request(parser.parse_args([*base, *options]))
+        return request.pipeline_arguments("pixel", checkpoint)["strength"]
+
+    assert strength("--mask", "m.png") == 0.8
+    assert strength("--mask", "m.png", "--invert-mask") == 1.0
+    assert strength("--scribble", "s.png") == 0.6
+    assert strength("--scribble", "s.png", "--strength", "0.3") == 0.3
 
 
 def test_errors_name_the_flag_not_the_pipeline_argument(files, tiny_model, capsys):
@@ -285,8 +290,7 @@ def test_model_index_picks_the_latent_pipeline(files, tiny_latent_model, image, 
         ("pixel", ["--reconstruction", "decoder"], "--reconstruction applies to latent models only"),
         ("latent", ["--fast"], "--fast applies to pixel models only"),
         ("latent", ["--guidance-every", "2"], "--guidance-every applies to pixel models only"),
-        ("latent", ["--restart-at", "0.3"], "--restart-at applies to pixel models only"),
-        ("latent", ["--ranking-clip", "a-clip"], "--ranking-clip applies to pixel models only"),
+        ("pixel", ["--negative-prompt", "blue"], "--negative-prompt applies to latent models only"),
     ],
 )
 def test_options_of_the_other_kind_of_model_are_refused(
@@ -324,7 +328,7 @@ def test_fast_preset_guides_the_first_70_percent_of_the_steps_unless_told_otherw
     from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 
     pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
-    settings = cli.pipeline_settings(cli.build_parser().parse_args(["--demo", "--out", "x", *options]), pipe)
+    settings = cli.edit_request(cli.build_parser().parse_args(["--demo", "--out", "x", *options])).planned_settings(pipe)
     assert settings["guidance_end"] == end and settings["guidance_every"] == 1
     assert settings["num_inference_steps"] == 50  # the shapes checkpoint's own default_num_inference_steps
 
@@ -348,10 +352,10 @@ def test_checkpoint_defaults_apply_where_not_given_and_are_checked(capsys, optio
 
     pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
     parser = cli.build_parser()
-    default = cli.pipeline_settings(parser.parse_args(["--demo", "--out", "x"]), pipe)
+    default = cli.edit_request(parser.parse_args(["--demo", "--out", "x"])).planned_settings(pipe)
     assert default[name] == pipe.config[f"default_{name}"] != given
-    chosen = parser.parse_args(["--demo", "--out", "x", option, str(given)])
-    assert cli.pipeline_settings(chosen, pipe)[name] == given
+    chosen = cli.edit_request(parser.parse_args(["--demo", "--out", "x", option, str(given)]))
+    assert chosen.planned_settings(pipe)[name] == given
     assert cli.main(["--demo", "--out", "x", option, bad]) == 2
     assert message in capsys.readouterr().err
 

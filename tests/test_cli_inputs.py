@@ -211,7 +211,7 @@ def test_a_16_bit_png_is_read_with_its_range_not_clipped(tmp_path):
 
 
 def test_long_prompts_and_words_outside_the_vocabulary_are_named(pipe, image, mask, recwarn):
-    from blended_pipeline.options import InputWarning
+    from blended_pipeline.settings import InputWarning
     from blended_pipeline.shapes.tokenizer import unknown_words
 
     pipe(

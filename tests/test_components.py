@@ -22,7 +22,7 @@ from blended_pipeline import (
 from blended_pipeline.augment import warp
 from blended_pipeline.guidance import clip_pixel_values, range_loss, spherical_distance
 from blended_pipeline.image_io import load_mask
-from blended_pipeline.options import DEFAULTS
+from blended_pipeline.settings import DEFAULTS
 from blended_pipeline.ranking import rank
 from blended_pipeline.region import fill_from_surround, paste, to_resolution
 from blended_pipeline.restart import RestartFromBestCallback, copies_of_best

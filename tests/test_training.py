@@ -8,7 +8,7 @@ import torch
 from diffusers import UNet2DModel
 from transformers import CLIPModel
 
-from blended_pipeline.cli import current_umask
+from blended_pipeline.output import current_umask
 from blended_pipeline.shapes import train_clip, train_unet
 from blended_pipeline.shapes.export import (
     SHAPES_RANK_BORDER_WEIGHT,

@@ -21,7 +21,7 @@ _HOMES = {
     "BlendedDiffusionPipeline": "pipeline",
     "BlendedDiffusionPipelineOutput": "pipeline",
     "BlendedLatentDiffusionPipeline": "pipeline_latent",
-    "BlendedPipelineOutput": "pipeline_common",
+    "BlendedPipelineOutput": "loop",
     "CLIPGuidance": "guidance",
     "Guidance": "guidance",
     "GuidanceLoss": "guidance",

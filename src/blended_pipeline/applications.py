@@ -15,7 +15,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageFilter
 
-from blended_pipeline.options import check_extension
+from blended_pipeline.settings import check_extension
 
 BACKGROUND_STRENGTH = 1.0  # a new background recolours most of the image: at 0.75 the old colours survive
 SCRIBBLE_DILATION = 2  # pixels added around the strokes when they make the mask

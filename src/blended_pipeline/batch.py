@@ -14,11 +14,11 @@ every edit exactly once. A failing edit is recorded in ``OUT/errors.jsonl`` and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -27,32 +27,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from blended_pipeline.cli import (
-    OneLineParser,
-    UsageError,
-    add_edit_options,
-    add_model_options,
+from blended_pipeline.arguments import FLAGS, OneLineParser, add_edit_options, add_model_options, asked_settings
+from blended_pipeline.loading import (
     check_clip_options,
     check_model_directory,
-    check_options_for,
-    checked_settings,
-    current_umask,
-    flag_names,
     load_pipeline,
     model_kind,
-    pipeline_settings,
-    prepare_inputs,
     resolve_device,
 )
-from blended_pipeline.manifest import RESULT_FILE, ManifestEdit, ManifestError, read_manifest
-from blended_pipeline.options import InputWarning, check_settings
+from blended_pipeline.manifest import ManifestEdit, ManifestError, read_manifest
+from blended_pipeline.output import RESULT_FILE, TEMPORARY_PREFIX, write_edit_folder
+from blended_pipeline.request import run_edit
+from blended_pipeline.settings import InputWarning, UsageError, check_settings
 
 if TYPE_CHECKING:
     from accelerate import PartialState
 
     from blended_pipeline.pipeline import BlendedDiffusionPipeline
 
-TEMPORARY_PREFIX = ".tmp-"  # an edit's folder while it is written; left only by a killed run, removed by the next
 FAILED = 1  # exit status when some edits failed (the others are done)
 
 
@@ -88,25 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        check_settings(flag_names(parser), **checked_settings(argparse.Namespace(**vars(args), prompt=None)))
+        check_settings(FLAGS, **dataclasses.asdict(asked_settings(args)))
         if args.out.exists() and not args.out.is_dir():
             raise UsageError(f"--out {args.out}: exists and is not a directory")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InputWarning)  # per-edit warnings would flood a long batch
-            return run(args, parser)
-    except (UsageError, ValueError, TypeError, OSError) as error:
+            return run(args)
+    except (ValueError, TypeError, OSError) as error:
         print(f"blended-edit-batch: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def run(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
     # gloo on a CPU-only machine: a plain PartialState() there would give every process the whole manifest.
     state = PartialState(cpu=not torch.cuda.is_available())
     try:
-        code = edit_manifest(state, args, parser)
+        code = edit_manifest(state, args)
         state.wait_for_everyone()  # no process leaves while another still talks to it
     finally:
         state.destroy_process_group()
@@ -125,14 +117,14 @@ def leave_now(code: int) -> None:
     os._exit(code)
 
 
-def edit_manifest(state: PartialState, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def edit_manifest(state: PartialState, args: argparse.Namespace) -> int:
     from accelerate.utils import broadcast_object_list, gather_object
 
     started = time.perf_counter()
     shared: list[Plan | list[str] | None] = [None]
     if state.is_main_process:
         try:
-            shared[0] = plan(args, parser)
+            shared[0] = plan(args)
         except ManifestError as error:
             shared[0] = error.problems
         except UsageError as error:
@@ -154,7 +146,7 @@ def edit_manifest(state: PartialState, args: argparse.Namespace, parser: argpars
         progress.start()
     with state.split_between_processes(decided.todo) as mine:
         for edit in mine:
-            edit_and_record(pipe, edit, args.out, decided.run, report)
+            edit_and_record(pipe, edit, args, decided.run, report)
     report.seconds = time.perf_counter() - started - report.load_seconds
     reports = gather_object([report])
     if progress:
@@ -166,20 +158,20 @@ def edit_manifest(state: PartialState, args: argparse.Namespace, parser: argpars
     return FAILED if failed else 0
 
 
-def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
+def plan(args: argparse.Namespace) -> Plan:
     """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
-    edits = read_manifest(args.manifest, args, parser)
+    edits = read_manifest(args.manifest, asked_settings(args))
     check_model_directory(args.model)
-    kind, names = model_kind(args.model), flag_names(parser)
+    kind = model_kind(args.model)
     wrong = []
     for edit in edits:
         try:
-            check_options_for(edit.arguments, kind, names)
+            edit.request.check_for(kind, f"--model {args.model}")
         except UsageError as error:
             wrong.append(f"{args.manifest}:{edit.line}: {error}")
     if wrong:
         raise ManifestError(wrong)
-    check_clip_options(args, kind)
+    check_clip_options(args.clip, args.ranking_clip)
     args.out.mkdir(parents=True, exist_ok=True)
     for leftover in args.out.glob(f"{TEMPORARY_PREFIX}*"):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -202,18 +194,20 @@ def plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan:
 
 def load(args: argparse.Namespace, device: str, report: ProcessReport) -> BlendedDiffusionPipeline:
     start = time.perf_counter()
-    pipe = load_pipeline(args.model, args.clip, args.scheduler, device, args.ranking_clip)
+    precision = asked_settings(args).mixed_precision or "no"
+    pipe = load_pipeline(args.model, device, args.clip, args.scheduler, args.ranking_clip, precision)
     pipe.set_progress_bar_config(disable=True)  # the batch's own bar counts edits
     report.load_seconds = time.perf_counter() - start
     return pipe
 
 
 def edit_and_record(
-    pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, run: str, report: ProcessReport
+    pipe: BlendedDiffusionPipeline, edit: ManifestEdit, args: argparse.Namespace, run: str, report: ProcessReport
 ) -> None:
-    """One edit into ``out/<id>/``; a failure goes to ``out/errors.jsonl`` and the batch goes on."""
+    """One edit into ``OUT/<id>/``; a failure goes to ``OUT/errors.jsonl`` and the batch goes on."""
+    out = args.out
     try:
-        write_edit(pipe, edit, out, report)
+        write_edit(pipe, edit, args, report)
     except KeyboardInterrupt:
         raise
     except Exception as error:  # noqa: BLE001 - any failure of one edit is recorded; the others go on
@@ -225,45 +219,25 @@ def edit_and_record(
     report.done += 1
 
 
-def write_edit(pipe: BlendedDiffusionPipeline, edit: ManifestEdit, out: Path, report: ProcessReport) -> None:
-    import torch
-
+def write_edit(
+    pipe: BlendedDiffusionPipeline, edit: ManifestEdit, args: argparse.Namespace, report: ProcessReport
+) -> None:
     start = time.perf_counter()
-    args = edit.arguments
-    image, mask, prompt = prepare_inputs(args)
-    settings = pipeline_settings(args, pipe)
-    result = pipe(
-        prompt=prompt, image=image, mask_image=mask, generator=torch.Generator().manual_seed(args.seed), **settings
-    )
-    folder = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{edit.id}-", dir=out))
-    try:
-        files = []
-        for rank, (picture, score) in enumerate(zip(result.images, result.scores, strict=True)):
-            picture.save(folder / f"{rank}.png")
-            files.append({"file": f"{rank}.png", "score": score})
-        mask.convert("L").save(folder / "mask.png")
-        record = {
-            "id": edit.id,
-            "prompt": prompt,
-            "application": edit.application,
-            **{name: str(getattr(args, name)) for name in ("image", "mask", "scribble") if getattr(args, name)},
-            "extend": args.extend,
-            "seed": args.seed,
-            "scheduler": type(pipe.scheduler).__name__,
-            "model": args.model,
-            **({"ranking_clip": args.ranking_clip} if args.ranking_clip else {}),
-            **settings,
-            "results": files,
-            "seconds": round(time.perf_counter() - start, 3),
-            "device": report.device,
-            "process": report.process,
-        }
-        (folder / RESULT_FILE).write_text(json.dumps(record, indent=2))
-        os.chmod(folder, 0o777 & ~current_umask())
-        os.rename(folder, out / edit.id)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    request = edit.request
+    result = run_edit(pipe, request)
+    files = {name: str(getattr(request, name)) for name in ("image", "mask", "scribble") if getattr(request, name)}
+    record = {
+        "id": edit.id,
+        "prompt": request.prompt,
+        "application": request.application,
+        **files,
+        "extend": request.extend,
+        **result.record(args.model, args.ranking_clip),
+        "seconds": round(time.perf_counter() - start, 3),
+        "device": report.device,
+        "process": report.process,
+    }
+    write_edit_folder(args.out, edit.id, result.mask, result.images, record, result.scores)
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:

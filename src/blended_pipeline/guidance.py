@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 
 from blended_pipeline.augment import Augmentation, Generators, crop_to_mask
-from blended_pipeline.options import ClipInput, ClipView, InputWarning
+from blended_pipeline.settings import ClipInput, ClipView, InputWarning
 
 BackgroundLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``(source, images, mask) -> (N,)`` losses: how far ``images`` strayed from ``source`` where ``mask`` is 0."""

@@ -17,7 +17,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from blended_pipeline.options import InputWarning, OutputType, check_mask_size
+from blended_pipeline.settings import InputWarning, OutputType, check_mask_size
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 

@@ -1,14 +1,15 @@
 """A batch's manifest: one edit a line (JSON Lines, or CSV with the same columns), read and checked in full.
 
-Every line becomes the arguments of one ``blended-edit`` run (an ``argparse.Namespace`` with the command's
-names), so a batch edit and a single edit go through the same preparation, settings and checks. Every problem
-of every line is collected and reported with its line number before any work starts. No torch here.
+Every line becomes an ``EditRequest``, the same a single ``blended-edit`` run makes, so a batch edit and a single
+edit go through the same application rules, settings and checks; a line's settings are the table's per-edit
+settings, named by their option (``--guidance-scale`` -> ``guidance_scale``). Every problem of every line is
+collected and reported with its line number before any work starts. No torch here.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -17,14 +18,15 @@ from typing import Any
 
 import PIL.Image
 
-from blended_pipeline.applications import APPLICATIONS
-from blended_pipeline.cli import EDIT_OPTIONS, checked_settings, pixels
-from blended_pipeline.options import check_extension, check_image_size, check_mask_size, check_settings
+from blended_pipeline.request import EditRequest
+from blended_pipeline.settings import SETTINGS, Setting, UsageError, check_extension, check_image_size, check_mask_size
 
 FILE_FIELDS = ("image", "mask", "scribble")
 FIELDS = ("id", "prompt", *FILE_FIELDS, "application", "extend")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-RESULT_FILE = "result.json"  # written last into an edit's folder, which is renamed into place: the completion marker
+SETTING_FIELDS: dict[str, Setting] = {s.manifest_field: s for s in SETTINGS if s.flag and s.per_edit}
+"""The settings a line may set, by field name."""
+NAMES = {setting.name: field for field, setting in SETTING_FIELDS.items()}
 
 
 class ManifestError(ValueError):
@@ -37,21 +39,11 @@ class ManifestError(ValueError):
 
 @dataclass
 class ManifestEdit:
-    """One line of the manifest: its number, its id and the ``blended-edit`` arguments it stands for."""
+    """One line of the manifest: its number, its id and the request it stands for."""
 
     line: int
     id: str
-    application: str
-    arguments: argparse.Namespace
-
-
-def option_fields(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """The per-edit options a manifest line may set, by field name: ``--guidance-scale`` -> ``guidance_scale``."""
-    return {
-        action.option_strings[0][2:].replace("-", "_"): action
-        for action in parser._actions
-        if action.option_strings and action.option_strings[0] in EDIT_OPTIONS
-    }
+    request: EditRequest
 
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
@@ -76,15 +68,15 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     return rows
 
 
-def read_manifest(path: Path, defaults: argparse.Namespace, parser: argparse.ArgumentParser) -> list[ManifestEdit]:
-    """Every edit of the manifest at ``path``, with ``defaults`` (the batch's options) where a line sets none.
+def read_manifest(path: Path, defaults: Any) -> list[ManifestEdit]:
+    """Every edit of the manifest at ``path``, with ``defaults`` (the batch's ``EditSettings``) where a line sets
+    none.
 
     Raises ``ManifestError`` naming every bad line: unknown fields, duplicate ids, missing or unreadable files,
     masks of another aspect ratio, values out of range.
     """
     if not path.is_file():
         raise ManifestError([f"{path}: no such file"])
-    fields = option_fields(parser)
     edits: list[ManifestEdit] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
@@ -93,7 +85,7 @@ def read_manifest(path: Path, defaults: argparse.Namespace, parser: argparse.Arg
             problems.append(f"{path}:{number}: {row}")
             continue
         try:
-            edit = _edit(number, row, path.parent, defaults, fields)
+            edit = _edit(number, row, path.parent, defaults)
         except ValueError as error:
             problems.append(f"{path}:{number}: {error}")
             continue
@@ -109,54 +101,57 @@ def read_manifest(path: Path, defaults: argparse.Namespace, parser: argparse.Arg
     return edits
 
 
-def _edit(
-    number: int, row: dict[str, Any], folder: Path, defaults: argparse.Namespace, fields: dict[str, argparse.Action]
-) -> ManifestEdit:
+def _edit(number: int, row: dict[str, Any], folder: Path, defaults: Any) -> ManifestEdit:
     """One line as a ``ManifestEdit``; a ``ValueError`` lists everything wrong with it."""
-    unknown = sorted(set(row) - set(FIELDS) - set(fields))
+    unknown = sorted(set(row) - set(FIELDS) - set(SETTING_FIELDS))
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join((*FIELDS, *fields))}")
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; known: {', '.join((*FIELDS, *SETTING_FIELDS))}")
     problems: list[str] = []
     edit_id = str(row.get("id", ""))
     if isinstance(row.get("id"), bool) or not ID_PATTERN.fullmatch(edit_id):
         problems.append(
             f"id {row.get('id')!r}: expected 1-128 letters, digits, '.', '_' or '-', not starting with . _ -"
         )
-    arguments = argparse.Namespace(**vars(defaults))
-    arguments.prompt = row.get("prompt")
-    for name, action in fields.items():
+    settings = {}
+    for name, setting in SETTING_FIELDS.items():
         if name in row:
             try:
-                setattr(arguments, action.dest, _value(name, row[name], action))
+                settings[setting.name] = _value(name, row[name], setting)
             except ValueError as error:
                 problems.append(str(error))
-    for name in FILE_FIELDS:
-        setattr(arguments, name, folder / str(row[name]) if name in row else None)
+    files = {name: folder / str(row[name]) if name in row else None for name in FILE_FIELDS}
     application = row.get("application") or (
         "scribble" if "scribble" in row else "extend" if "extend" in row else "edit"
     )
-    arguments.invert_mask = application == "background"
-    arguments.extend = None
-    if application not in APPLICATIONS:
-        problems.append(f"application {application!r}: expected one of {', '.join(APPLICATIONS)}")
-    else:
-        problems += _application_problems(application, row, arguments)
+    extend = None
+    if "extend" in row:
+        try:
+            extend = _extend(row["extend"])
+        except ValueError as error:
+            problems.append(f"extend: {error}")
+    request = EditRequest(
+        row.get("prompt"),
+        **files,
+        application=application,
+        extend=extend,
+        settings=dataclasses.replace(defaults, **settings),
+        names=NAMES,
+    )
     if not problems:
         try:
-            names = {action.dest: name for name, action in fields.items()}
-            check_settings(names, **checked_settings(arguments))
-        except ValueError as error:
+            request.check()
+        except UsageError as error:
             problems.append(str(error))
     if not problems:
-        problems += _file_problems(arguments)
+        problems += _file_problems(request)
     if problems:
         raise ValueError("; ".join(problems))
-    return ManifestEdit(number, edit_id, application, arguments)
+    return ManifestEdit(number, edit_id, request)
 
 
-def _value(name: str, value: Any, action: argparse.Action) -> Any:
-    """A field's value as its option's type: CSV cells are text; JSON numbers are taken as they are."""
-    kind = action.type or str
+def _value(name: str, value: Any, setting: Setting) -> Any:
+    """A field's value as its setting's type: CSV cells are text; JSON numbers are taken as they are."""
+    kind = setting.type
     if isinstance(value, str) and kind is not str:
         try:
             value = kind(value)
@@ -166,44 +161,27 @@ def _value(name: str, value: Any, action: argparse.Action) -> Any:
         raise ValueError(f"{name} {value!r}: expected an integer")
     if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ValueError(f"{name} {value!r}: expected a number")
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"{name} {value!r}: expected one of {', '.join(action.choices)}")
+    if setting.choices is not None and value not in setting.choices:
+        raise ValueError(f"{name} {value!r}: expected one of {', '.join(setting.choices)}")
     return float(value) if kind is float else value
 
 
-def _application_problems(application: str, row: dict[str, Any], arguments: argparse.Namespace) -> list[str]:
-    """The fields each application needs and refuses; sets ``arguments.extend``."""
-    needs = {"edit": ("mask",), "background": ("mask",), "scribble": ("scribble",), "extend": ("extend",)}
-    refuses = {
-        "edit": ("scribble", "extend"),
-        "background": ("scribble", "extend"),
-        "scribble": ("extend",),
-        "extend": ("mask", "scribble"),
-    }
-    problems = [
-        f"application {application} needs a {name}" for name in ("image", *needs[application]) if name not in row
-    ]
-    problems += [f"application {application} takes no {name}" for name in refuses[application] if name in row]
-    if arguments.prompt is None:
-        problems.append("no prompt")
-    if "extend" in row and application == "extend":
-        extend = row["extend"]
-        try:
-            if isinstance(extend, list) and len(extend) == 4 and all(type(v) is int and v >= 0 for v in extend):
-                arguments.extend = tuple(extend)
-            else:
-                arguments.extend = pixels(str(extend))
-        except argparse.ArgumentTypeError as error:
-            problems.append(f"extend: {error}")
-    return problems
+def _extend(value: Any) -> tuple[int, int, int, int]:
+    """LEFT,TOP,RIGHT,BOTTOM from a list of four integers or text."""
+    if isinstance(value, list) and len(value) == 4 and all(type(v) is int and v >= 0 for v in value):
+        return tuple(value)
+    parts = str(value).split(",")
+    if len(parts) != 4 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"expected LEFT,TOP,RIGHT,BOTTOM as four non-negative integers, got {str(value)!r}")
+    return tuple(int(part) for part in parts)
 
 
-def _file_problems(arguments: argparse.Namespace) -> list[str]:
+def _file_problems(request: EditRequest) -> list[str]:
     """Each file exists and is an image (its header is read, not its pixels) of a size the edit can use."""
     sizes: dict[str, tuple[int, int]] = {}
     problems = []
     for name in FILE_FIELDS:
-        path = getattr(arguments, name)
+        path = getattr(request, name)
         if path is None:
             continue
         if not path.is_file():
@@ -218,16 +196,16 @@ def _file_problems(arguments: argparse.Namespace) -> list[str]:
         return problems
     width, height = sizes["image"]
     try:
-        check_image_size(width, height, f"image {arguments.image}")
-        if arguments.extend:
-            check_extension(width, height, *arguments.extend, "extend")
+        check_image_size(width, height, f"image {request.image}")
+        if request.extend:
+            check_extension(width, height, *request.extend, "extend")
     except ValueError as error:
         problems.append(str(error))
     if "mask" in sizes:
         try:
-            check_mask_size(*sizes["mask"], width, height, f"mask {arguments.mask}")
+            check_mask_size(*sizes["mask"], width, height, f"mask {request.mask}")
         except ValueError as error:
             problems.append(str(error))
     if "scribble" in sizes and sizes["scribble"] != sizes["image"]:
-        problems.append(f"scribble {arguments.scribble} is {sizes['scribble']}, image {sizes['image']}: one size")
+        problems.append(f"scribble {request.scribble} is {sizes['scribble']}, image {sizes['image']}: one size")
     return problems

@@ -10,7 +10,6 @@ import torch
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPModel, PreTrainedTokenizerBase
 
 from blended_pipeline.augment import Augmentation, ProjectiveAugmentation
@@ -26,8 +25,18 @@ from blended_pipeline.guidance import (
     mse_outside,
 )
 from blended_pipeline.image_io import ImageInput
-from blended_pipeline.options import (
+from blended_pipeline.loop import (
+    BlendedPipelineMixin,
+    BlendedPipelineOutput,
+    Generators,
+    StepEndCallback,
+    call_arguments,
+    check_ranking_clip,
+)
+from blended_pipeline.region import fill_from_surround
+from blended_pipeline.settings import (
     DEFAULTS,
+    SCRIBBLE_STRENGTH,
     BackgroundLossName,
     ClipInput,
     ClipView,
@@ -36,24 +45,9 @@ from blended_pipeline.options import (
     OutputType,
     RankBy,
     check_prompt,
-    check_settings,
-    check_strength,
 )
-from blended_pipeline.pipeline_common import (
-    BlendedPipelineMixin,
-    BlendedPipelineOutput,
-    Generators,
-    StepEndCallback,
-    contains_callback,
-)
-from blended_pipeline.ranking import Ranking
-from blended_pipeline.region import fill_from_surround
-from blended_pipeline.restart import RestartFromBestCallback
 
 LEARNED_VARIANCE = ("learned", "learned_range")
-DEFAULT_STRENGTH = 0.75  # the paper's: the first 25 of 100 steps skipped, on a linear noise schedule
-DEFAULT_SCRIBBLE_STRENGTH = 0.5  # half the schedule: on a linear schedule the strokes' colours survive
-DEFAULT_STEPS = DEFAULTS.num_inference_steps  # the paper's 100
 
 
 BlendedDiffusionPipelineOutput = BlendedPipelineOutput  # the scores are always there: every result is ranked
@@ -85,6 +79,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     components) and ``augmentation`` (the extending augmentations).
     """
 
+    kind = "pixel"
     model_cpu_offload_seq = "clip_model->unet"
     _optional_components = ["ranking_clip_model"]
     _exclude_from_cpu_offload = ["ranking_clip_model"]  # it ranks mid-run (a restart) as well as at the end
@@ -98,33 +93,15 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         tokenizer: PreTrainedTokenizerBase,
         feature_extractor: CLIPImageProcessor,
         ranking_clip_model: CLIPModel | None = None,
-        default_strength: float = DEFAULT_STRENGTH,
-        scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
-        default_num_inference_steps: int = DEFAULT_STEPS,
+        default_strength: float = DEFAULTS.strength,
+        scribble_strength: float = SCRIBBLE_STRENGTH,
+        default_num_inference_steps: int = DEFAULTS.num_inference_steps,
         default_rank_border_weight: float = DEFAULTS.rank_border_weight,
         default_restart_at: float = DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
-        check_strength("default_strength", default_strength)
-        check_strength("scribble_strength", scribble_strength)
         check_ranking_clip(ranking_clip_model, clip_model)
-        check_settings(
-            {
-                "num_inference_steps": "default_num_inference_steps",
-                "rank_border_weight": "default_rank_border_weight",
-                "restart_at": "default_restart_at",
-            },
-            num_inference_steps=default_num_inference_steps,
-            rank_border_weight=default_rank_border_weight,
-            restart_at=default_restart_at,
-        )
-        self.register_to_config(
-            default_strength=default_strength,
-            scribble_strength=scribble_strength,
-            default_num_inference_steps=default_num_inference_steps,
-            default_rank_border_weight=default_rank_border_weight,
-            default_restart_at=default_restart_at,
-        )
+        self._register_checkpoint_defaults(locals())
         self.register_modules(
             unet=unet,
             scheduler=scheduler,
@@ -137,13 +114,6 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         self.augmentation: Augmentation = ProjectiveAugmentation()
         self.default_mixed_precision: MixedPrecision = "no"
         self._lpips_loss: BackgroundPreservationLoss | None = None
-        self._ranking: Ranking | None = None
-
-    @property
-    def ranking(self) -> Ranking | None:
-        """The current (or last) call's ranking, ``(images, mask) -> (order, scores)``: for step-end callbacks
-        that rank the samples mid-run as the results will be ranked (``RestartFromBestCallback``)."""
-        return self._ranking
 
     @torch.no_grad()
     def __call__(
@@ -252,60 +222,26 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             ``BlendedDiffusionPipelineOutput`` (or ``(images, scores)``): ``num_images_per_prompt`` results per
             edit, edits in input order, each edit's best first.
         """
-        # 0. Check every input before any work.
+        # 0. The checkpoint's defaults for what is not given; every input checked before any work.
+        settings = self._settings(call_arguments(locals()))
         prompts, images, masks = self._edits(prompt, image, mask_image)
-        strength = self.config.default_strength if strength is None else strength
-        if num_inference_steps is None:
-            num_inference_steps = self.config.default_num_inference_steps
-        if rank_border_weight is None:
-            rank_border_weight = self.config.default_rank_border_weight
-        if restart_at is None:
-            restart_at = self.config.default_restart_at
-        callbacks = self._step_end_callbacks(blend, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        self.check_inputs(
-            prompts=prompts,
-            generator=generator,
-            callbacks=callbacks,
-            num_inference_steps=num_inference_steps,
-            strength=strength,
-            num_images_per_prompt=num_images_per_prompt,
-            clip_guidance_scale=clip_guidance_scale,
-            num_augmentations=num_augmentations,
-            guidance_every=guidance_every,
-            guidance_end=guidance_end,
-            range_loss_scale=range_loss_scale,
-            background_loss_scale=background_loss_scale,
-            background_loss=background_loss,
-            clip_input=clip_input,
-            clip_view=clip_view,
-            guidance_area_reference=guidance_area_reference,
-            masked_start=masked_start,
-            mask_blur=mask_blur,
-            crop_margin=crop_margin,
-            rank_by=rank_by,
-            rank_border_weight=rank_border_weight,
-            restart_at=restart_at,
-            eta=eta,
-            mixed_precision=mixed_precision,
-            output_type=output_type,
+        callbacks = self._step_end_callbacks(
+            blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings["restart_at"]
         )
-        if restart_at > 0 and not contains_callback(callback_on_step_end, RestartFromBestCallback):
-            callbacks.append((RestartFromBestCallback(restart_at), RestartFromBestCallback.tensor_inputs))
+        self.check_inputs(prompts, generator, callbacks, settings)
         sources, masks, regions = self._edit_regions(images, masks, mask_blur, crop_margin, output_type)
-        precision = mixed_precision or self.default_mixed_precision
-        device = self._execution_device
-        self._interrupt = False
+        precision, device = settings["mixed_precision"], self._execution_device
+        num_images_per_prompt, self._interrupt = settings["num_images_per_prompt"], False
 
         # 1. Each edit's region (a crop around the mask of a larger image, at the UNet's resolution), one row per
-        #    result, the loss that guides, and the ranking.
+        #    result, the loss that guides, and the ranking (by the guidance, or the ranking CLIP).
         model_image = torch.cat([r.image for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         guidance = self.guidance if self.guidance is not None else self._clip_guidance()
         target_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
-        target = guidance.prepare(target_prompts, device)
         loss = GuidanceLoss(
             guidance=guidance,
-            target=target,
+            target=guidance.prepare(target_prompts, device),
             mask=model_mask,
             augmentation=self.augmentation,
             num_augmentations=num_augmentations,
@@ -319,63 +255,33 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             source=model_image,
             generator=generator,
         )
-        ranker, ranking_target = guidance, target
-        if self.ranking_clip_model is not None:
-            ranker = self._clip_guidance(self.ranking_clip_model)
-            ranking_target = ranker.prepare(target_prompts, device)
-        self._ranking = Ranking(ranker, ranking_target, rank_by, num_images_per_prompt, rank_border_weight)
+        self._ranking = self._ranking_for(guidance, loss.target, target_prompts, settings, model_image, model_mask)
 
-        # 2. The part of the schedule to run, and x_T: the input (its masked region filled from around it, if
-        #    asked) noised to its first timestep.
-        timesteps = self._timesteps(num_inference_steps, strength, device)
+        # 2. The part of the schedule to run, from the input (its masked region filled from around it, if asked).
+        timesteps = self._timesteps(settings["num_inference_steps"], settings["strength"], device)
         self._num_timesteps = len(timesteps)
-        shape = tuple(model_image.shape)
-        noise = randn_tensor(shape, generator=generator, device=device)
         start = fill_from_surround(model_image, model_mask) if masked_start == "surround" else model_image
-        latents = self.scheduler.add_noise(start, noise, timesteps[:1].repeat(shape[0]))
 
-        # 3. Denoise: a guided step, then the step-end callbacks (blending first; a restart from the best last).
-        extra_step_kwargs = self._extra_step_kwargs(generator, eta)
-        channels_stepped = None if self._scheduler_uses_learned_variance() else shape[1]
+        # 3. Denoise: each step guided by the loss's gradient (on the steps chosen), blended, the callbacks after.
+        channels_stepped = None if self._scheduler_uses_learned_variance() else model_image.shape[1]
         alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
-        for i, t in enumerate(self.progress_bar(timesteps)):
+
+        def predict(sample: torch.Tensor, t: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            guided = is_guided_step(i, len(timesteps), guidance_every, guidance_end)
             with self._autocast(precision, device), gradients_for_samples_only(self.unet, self.clip_model):
                 noise_pred, pred_original_sample = guided_noise_prediction(
-                    lambda x, t=t: self.unet(x.to(self.unet.dtype), t).sample,
-                    latents,
+                    lambda x: self.unet(x.to(self.unet.dtype), t).sample,
+                    sample,
                     alphas_cumprod[t].float(),
-                    loss if is_guided_step(i, len(timesteps), guidance_every, guidance_end) else None,
+                    loss if guided else None,
                     backprop_through_unet,
                 )
-            noise_pred = noise_pred[:, :channels_stepped]
-            latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
-            if callbacks:
-                tensors = {
-                    "latents": latents,
-                    "noised_image": self._noised_input(model_image, timesteps, i, generator),
-                    "mask": model_mask,
-                    "image": model_image,
-                    "noise_pred": noise_pred,
-                    "pred_original_sample": pred_original_sample,
-                }
-                latents = self._run_callbacks(callbacks, i, t, tensors)
-            if self.interrupt:
-                break
+            return noise_pred[:, :channels_stepped], pred_original_sample
 
-        # 4. Rank each edit's results by the guidance, or the ranking CLIP (on the masked region, the whole result,
-        #    or both).
-        results = latents.clamp(-1, 1)
-        with self._autocast(precision, device):
-            order, scores = self.ranking(results, model_mask)
-        self.maybe_free_model_hooks()
+        latents = self.denoise(predict, start, model_image, model_mask, timesteps, generator, eta, callbacks)
 
-        # 5. Back to each input's size; outside the mask, the input's exact pixels.
-        ranked = results[order].split(num_images_per_prompt)
-        outputs = self._pasted_output(regions, ranked, sources, masks, output_type)
-        score_list = [float(s) for s in scores]
-        if not return_dict:
-            return outputs, score_list
-        return BlendedDiffusionPipelineOutput(images=outputs, scores=score_list)
+        # 4. Rank each edit's results, then back to each input's size with its exact pixels outside the mask.
+        return self._ranked_output(latents.clamp(-1, 1), regions, sources, masks, settings, return_dict)
 
     def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
         """The UNet and CLIP's image tower: each step runs both forward and backward."""
@@ -413,21 +319,16 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
     def check_inputs(
         self,
-        *,
         prompts: list[Any],
         generator: Generators,
         callbacks: list[tuple[StepEndCallback, list[str]]],
-        **settings: Any,
+        settings: dict[str, Any],
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected; ``settings`` are the
-        call's keyword arguments, checked by ``options.check_settings``."""
+        call's (already checked against the settings table)."""
         for prompt in prompts:
             check_prompt(prompt)
-        check_settings(**settings)
-        self._check_call(
-            prompts, generator, callbacks, settings["num_images_per_prompt"], settings["num_inference_steps"]
-        )
-        self.check_scheduler(self.scheduler)
+        self._check_call(prompts, generator, callbacks, settings)
 
     @staticmethod
     def check_scheduler(scheduler: Any) -> None:
@@ -447,17 +348,3 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         prediction = scheduler.config.get("prediction_type", "epsilon")
         if prediction != "epsilon":
             raise ValueError(f"{name} is configured for prediction_type={prediction!r}; the UNet must predict epsilon")
-
-
-def check_ranking_clip(ranking_clip_model: CLIPModel | None, clip_model: CLIPModel | None) -> None:
-    """Refuse a ranking CLIP that cannot read what the guiding CLIP's tokenizer and feature extractor make."""
-    if ranking_clip_model is None or clip_model is None:
-        return
-    for part, setting in (("vision_config", "image_size"), ("text_config", "vocab_size")):
-        ranking = getattr(getattr(ranking_clip_model.config, part), setting)
-        guiding = getattr(getattr(clip_model.config, part), setting)
-        if ranking != guiding:
-            raise ValueError(
-                f"ranking_clip_model's {setting} is {ranking}, clip_model's {guiding}: the ranking CLIP shares the "
-                "tokenizer and feature extractor, so it must take the same image size and vocabulary"
-            )

@@ -1,5 +1,5 @@
 """``BlendedLatentDiffusionPipeline``: Blended Latent Diffusion (Avrahami, Fried, Lischinski, SIGGRAPH 2023) on
-Stable Diffusion-format checkpoints, sharing the pixel pipeline's region, blending, ranking and image I/O."""
+Stable Diffusion-format checkpoints, sharing the pixel pipeline's loop, region, blending, ranking and image I/O."""
 
 from __future__ import annotations
 
@@ -10,30 +10,30 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, PreTrainedTokenizerBase
 
 from blended_pipeline.guidance import CLIPGuidance
 from blended_pipeline.image_io import ImageInput
-from blended_pipeline.options import (
-    DEFAULTS,
+from blended_pipeline.loop import (
+    BlendedPipelineMixin,
+    BlendedPipelineOutput,
+    Generators,
+    StepEndCallback,
+    call_arguments,
+    check_ranking_clip,
+)
+from blended_pipeline.reconstruction import fit_decoder
+from blended_pipeline.region import latent_region_mask
+from blended_pipeline.settings import (
     LATENT_DEFAULTS,
+    SCRIBBLE_STRENGTH,
     LatentMask,
     MixedPrecision,
     OutputType,
     RankBy,
     Reconstruction,
     check_prompt,
-    check_settings,
-    check_strength,
 )
-from blended_pipeline.pipeline_common import BlendedPipelineMixin, BlendedPipelineOutput, Generators, StepEndCallback
-from blended_pipeline.ranking import rank
-from blended_pipeline.reconstruction import fit_decoder
-from blended_pipeline.region import latent_region_mask
-
-DEFAULT_STRENGTH = 0.75  # Blended Latent Diffusion's: blending starts at 25% of the schedule
-DEFAULT_SCRIBBLE_STRENGTH = 0.5  # the strokes' colours must survive the noise
 
 
 class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
@@ -49,14 +49,27 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         clip_model, clip_tokenizer, feature_extractor: optional CLIP parts that rank the results; without
             them the results keep their generation order.
 
-    Config: ``default_strength``, the ``strength`` of a call that names none; ``scribble_strength``, the one
-    for scribble-guided edits (lower, so the strokes survive).
+        ranking_clip_model: optional, a second CLIP (sharing the CLIP tokenizer and feature extractor) that ranks
+            in place of ``clip_model`` (``BlendedDiffusionPipeline`` says why).
+
+    Config: as ``BlendedDiffusionPipeline``'s (``default_strength``, ``scribble_strength``,
+    ``default_num_inference_steps``, ``default_rank_border_weight``, ``default_restart_at``), with Blended Latent
+    Diffusion's defaults where a checkpoint names none.
     """
 
+    kind = "latent"
     model_cpu_offload_seq = "text_encoder->unet->vae"
-    _optional_components = ["clip_model", "clip_tokenizer", "feature_extractor"]
-    _exclude_from_cpu_offload = ["clip_model"]
-    _callback_tensor_inputs = ["latents", "noised_image", "mask", "image", "noise_pred", "prompt_embeds"]
+    _optional_components = ["clip_model", "clip_tokenizer", "feature_extractor", "ranking_clip_model"]
+    _exclude_from_cpu_offload = ["clip_model", "ranking_clip_model"]
+    _callback_tensor_inputs = [
+        "latents",
+        "noised_image",
+        "mask",
+        "image",
+        "noise_pred",
+        "pred_original_sample",
+        "prompt_embeds",
+    ]
 
     def __init__(
         self,
@@ -68,8 +81,12 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         clip_model: CLIPModel | None = None,
         clip_tokenizer: PreTrainedTokenizerBase | None = None,
         feature_extractor: CLIPImageProcessor | None = None,
-        default_strength: float = DEFAULT_STRENGTH,
-        scribble_strength: float = DEFAULT_SCRIBBLE_STRENGTH,
+        ranking_clip_model: CLIPModel | None = None,
+        default_strength: float = LATENT_DEFAULTS.strength,
+        scribble_strength: float = SCRIBBLE_STRENGTH,
+        default_num_inference_steps: int = LATENT_DEFAULTS.num_inference_steps,
+        default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
+        default_restart_at: float = LATENT_DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
         if not isinstance(unet, UNet2DConditionModel):
@@ -82,9 +99,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 f"unet takes {unet.config.in_channels} input channels but the vae's latents have "
                 f"{vae.config.latent_channels}; an inpainting UNet (9 channels) is not a text-to-image one"
             )
-        check_strength("default_strength", default_strength)
-        check_strength("scribble_strength", scribble_strength)
-        self.register_to_config(default_strength=default_strength, scribble_strength=scribble_strength)
+        check_ranking_clip(ranking_clip_model, clip_model)
+        self._register_checkpoint_defaults(locals())
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -94,6 +110,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             clip_model=clip_model,
             clip_tokenizer=clip_tokenizer,
             feature_extractor=feature_extractor,
+            ranking_clip_model=ranking_clip_model,
         )
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.default_mixed_precision: MixedPrecision = "no"
@@ -104,22 +121,23 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         prompt: str | list[str],
         image: ImageInput | list[ImageInput],
         mask_image: ImageInput | list[ImageInput],
-        num_inference_steps: int = LATENT_DEFAULTS.num_inference_steps,
+        num_inference_steps: int | None = None,
         strength: float | None = None,
         guidance_scale: float = LATENT_DEFAULTS.guidance_scale,
         negative_prompt: str | list[str] | None = None,
-        num_images_per_prompt: int = DEFAULTS.num_images_per_prompt,
+        num_images_per_prompt: int = LATENT_DEFAULTS.num_images_per_prompt,
         latent_mask: LatentMask = LATENT_DEFAULTS.latent_mask,
         reconstruction: Reconstruction = LATENT_DEFAULTS.reconstruction,
         blend: bool = True,
-        mask_blur: float = DEFAULTS.mask_blur,
-        crop_margin: float = DEFAULTS.crop_margin,
-        rank_by: RankBy = DEFAULTS.rank_by,
-        rank_border_weight: float = DEFAULTS.rank_border_weight,
-        eta: float = DEFAULTS.eta,
+        mask_blur: float = LATENT_DEFAULTS.mask_blur,
+        crop_margin: float = LATENT_DEFAULTS.crop_margin,
+        rank_by: RankBy = LATENT_DEFAULTS.rank_by,
+        rank_border_weight: float | None = None,
+        restart_at: float | None = None,
+        eta: float = LATENT_DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
         generator: Generators = None,
-        output_type: OutputType = DEFAULTS.output_type,
+        output_type: OutputType = LATENT_DEFAULTS.output_type,
         return_dict: bool = True,
         callback_on_step_end: StepEndCallback | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
@@ -131,7 +149,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 in one batch.
             image: the input, any size (edited on a crop at the model's resolution, pasted back); or a list.
             mask_image: white / 1 = edit, black / 0 = keep; thresholded at 0.5; the image's aspect ratio.
-            num_inference_steps: steps of the full schedule; ``strength`` of them are run.
+            num_inference_steps: steps of the full schedule; ``strength`` of them are run. Default: the
+                checkpoint's ``default_num_inference_steps`` (Blended Latent Diffusion's 50 where it names none).
             strength: fraction of the schedule run, from the input's latents noised to that level (1.0 = pure
                 noise); default: the checkpoint's ``default_strength`` (0.75: blending starts at 25%).
             guidance_scale: classifier-free guidance weight (1 = none).
@@ -143,7 +162,10 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 copy of the decoder per result so that it decodes the input outside the mask: a smaller seam).
             blend: blend with the noised input latents after every step; False runs plain img2img in the crop.
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
-                edge when the CLIP parts rank them (0: by CLIP alone); needs the CLIP parts.
+                edge when the CLIP parts rank them (0: by CLIP alone); needs the CLIP parts. Default: the
+                checkpoint's ``default_rank_border_weight``.
+            restart_at: as in ``BlendedDiffusionPipeline`` (the samples' ``x0_hat`` decoded and ranked); needs the
+                CLIP parts and a scheduler on unscaled samples. Default: the checkpoint's ``default_restart_at``.
             mask_blur, crop_margin, rank_by, eta, mixed_precision, generator, output_type, return_dict,
             callback_on_step_end, callback_on_step_end_tensor_inputs: as in ``BlendedDiffusionPipeline``; here
                 a callback's ``latents``, ``noised_image``, ``image`` and ``mask`` are in latent space.
@@ -152,97 +174,64 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             ``BlendedPipelineOutput`` (or ``(images, scores)``): ``num_images_per_prompt`` results per edit,
             edits in input order, each edit's best first when CLIP parts rank them (``scores`` None otherwise).
         """
-        # 0. Check every input before any work.
+        # 0. The checkpoint's defaults for what is not given; every input checked before any work.
+        settings = self._settings(call_arguments(locals()))
         prompts, images, masks = self._edits(prompt, image, mask_image)
         negatives = self._negative_prompts(negative_prompt, len(prompts))
-        strength = self.config.default_strength if strength is None else strength
-        callbacks = self._step_end_callbacks(blend, callback_on_step_end, callback_on_step_end_tensor_inputs)
-        self.check_inputs(
-            prompts=prompts,
-            negative_prompts=negatives,
-            generator=generator,
-            callbacks=callbacks,
-            num_inference_steps=num_inference_steps,
-            strength=strength,
-            guidance_scale=guidance_scale,
-            num_images_per_prompt=num_images_per_prompt,
-            latent_mask=latent_mask,
-            reconstruction=reconstruction,
-            mask_blur=mask_blur,
-            crop_margin=crop_margin,
-            rank_by=rank_by,
-            rank_border_weight=rank_border_weight,
-            eta=eta,
-            mixed_precision=mixed_precision,
-            output_type=output_type,
+        callbacks = self._step_end_callbacks(
+            blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings["restart_at"]
         )
+        self.check_inputs(prompts, negatives, generator, callbacks, settings)
         sources, masks, regions = self._edit_regions(images, masks, mask_blur, crop_margin, output_type)
-        precision = mixed_precision or self.default_mixed_precision
-        device = self._execution_device
-        self._interrupt = False
+        precision, device = settings["mixed_precision"], self._execution_device
+        num_images_per_prompt, self._interrupt = settings["num_images_per_prompt"], False
 
         # 1. Each edit's latents (the posterior mean, scaled) and its mask at latent resolution, one row per result;
-        #    the prompts' embeddings for classifier-free guidance.
+        #    the prompts' embeddings for classifier-free guidance; the ranking, when there are CLIP parts.
         model_image = torch.cat([r.image for r in regions]).to(device)
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         with self._autocast(precision, device):
             source_latents = self._encode(model_image).repeat_interleave(num_images_per_prompt, 0)
             prompt_embeds = self._encode_prompts(prompts, negatives, num_images_per_prompt, device)
         region_mask = latent_region_mask(model_mask, tuple(source_latents.shape[-2:]), latent_mask)
+        model_image = model_image.repeat_interleave(num_images_per_prompt, 0)
+        target_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        guidance = self._clip_guidance()
+        target = guidance.prepare(target_prompts, device) if guidance is not None else None
+        self._ranking = self._ranking_for(
+            guidance, target, target_prompts, settings, model_image, model_mask, self._decode
+        )
 
-        # 2. The part of the schedule to run, and the input's latents noised to its first timestep.
-        timesteps = self._timesteps(num_inference_steps, strength, device)
+        # 2. The part of the schedule to run.
+        timesteps = self._timesteps(settings["num_inference_steps"], settings["strength"], device)
         self._num_timesteps = len(timesteps)
-        noise = randn_tensor(tuple(source_latents.shape), generator=generator, device=device)
-        latents = self.scheduler.add_noise(source_latents, noise, timesteps[:1].repeat(source_latents.shape[0]))
 
-        # 3. Denoise with classifier-free guidance, then the step-end callbacks (blending first).
-        extra_step_kwargs = self._extra_step_kwargs(generator, eta)
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            model_input = self.scheduler.scale_model_input(torch.cat([latents] * 2), t)
+        # 3. Denoise from the input's latents, with classifier-free guidance; blended, the callbacks after.
+        def predict(sample: torch.Tensor, t: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+            model_input = self.scheduler.scale_model_input(torch.cat([sample] * 2), t)
             with self._autocast(precision, device):
                 prediction = self.unet(model_input.to(self.unet.dtype), t, encoder_hidden_states=prompt_embeds).sample
             unconditional, conditional = prediction.float().chunk(2)
             noise_pred = unconditional + guidance_scale * (conditional - unconditional)
-            latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
-            if callbacks:
-                tensors = {
-                    "latents": latents,
-                    "noised_image": self._noised_input(source_latents, timesteps, i, generator),
-                    "mask": region_mask,
-                    "image": source_latents,
-                    "noise_pred": noise_pred,
-                    "prompt_embeds": prompt_embeds,
-                }
-                latents = self._run_callbacks(callbacks, i, t, tensors)
-            if self.interrupt:
-                break
+            return noise_pred, self._predicted_original(sample, noise_pred, t)
 
-        # 4. Decode (with a decoder fitted to the input's background, when asked).
+        latents = self.denoise(
+            predict,
+            source_latents,
+            source_latents,
+            region_mask,
+            timesteps,
+            generator,
+            eta,
+            callbacks,
+            prompt_embeds=prompt_embeds,
+        )
+
+        # 4. Decode (with a decoder fitted to the input's background, when asked); rank each edit's results, then
+        #    back to each input's size with its exact pixels outside the mask.
         with self._autocast(precision, device):
-            results = self._decode(
-                latents, model_image.repeat_interleave(num_images_per_prompt, 0), model_mask, reconstruction
-            ).clamp(-1, 1)
-
-        # 5. Rank each edit's results with the CLIP parts, if there are any; else keep the generation order.
-        scores = None
-        order = torch.arange(results.shape[0], device=results.device)
-        if self.clip_model is not None:
-            guidance = CLIPGuidance(self.clip_model, self.clip_tokenizer or self.tokenizer, self.feature_extractor)
-            target = guidance.prepare([p for p in prompts for _ in range(num_images_per_prompt)], device)
-            with self._autocast(precision, device):
-                order, ranked_scores = rank(
-                    guidance, results, model_mask, target, rank_by, num_images_per_prompt, rank_border_weight
-                )
-            scores = [float(s) for s in ranked_scores]
-        self.maybe_free_model_hooks()
-
-        # 6. Back to each input's size; outside the mask, the input's exact pixels.
-        ranked = results[order].split(num_images_per_prompt)
-        outputs = self._pasted_output(regions, ranked, sources, masks, output_type)
-        if not return_dict:
-            return outputs, scores
-        return BlendedPipelineOutput(images=outputs, scores=scores)
+            results = self._decode(latents, model_image, model_mask, reconstruction).clamp(-1, 1)
+        return self._ranked_output(results, regions, sources, masks, settings, return_dict)
 
     def _model_resolution(self) -> tuple[int, int]:
         """The pixels the UNet's latents decode to."""
@@ -256,9 +245,14 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         return posterior.mean.float() * self.vae.config.scaling_factor
 
     def _decode(
-        self, latents: torch.Tensor, source: torch.Tensor, mask: torch.Tensor, reconstruction: Reconstruction
+        self,
+        latents: torch.Tensor,
+        source: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        reconstruction: Reconstruction = "paste",
     ) -> torch.Tensor:
-        """Pixels in [-1, 1] of each row of ``latents``; with "decoder", each from its own fitted decoder."""
+        """Pixels of each row of ``latents``; with "decoder", each from its own decoder fitted to ``source``
+        outside ``mask``."""
         scaled = latents / self.vae.config.scaling_factor
         if reconstruction == "paste":
             return self.vae.decode(scaled.to(self.vae.dtype)).sample.float()
@@ -267,6 +261,28 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             for i in range(latents.shape[0])
         ]
         return torch.cat(rows)
+
+    def _predicted_original(
+        self, sample: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor | None:
+        """``x0_hat`` of a variance-preserving scheduler's sample (None for sigma-scaled ones, such as Euler's)."""
+        if float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
+            return None
+        alpha_bar = self.scheduler.alphas_cumprod.to(sample.device)[t].float()
+        kind = self.scheduler.config.get("prediction_type", "epsilon")
+        if kind == "v_prediction":
+            return alpha_bar.sqrt() * sample - (1 - alpha_bar).sqrt() * prediction
+        if kind == "sample":
+            return prediction
+        return (sample - (1 - alpha_bar).sqrt() * prediction) / alpha_bar.sqrt()
+
+    def _clip_guidance(self, clip_model: CLIPModel | None = None) -> CLIPGuidance | None:
+        """CLIP from the optional parts (``clip_model``, or another CLIP sharing their tokenizer and feature
+        extractor); None without them."""
+        clip_model = self.clip_model if clip_model is None else clip_model
+        if clip_model is None:
+            return None
+        return CLIPGuidance(clip_model, self.clip_tokenizer or self.tokenizer, self.feature_extractor)
 
     @staticmethod
     def _negative_prompts(negative_prompt: str | list[str] | None, count: int) -> list[str]:
@@ -294,12 +310,11 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
     def check_inputs(
         self,
-        *,
         prompts: list[Any],
         negative_prompts: list[Any],
         generator: Generators,
         callbacks: list[tuple[StepEndCallback, list[str]]],
-        **settings: Any,
+        settings: dict[str, Any],
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected (``check_settings``)."""
         for prompt in prompts:
@@ -307,16 +322,18 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         for negative in negative_prompts:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
-        check_settings(**settings)
-        if settings["rank_border_weight"] > 0 and self.clip_model is None:
+        for name in ("rank_border_weight", "restart_at"):
+            if settings[name] > 0 and self.clip_model is None:
+                raise ValueError(
+                    f"{name}={settings[name]} ranks results, which needs CLIP parts; load the pipeline with "
+                    "clip_model, clip_tokenizer and feature_extractor, or leave it at 0"
+                )
+        if settings["restart_at"] > 0 and float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(
-                f"rank_border_weight={settings['rank_border_weight']} ranks results, which needs CLIP parts; load "
-                "the pipeline with clip_model, clip_tokenizer and feature_extractor, or leave it at 0"
+                f"restart_at ranks each sample's x0_hat, which {type(self.scheduler).__name__}'s sigma-scaled samples "
+                "do not give here; use a variance-preserving scheduler (DDIM, DDPM, DPM-Solver++) or restart_at=0"
             )
-        self._check_call(
-            prompts, generator, callbacks, settings["num_images_per_prompt"], settings["num_inference_steps"]
-        )
-        self.check_scheduler(self.scheduler)
+        self._check_call(prompts, generator, callbacks, settings)
 
     @staticmethod
     def check_scheduler(scheduler: Any) -> None:

@@ -9,13 +9,16 @@ off by it, or one continued from outside) differs there from its surround.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
 from blended_pipeline.guidance import Guidance
-from blended_pipeline.options import RANK_BY, RankBy
+from blended_pipeline.settings import RankBy
+
+RANK_BY: tuple[str, ...] = get_args(RankBy)
 
 
 @torch.no_grad()
@@ -52,18 +55,31 @@ def rank(
 
 @dataclass(frozen=True)
 class Ranking:
-    """One call's ranking, as ``rank`` with everything but the images and mask fixed: the pipeline ranks its results
-    with it, and callbacks rank the run's samples the same way mid-run (``pipeline.ranking``)."""
+    """One call's ranking, as ``rank`` with everything but the images fixed: the pipeline ranks its results with
+    it, and callbacks rank the run's samples the same way mid-run (``pipeline.ranking``).
+
+    ``image`` and ``mask`` are the rows' input and mask in pixels; ``to_pixels`` decodes a sample of the
+    pipeline's space (a latent pipeline's latents) into pixels, None where samples are pixels.
+    """
 
     guidance: Guidance
     target: Any
     rank_by: RankBy
     group_size: int
     border_weight: float
+    image: torch.Tensor
+    mask: torch.Tensor
+    to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``rank``'s order (best first within each group) and scores."""
         return rank(self.guidance, images, mask, self.target, self.rank_by, self.group_size, self.border_weight)
+
+    def of_samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rank predicted clean samples as the results will be: in pixels, with the input outside the mask."""
+        pixels = samples if self.to_pixels is None else self.to_pixels(samples)
+        pasted = pixels.clamp(-1, 1) * self.mask + self.image * (1 - self.mask)
+        return self(pasted, self.mask)
 
 
 def edge_step(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

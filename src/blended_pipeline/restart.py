@@ -22,7 +22,7 @@ class RestartFromBestCallback(PipelineCallback):
     the mask. With ``keep`` > 1 the copies go round the kept results, best first.
     """
 
-    tensor_inputs = ["latents", "pred_original_sample", "mask", "image"]
+    tensor_inputs = ["latents", "pred_original_sample"]
 
     def __init__(self, at: float = 0.3, keep: int = 1) -> None:
         if not 0 < at < 1:
@@ -38,9 +38,7 @@ class RestartFromBestCallback(PipelineCallback):
     ) -> dict[str, torch.Tensor]:
         if step_index != round(self.at * pipeline.num_timesteps):
             return callback_kwargs
-        mask = callback_kwargs["mask"]
-        pasted = callback_kwargs["pred_original_sample"].clamp(-1, 1) * mask + callback_kwargs["image"] * (1 - mask)
-        order, _ = pipeline.ranking(pasted, mask)
+        order, _ = pipeline.ranking.of_samples(callback_kwargs["pred_original_sample"])
         callback_kwargs["latents"] = copies_of_best(
             callback_kwargs["latents"], order, pipeline.ranking.group_size, self.keep
         )

@@ -4,7 +4,8 @@
     blended-ui --model DIR --device cuda --dtype bf16 --port 8000
 
 The page calls ``edit_image``, a plain function (images, strokes, prompt, options in; ranked results out) that
-is used and tested without the page. Nothing leaves the machine: analytics are off, fonts are the system's, and
+makes the same edit request as the command line and is used and tested without the page. Nothing leaves the
+machine: analytics are off, fonts are the system's, and
 there is no share link unless ``--share`` asks for one. See docs/ui.md.
 """
 
@@ -21,24 +22,10 @@ import numpy as np
 import PIL.Image
 
 from blended_pipeline import SHAPES_CHECKPOINT
-from blended_pipeline.applications import (
-    APPLICATIONS,
-    application_strength,
-    apply_scribble,
-    extend_canvas,
-    invert_mask,
-)
-from blended_pipeline.cli import default_steps
-from blended_pipeline.options import (
-    DEFAULTS,
-    SCHEDULERS,
-    check_extension,
-    check_image_size,
-    check_prompt,
-    check_settings,
-    scheduler_class,
-    steps_run,
-)
+from blended_pipeline.applications import APPLICATIONS
+from blended_pipeline.arguments import OneLineParser
+from blended_pipeline.request import EditRequest, pipeline_defaults, run_edit
+from blended_pipeline.settings import BY_NAME, DTYPES, SCHEDULERS, SETTINGS, EditSettings, UsageError
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -56,14 +43,8 @@ APPLICATION_LABELS = {
     "scribble (the painted colours are the strokes)": "scribble",
     "extend the canvas": "extend",
 }
-PAGE_NAMES = {
-    "num_images_per_prompt": "samples",
-    "num_inference_steps": "steps",
-    "strength": "strength",
-    "mask_blur": "mask blur",
-    "scheduler": "scheduler",
-    "prompt": "prompt",
-}
+PAGE_NAMES = {setting.name: setting.page for setting in SETTINGS if setting.page} | {"prompt": "prompt"}
+"""The settings the page offers, by their labels there (from the settings table)."""
 
 
 class PageError(ValueError):
@@ -105,12 +86,12 @@ def edit_image(
     prompt: str,
     application: str = "edit",
     extend: str = "",
-    samples: int = DEFAULTS.num_images_per_prompt,
+    samples: int = BY_NAME["num_images_per_prompt"].default,
     steps: int | None = None,
     strength: float | None = None,
     scheduler: str | None = None,
     seed: int = 0,
-    mask_blur: float = DEFAULTS.mask_blur,
+    mask_blur: float = BY_NAME["mask_blur"].default,
     on_step: Callable[[int, int], None] | None = None,
 ) -> PageEdit:
     """Edit ``image`` where ``strokes`` (RGBA, the painted layers) are painted, as ``application`` says.
@@ -121,49 +102,34 @@ def edit_image(
     ``steps`` None the pipeline's, ``scheduler`` None keeps the pipeline's own.
     ``on_step(done, total)`` follows the denoising. Raises ``PageError`` before any work for bad input.
     """
-    image, mask, settings = _checked_inputs(
-        pipe, image, strokes, prompt, application, extend, samples, steps, strength, scheduler, mask_blur
+    settings = EditSettings(
+        num_images_per_prompt=_whole(samples),
+        num_inference_steps=None if steps is None else _whole(steps),
+        strength=strength,
+        mask_blur=mask_blur,
+        scheduler=scheduler,
+        seed=seed,
     )
-    if scheduler is not None and type(pipe.scheduler).__name__ != SCHEDULERS[scheduler]:
-        pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
-    import torch
-
-    def report(pipeline: Any, step: int, timestep: Any, tensors: dict) -> dict:
-        if on_step is not None:
-            on_step(step + 1, pipeline.num_timesteps)
-        return {}
-
-    out = pipe(
-        prompt=prompt,
-        image=image,
-        mask_image=mask,
-        generator=torch.Generator().manual_seed(int(seed)),
-        callback_on_step_end=report,
-        callback_on_step_end_tensor_inputs=[],
-        **settings,
-    )
-    run = steps_run(settings["num_inference_steps"], settings["strength"])
+    request, inputs = _checked_request(pipe, image, strokes, prompt, application, extend, settings)
+    result = run_edit(pipe, request, inputs, on_step)
     message = (
-        f"{len(out.images)} results for {prompt!r}, best first: {run} of {settings['num_inference_steps']} steps "
-        f"at strength {settings['strength']:g}, {type(pipe.scheduler).__name__}, seed {seed}"
+        f"{len(result.images)} results for {prompt!r}, best first: {result.steps_run} of "
+        f"{result.settings['num_inference_steps']} steps at strength {result.settings['strength']:g}, "
+        f"{result.scheduler}, seed {seed}"
     )
-    return PageEdit(images=list(out.images), scores=out.scores, mask=mask.convert("L"), message=message)
+    return PageEdit(images=result.images, scores=result.scores, mask=result.mask.convert("L"), message=message)
 
 
-def _checked_inputs(
+def _checked_request(
     pipe: BlendedDiffusionPipeline,
     image: PIL.Image.Image | None,
     strokes: PIL.Image.Image | None,
     prompt: str,
     application: str,
     extend: str,
-    samples: int,
-    steps: int,
-    strength: float | None,
-    scheduler: str | None,
-    mask_blur: float,
-) -> tuple[PIL.Image.Image, PIL.Image.Image, dict[str, Any]]:
-    """The image and mask the pipeline edits and its settings, or a ``PageError`` saying what to fix."""
+    settings: Any,
+) -> tuple[EditRequest, tuple[PIL.Image.Image, PIL.Image.Image]]:
+    """The page's request and the image and mask it edits, or a ``PageError`` saying what to fix."""
     if image is None:
         raise PageError("no image: upload one, or click 'Shapes scene'")
     width, height = image.size
@@ -171,39 +137,35 @@ def _checked_inputs(
         raise PageError(f"the image is {width}x{height}; the page takes up to {MAX_SIDE} pixels a side: downscale it")
     if application not in APPLICATIONS:
         raise PageError(f"application {application!r}: expected one of {', '.join(APPLICATIONS)}")
-    settings = dict(
-        num_images_per_prompt=_whole(samples),
-        num_inference_steps=default_steps(pipe) if steps is None else _whole(steps),
-        strength=application_strength(application, pipe.config) if strength is None else strength,
-        mask_blur=mask_blur,
+    if application != "extend" and strokes is None:
+        raise PageError("nothing is painted: paint the region to edit on the image with the brush")
+    image = image.convert("RGB")
+    request = EditRequest(
+        prompt if isinstance(prompt, str) else None,
+        image,
+        mask=mask_from_strokes(strokes) if application in ("edit", "background") else None,
+        application=application,
+        scribble=strokes if application == "scribble" else None,
+        extend=_extension(extend) if application == "extend" else None,
+        settings=settings,
+        names={**PAGE_NAMES, "image": "the image", "extend": "extend"},
     )
     try:
-        check_prompt(prompt if isinstance(prompt, str) else None)
-        check_image_size(width, height, "the image")
-        check_settings(PAGE_NAMES, **settings, **({} if scheduler is None else {"scheduler": scheduler}))
-    except (ValueError, TypeError) as error:
+        request.check()
+        steps = settings.num_inference_steps or pipeline_defaults(pipe)["num_inference_steps"]
+        trained = pipe.scheduler.config.get("num_train_timesteps")
+        if trained is not None and steps > trained:
+            raise PageError(f"steps {steps}: the model was trained with {trained}; use fewer")
+        image, mask = request.shaped_inputs()  # the pipeline checks the mask's values before any work
+    except UsageError as error:
         raise PageError(str(error)) from error
-    trained = pipe.scheduler.config.get("num_train_timesteps")
-    if trained is not None and settings["num_inference_steps"] > trained:
-        raise PageError(f"steps {settings['num_inference_steps']}: the model was trained with {trained}; use fewer")
-    image = image.convert("RGB")
-    if application == "extend":
-        return (*_extended(image, extend), settings)
-    if strokes is None:
-        raise PageError("nothing is painted: paint the region to edit on the image with the brush")
-    if application == "scribble":
-        image, mask = apply_scribble(image, strokes)
-    else:
-        mask = mask_from_strokes(strokes)
-    if application == "background":
-        mask = invert_mask(mask)
     coverage = float(np.mean(np.asarray(mask) > 127))
     if coverage == 1.0:
         keep = "leave some of the image unpainted" if application != "background" else "paint the object to keep"
         raise PageError(f"the mask covers the whole image, so nothing would be kept: {keep}")
     if coverage == 0.0:
         raise PageError("the mask is empty: the painted object covers the whole image, leaving no background to edit")
-    return image, mask, settings
+    return request, (image, mask)
 
 
 def scheduler_name(pipe: Any) -> str | None:
@@ -216,20 +178,14 @@ def _whole(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _extended(image: PIL.Image.Image, extend: str) -> tuple[PIL.Image.Image, PIL.Image.Image]:
+def _extension(extend: str) -> tuple[int, int, int, int]:
     parts = [part.strip() for part in (extend or "").split(",")]
     if len(parts) != 4 or not all(part.isdigit() for part in parts):
         raise PageError(f"extend: expected LEFT,TOP,RIGHT,BOTTOM as four whole numbers of pixels, got {extend!r}")
-    pixels = [int(part) for part in parts]
+    pixels = tuple(int(part) for part in parts)
     if sum(pixels) == 0:
         raise PageError("extend: all four are 0; give the pixels of new canvas on at least one side")
-    try:
-        check_extension(*image.size, *pixels, "extend")
-        canvas, mask = extend_canvas(image, *pixels)
-        check_image_size(*canvas.size, "the extended canvas")
-    except ValueError as error:
-        raise PageError(str(error)) from error
-    return canvas, mask
+    return pixels
 
 
 def shapes_scene(seed: int) -> PIL.Image.Image:
@@ -285,9 +241,10 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str) -> gr.Blocks:
             )
         except PageError as error:
             raise gr.Error(str(error), print_exception=False) from error
+        scores = edit.scores or [None] * len(edit.images)
         gallery = [
-            (picture, f"#{rank} score {score:.3f}")
-            for rank, (picture, score) in enumerate(zip(edit.images, edit.scores, strict=True), start=1)
+            (picture, f"#{rank} " + ("not ranked" if score is None else f"score {score:.3f}"))
+            for rank, (picture, score) in enumerate(zip(edit.images, scores, strict=True), start=1)
         ]
         return gallery, edit.mask, edit.message
 
@@ -314,12 +271,13 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str) -> gr.Blocks:
                 application = gr.Radio(list(APPLICATION_LABELS), value="edit the region", label="application")
                 extend = gr.Textbox(label="extend: LEFT,TOP,RIGHT,BOTTOM pixels", value="0,0,64,0")
                 with gr.Accordion("options", open=False):
-                    samples = gr.Number(DEFAULTS.num_images_per_prompt, label="samples", precision=0)
-                    steps = gr.Number(default_steps(pipe), label="steps", precision=0)
-                    strength = gr.Slider(0.05, 1.0, value=pipe.config.default_strength, step=0.05, label="strength")
+                    defaults = pipeline_defaults(pipe)
+                    samples = gr.Number(defaults["num_images_per_prompt"], label="samples", precision=0)
+                    steps = gr.Number(defaults["num_inference_steps"], label="steps", precision=0)
+                    strength = gr.Slider(0.05, 1.0, value=defaults["strength"], step=0.05, label="strength")
                     scheduler = gr.Dropdown(list(SCHEDULERS), value=scheduler_name(pipe), label="scheduler")
-                    seed = gr.Number(0, label="seed", precision=0)
-                    mask_blur = gr.Number(DEFAULTS.mask_blur, label="mask blur (pixels)")
+                    seed = gr.Number(BY_NAME["seed"].default, label="seed", precision=0)
+                    mask_blur = gr.Number(defaults["mask_blur"], label="mask blur (pixels)")
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column():
                 gallery = gr.Gallery(label="results, best first", format="png", columns=2, elem_id="results")
@@ -348,7 +306,6 @@ def launch_options() -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from blended_pipeline.cli import DTYPES, OneLineParser
 
     parser = OneLineParser(prog="blended-ui", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=SHAPES_CHECKPOINT, help="pipeline directory or hub id (default: shapes)")
@@ -361,16 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from blended_pipeline.cli import DTYPES, UsageError, check_model_directory, load_pipeline, resolve_device
+    from blended_pipeline.loading import check_model_directory, load_pipeline, resolve_device
 
     args = build_parser().parse_args(argv)
     try:
         check_model_directory(args.model)
-        pipe = load_pipeline(args.model, None, None, resolve_device(args.device))
+        pipe = load_pipeline(args.model, resolve_device(args.device), mixed_precision=DTYPES[args.dtype])
     except UsageError as error:
         print(f"blended-ui: error: {error}", file=sys.stderr)
         return 2
-    pipe.default_mixed_precision = DTYPES[args.dtype]
     app = build_app(pipe, args.model)
     app.launch(**launch_options(), server_name=args.host, server_port=args.port, share=args.share)
     return 0

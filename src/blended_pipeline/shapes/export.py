@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DCon
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from blended_pipeline import SHAPES_CHECKPOINT
-from blended_pipeline.cli import current_umask
+from blended_pipeline.output import current_umask
 from blended_pipeline.pipeline import BlendedDiffusionPipeline
 from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
 from blended_pipeline.shapes.train_clip import build_clip

@@ -1,8 +1,9 @@
-"""What both pipelines do the same way around their loops: the call's edits, the part of the schedule to run,
-the blend level of each step, the step-end callbacks, autocast, and the output.
+"""The denoising loop, once, and what both pipelines do the same way around it: the call's settings and edits,
+the part of the schedule to run, the blend level of each step, the step-end callbacks, ranking and the output.
 
-Pixel (``BlendedDiffusionPipeline``) and latent (``BlendedLatentDiffusionPipeline``) editing differ in the
-denoising step and in what a sample is; everything here is the same for both, so it lives once.
+Pixel (``BlendedDiffusionPipeline``) and latent (``BlendedLatentDiffusionPipeline``) editing differ only in how a
+step's noise is predicted (CLIP-guided, or classifier-free), in what a sample is (pixels, or a VAE's latents) and
+so in how results are decoded; each pipeline's ``__call__`` names those parts and calls ``denoise``.
 """
 
 from __future__ import annotations
@@ -24,30 +25,53 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from blended_pipeline.blending import BlendCallback
+from blended_pipeline.guidance import Guidance
 from blended_pipeline.image_io import ImageInput, load_image, load_mask, to_output
-from blended_pipeline.options import MixedPrecision, OutputType, check_image_size, steps_run
+from blended_pipeline.ranking import Ranking
 from blended_pipeline.region import EditRegion, feather
+from blended_pipeline.restart import RestartFromBestCallback
+from blended_pipeline.settings import (
+    BY_ARGUMENT,
+    BY_CHECKPOINT,
+    MixedPrecision,
+    OutputType,
+    check_image_size,
+    check_settings,
+    resolve_settings,
+    steps_run,
+)
 
 Generators = torch.Generator | list[torch.Generator] | None
 StepEndCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+Predict = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+"""A family's model part: ``(sample, t) -> (noise prediction to step with, predicted clean sample or None)``."""
 
 
 @dataclass
 class BlendedPipelineOutput(BaseOutput):
-    """Results, each edit's best first (edits in input order), and their scores (higher = a better match; None
-    where the pipeline has nothing to rank with, and the results keep their generation order)."""
+    """Results, each edit's best first (edits in input order), their scores (higher = a better match; None where
+    the pipeline has nothing to rank with, and the results keep their generation order), and the settings the call
+    ran with (the checkpoint's defaults filled in)."""
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     scores: list[float] | None
+    settings: dict[str, Any] | None = None
+
+
+def call_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The settings among a ``__call__``'s arguments (its ``locals()``), by name: those in the settings table."""
+    return {name: value for name, value in arguments.items() if name in BY_ARGUMENT}
 
 
 class BlendedPipelineMixin:
     """The shared parts of a blended-editing ``DiffusionPipeline``; the class sets ``_callback_tensor_inputs``."""
 
     _callback_tensor_inputs: list[str]
+    kind: str  # "pixel" or "latent": which settings of the table the pipeline takes
     default_mixed_precision: MixedPrecision = "no"
     _num_timesteps = 0
     _interrupt = False
+    _ranking: Ranking | None = None
 
     @property
     def num_timesteps(self) -> int:
@@ -58,6 +82,12 @@ class BlendedPipelineMixin:
     def interrupt(self) -> bool:
         """Set ``pipe._interrupt = True`` in a step-end callback to stop after that step (diffusers' convention)."""
         return self._interrupt
+
+    @property
+    def ranking(self) -> Ranking | None:
+        """The current (or last) call's ranking: for step-end callbacks that rank the samples mid-run as the
+        results will be ranked (``RestartFromBestCallback``); None where the pipeline has no CLIP to rank with."""
+        return self._ranking
 
     def prepare_with(self, accelerator: Any) -> Any:
         """Adopt an ``accelerate.Accelerator``'s device and mixed precision."""
@@ -87,6 +117,23 @@ class BlendedPipelineMixin:
 
     def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
         return {"unet": self.unet}
+
+    def _register_checkpoint_defaults(self, arguments: dict[str, Any]) -> None:
+        """Check and keep the checkpoint's own defaults among the constructor's ``arguments`` (saved in
+        ``model_index.json``): how much of the input a strength keeps, and what works, depend on the model and its
+        noise schedule."""
+        config = {name: value for name, value in arguments.items() if name in BY_CHECKPOINT}
+        for name, value in config.items():
+            BY_CHECKPOINT[name].check(value, name)
+        self.register_to_config(**config)
+
+    def _settings(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The call's settings, each not given taking the checkpoint's default (``model_index.json``) or the
+        table's, mixed precision the pipeline's own (``prepare_with``); checked against the table."""
+        settings = resolve_settings(self.kind, self.config, arguments)
+        settings["mixed_precision"] = settings["mixed_precision"] or self.default_mixed_precision
+        check_settings(**settings)
+        return settings
 
     @staticmethod
     def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:
@@ -123,16 +170,10 @@ class BlendedPipelineMixin:
         regions = [EditRegion.around(s, m, resolution, crop_margin) for s, m in zip(sources, loaded, strict=True)]
         return sources, loaded, regions
 
-    def _check_call(
-        self,
-        prompts: list[str],
-        generator: Generators,
-        callbacks: list,
-        num_images_per_prompt: int,
-        num_inference_steps: int,
-    ) -> None:
-        """The steps against the schedule's training length, the generator count and the callbacks' tensor names
-        (the settings themselves are checked by ``check_settings``)."""
+    def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: dict[str, Any]) -> None:
+        """The steps against the schedule's training length, the generator count, the callbacks' tensor names and
+        the scheduler (the settings themselves are checked by ``check_settings``)."""
+        num_images_per_prompt, num_inference_steps = settings["num_images_per_prompt"], settings["num_inference_steps"]
         trained = self.scheduler.config.get("num_train_timesteps")
         if trained is not None and num_inference_steps > trained:
             raise ValueError(
@@ -150,6 +191,89 @@ class BlendedPipelineMixin:
             raise ValueError(
                 f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
             )
+        self.check_scheduler(self.scheduler)
+
+    def _ranking_for(
+        self,
+        guidance: Guidance | None,
+        target: Any,
+        prompts: list[str],
+        settings: dict[str, Any],
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> Ranking | None:
+        """The call's ranking: by ``guidance`` toward ``target`` (what it prepared of ``prompts``, one per result;
+        None: nothing to rank with), or by the ranking CLIP when the pipeline has one. ``image`` and ``mask`` are
+        the rows' input and mask in pixels."""
+        if self.ranking_clip_model is not None:
+            guidance = self._clip_guidance(self.ranking_clip_model)
+            target = guidance.prepare(prompts, image.device)
+        if guidance is None:
+            return None
+        group = settings["num_images_per_prompt"]
+        return Ranking(
+            guidance, target, settings["rank_by"], group, settings["rank_border_weight"], image, mask, to_pixels
+        )
+
+    def denoise(
+        self,
+        predict: Predict,
+        start: torch.Tensor,
+        clean: torch.Tensor,
+        mask: torch.Tensor,
+        timesteps: torch.Tensor,
+        generator: Generators,
+        eta: float,
+        callbacks: list[tuple[StepEndCallback, list[str]]],
+        **tensors: torch.Tensor,
+    ) -> torch.Tensor:
+        """Algorithm 2's loop: ``start`` noised to the first timestep, then for each step the model's prediction,
+        the scheduler's step and the step-end callbacks (blending with ``clean`` noised to the new level where
+        ``mask`` is 0, first). ``tensors`` are offered to the callbacks beside the loop's own."""
+        noise = randn_tensor(tuple(start.shape), generator=generator, device=start.device)
+        latents = self.scheduler.add_noise(start, noise, timesteps[:1].repeat(start.shape[0]))
+        extra_step_kwargs = self._extra_step_kwargs(generator, eta)
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            noise_pred, pred_original_sample = predict(latents, t, i)
+            latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
+            if callbacks:
+                offered = {
+                    "latents": latents,
+                    "noised_image": self._noised_input(clean, timesteps, i, generator),
+                    "mask": mask,
+                    "image": clean,
+                    "noise_pred": noise_pred,
+                    "pred_original_sample": pred_original_sample,
+                    **tensors,
+                }
+                latents = self._run_callbacks(callbacks, i, t, offered)
+            if self.interrupt:
+                break
+        return latents
+
+    def _ranked_output(
+        self,
+        results: torch.Tensor,
+        regions: list[EditRegion],
+        sources: list[torch.Tensor],
+        masks: list[torch.Tensor],
+        settings: dict[str, Any],
+        return_dict: bool,
+    ) -> BlendedPipelineOutput | tuple:
+        """Each edit's results (in [-1, 1], at the model's resolution) ranked when there is a ranking, then back in
+        each input's size with the input's exact pixels outside the mask."""
+        order, scores = torch.arange(results.shape[0], device=results.device), None
+        if self._ranking is not None:
+            with self._autocast(settings["mixed_precision"], results.device):
+                order, ranked_scores = self._ranking(results, self._ranking.mask)
+            scores = [float(s) for s in ranked_scores]
+        self.maybe_free_model_hooks()
+        ranked = results[order].split(settings["num_images_per_prompt"])
+        outputs = self._pasted_output(regions, ranked, sources, masks, settings["output_type"])
+        if not return_dict:
+            return outputs, scores
+        return BlendedPipelineOutput(images=outputs, scores=scores, settings=settings)
 
     def _timesteps(self, num_inference_steps: int, strength: float, device: torch.device) -> torch.Tensor:
         """The last ``strength`` of the schedule."""
@@ -183,16 +307,16 @@ class BlendedPipelineMixin:
 
     @staticmethod
     def _step_end_callbacks(
-        blend: bool, callback: Any, tensor_inputs: Sequence[str], blending: BlendCallback | None = None
+        blend: bool, callback: Any, tensor_inputs: Sequence[str], restart_at: float = 0.0
     ) -> list[tuple[StepEndCallback, list[str]]]:
         """The callbacks to run after each step, in order, each with the tensors it is handed.
 
-        Blending (``blending``, default a plain ``BlendCallback``) comes first when ``blend`` asks for it and the
-        user's callback holds none of its own.
+        A plain ``BlendCallback`` comes first when ``blend`` asks for it and the user's callback holds none of its
+        own; a ``RestartFromBestCallback`` last when ``restart_at`` asks for one and the user's holds none.
         """
         chain: list[tuple[StepEndCallback, list[str]]] = []
         if blend and not contains_callback(callback, BlendCallback):
-            chain.append((blending or BlendCallback(), BlendCallback.tensor_inputs))
+            chain.append((BlendCallback(), BlendCallback.tensor_inputs))
         if not blend and contains_callback(callback, BlendCallback):
             raise ValueError("blend=False but callback_on_step_end contains a BlendCallback; drop one of them")
         if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
@@ -201,6 +325,8 @@ class BlendedPipelineMixin:
             if not callable(callback):
                 raise TypeError(f"callback_on_step_end must be callable, got {type(callback).__name__}")
             chain.append((callback, list(tensor_inputs)))
+        if restart_at > 0 and not contains_callback(callback, RestartFromBestCallback):
+            chain.append((RestartFromBestCallback(restart_at), RestartFromBestCallback.tensor_inputs))
         return chain
 
     def _run_callbacks(
@@ -236,6 +362,20 @@ class BlendedPipelineMixin:
         if output_type != "pil":
             return to_output(torch.cat(edited), output_type)
         return [picture for edit in edited for picture in to_output(edit, "pil")]
+
+
+def check_ranking_clip(ranking_clip_model: Any, clip_model: Any) -> None:
+    """Refuse a ranking CLIP that cannot read what the guiding CLIP's tokenizer and feature extractor make."""
+    if ranking_clip_model is None or clip_model is None:
+        return
+    for part, setting in (("vision_config", "image_size"), ("text_config", "vocab_size")):
+        ranking = getattr(getattr(ranking_clip_model.config, part), setting)
+        guiding = getattr(getattr(clip_model.config, part), setting)
+        if ranking != guiding:
+            raise ValueError(
+                f"ranking_clip_model's {setting} is {ranking}, clip_model's {guiding}: the ranking CLIP shares the "
+                "tokenizer and feature extractor, so it must take the same image size and vocabulary"
+            )
 
 
 def contains_callback(callback: Any, kind: type) -> bool:

@@ -1,0 +1,271 @@
+"""The edit request every front end makes: the command line from its options, the batch runner from a manifest
+line, the page from what was painted. One set of application rules, one resolution of the settings, one run.
+
+A request names its inputs (files or images already open), the application and the settings asked for; settings
+not asked for take the application's, the checkpoint's or the table's defaults, resolved once by the pipeline,
+which reports what it used. No torch at import: requests are checked before the model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+
+from blended_pipeline.applications import (
+    APPLICATIONS,
+    BACKGROUND_STRENGTH,
+    apply_scribble,
+    extend_canvas,
+    invert_mask,
+)
+from blended_pipeline.settings import (
+    BY_NAME,
+    FAST_GUIDANCE_END,
+    SCHEDULERS,
+    SETTINGS,
+    EditSettings,
+    UsageError,
+    check_extension,
+    check_image_size,
+    check_mask_size,
+    check_prompt,
+    check_settings,
+    resolve_settings,
+    scheduler_class,
+    steps_run,
+)
+
+ImageSource = Path | PIL.Image.Image
+NEEDS = {"edit": ("mask",), "background": ("mask",), "scribble": ("scribble",), "extend": ("extend",)}
+REFUSES = {
+    "edit": ("scribble", "extend"),
+    "background": ("scribble", "extend"),
+    "scribble": ("extend",),
+    "extend": ("mask", "scribble"),
+}
+"""What each application needs beside the image and the prompt, and what it cannot use (a scribble may bring its
+own mask; extend masks the new canvas itself)."""
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One edit as asked: inputs, application ("edit", "background", "scribble" or "extend" with its
+    LEFT,TOP,RIGHT,BOTTOM pixels) and settings (None: not asked). ``names`` is how the front end calls each input
+    and setting in messages (``{"image": "--image", "num_inference_steps": "--steps"}``)."""
+
+    prompt: Any
+    image: ImageSource | None
+    mask: ImageSource | None = None
+    application: str = "edit"
+    scribble: ImageSource | None = None
+    extend: tuple[int, int, int, int] | None = None
+    settings: Any = field(default_factory=EditSettings)
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def name(self, key: str) -> str:
+        return self.names.get(key, key)
+
+    def asked(self) -> dict[str, Any]:
+        """The settings asked for, by table name."""
+        return {key: value for key, value in dataclasses.asdict(self.settings).items() if value is not None}
+
+    def check(self) -> None:
+        """Raise ``UsageError`` for a request no pipeline can run: the application's inputs, the prompt, the
+        settings' ranges. Files are not opened."""
+        if self.application not in APPLICATIONS:
+            raise UsageError(f"application {self.application!r}: expected one of {', '.join(APPLICATIONS)}")
+        given = {"image": self.image, "mask": self.mask, "scribble": self.scribble, "extend": self.extend}
+        missing = [self.name(key) for key in ("image", *NEEDS[self.application]) if given[key] is None]
+        if missing:
+            raise UsageError(f"application {self.application} needs {' and '.join('a ' + name for name in missing)}")
+        refused = [self.name(key) for key in REFUSES[self.application] if given[key] is not None]
+        if refused:
+            raise UsageError(f"application {self.application} takes no {', '.join(refused)}")
+        asked = self.asked()
+        try:
+            check_prompt(self.prompt, self.name("prompt"))
+            check_settings({key: self.name(key) for key in ("prompt", *asked)}, prompt=self.prompt, **asked)
+        except (ValueError, TypeError) as error:
+            raise UsageError(str(error)) from error
+
+    def check_for(self, kind: str, model: str) -> None:
+        """Refuse settings that the ``kind`` pipeline does not take: they would be ignored."""
+        other = [
+            self.name(key) for key in self.asked() if BY_NAME[key].pipelines and kind not in BY_NAME[key].pipelines
+        ]
+        if other:
+            owner = "pixel" if kind == "latent" else "latent"
+            raise UsageError(f"{', '.join(other)} applies to {owner} models only; {model} is a {kind} model")
+
+    def inputs(self) -> tuple[PIL.Image.Image, PIL.Image.Image]:
+        """``shaped_inputs``, the mask checked as the pipeline will read it (values, size), before the model loads."""
+        from blended_pipeline.image_io import load_image, load_mask
+
+        image, mask = self.shaped_inputs()
+        try:
+            load_mask(mask, load_image(image).shape[-2:])
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        return image, mask
+
+    def shaped_inputs(self) -> tuple[PIL.Image.Image, PIL.Image.Image]:
+        """The image and mask the pipeline edits, after the application has shaped them; every failure names the
+        input as the front end does."""
+        try:
+            image = self._open("image")
+            check_image_size(*image.size, self._label("image"))
+            mask = self._open("mask") if self.mask is not None else None
+            if self.application == "extend":
+                check_extension(*image.size, *self.extend, self.name("extend"))
+                fill = self.asked().get("extend_fill", BY_NAME["extend_fill"].default)
+                image, mask = extend_canvas(image, *self.extend, fill=fill, seed=self.seed)
+                check_image_size(*image.size, f"{self.name('extend')}'s canvas")
+            if self.application == "scribble":
+                image, strokes_mask = apply_scribble(image, self._open("scribble"))
+                mask = mask or strokes_mask
+            if self.application == "background":
+                mask = invert_mask(mask)
+            check_mask_size(*mask.size, *image.size, self._label("mask"))
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        return image, mask
+
+    @property
+    def seed(self) -> int:
+        return self.asked().get("seed", BY_NAME["seed"].default)
+
+    def pipeline_arguments(self, kind: str, checkpoint: Any) -> dict[str, Any]:
+        """The settings asked for that a ``kind`` pipeline takes, by its argument names, with the application's
+        strength and ``fast``'s guidance end where those are not asked; the pipeline fills in the rest."""
+        asked = self.asked()
+        arguments = {
+            BY_NAME[key].argument_for(kind): value
+            for key, value in asked.items()
+            if kind in BY_NAME[key].pipelines and BY_NAME[key].call
+        }
+        arguments["strength"] = asked.get("strength", application_strength(self.application, checkpoint))
+        if asked.get("fast") and kind == "pixel":
+            arguments.setdefault("guidance_end", FAST_GUIDANCE_END)
+        return arguments
+
+    def planned_settings(self, pipe: Any) -> dict[str, Any]:
+        """The settings ``pipe`` will run this request with (as the pipeline resolves them), to say before it runs."""
+        kind = pipeline_kind(pipe)
+        return resolve_settings(kind, pipe.config, self.pipeline_arguments(kind, pipe.config))
+
+    def strength_source(self) -> str:
+        """Where the strength comes from, in words."""
+        if "strength" in self.asked():
+            return self.name("strength")
+        return {
+            "scribble": "the checkpoint's scribble_strength",
+            "background": f"{self.name('background')}'s new background",
+        }.get(self.application, "the checkpoint's default_strength")
+
+    def _label(self, key: str) -> str:
+        source = getattr(self, key)
+        return f"{self.name(key)} {source}" if isinstance(source, Path) else self.name(key)
+
+    def _open(self, key: str) -> PIL.Image.Image:
+        source = getattr(self, key)
+        return source if isinstance(source, PIL.Image.Image) else open_image(source, self.name(key))
+
+
+def application_strength(application: str, checkpoint: Any) -> float:
+    """The strength an application runs at when none is asked for: the checkpoint's ``scribble_strength`` for
+    scribbles (their colours must survive), 1.0 for a new background, else the checkpoint's ``default_strength``."""
+    if application == "scribble":
+        return checkpoint.scribble_strength
+    return BACKGROUND_STRENGTH if application == "background" else checkpoint.default_strength
+
+
+def open_image(path: Path, name: str) -> PIL.Image.Image:
+    """The image at ``path``, fully read; every failure names the input and the file."""
+    if path.is_dir():
+        raise UsageError(f"{name} {path}: is a directory; give an image file")
+    if not path.is_file():
+        raise UsageError(f"{name} {path}: no such file")
+    try:
+        with PIL.Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except PIL.UnidentifiedImageError as error:
+        raise UsageError(f"{name} {path}: not an image PIL can read") from error
+    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt files
+        raise UsageError(f"{name} {path}: cannot read the image ({error})") from error
+
+
+@dataclass
+class EditResult:
+    """What a request gave: the image and mask edited (after the application), the results best first, their
+    scores (None: not ranked), the settings the pipeline used and its scheduler."""
+
+    request: EditRequest
+    image: PIL.Image.Image
+    mask: PIL.Image.Image
+    images: list[PIL.Image.Image]
+    scores: list[float] | None
+    settings: dict[str, Any]
+    scheduler: str
+    kind: str
+
+    @property
+    def steps_run(self) -> int:
+        return steps_run(self.settings["num_inference_steps"], self.settings["strength"])
+
+    def record(self, model: str, ranking_clip: str | None = None) -> dict[str, Any]:
+        """The prompt, seed, scheduler, model and every setting a front end can set, as used: the results' record."""
+        taken = [s.argument_for(self.kind) for s in SETTINGS if s.flag and s.call and self.kind in s.pipelines]
+        used = {argument: self.settings[argument] for argument in taken}
+        record = {"prompt": self.request.prompt, "seed": self.request.seed, "scheduler": self.scheduler, "model": model}
+        return {**record, **used, **({"ranking_clip": ranking_clip} if ranking_clip else {})}
+
+
+def run_edit(
+    pipe: Any,
+    request: EditRequest,
+    inputs: tuple[PIL.Image.Image, PIL.Image.Image] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> EditResult:
+    """Run ``request`` on a loaded pipeline (``inputs``: its image and mask, if already prepared); ``on_step(done,
+    total)`` follows the denoising."""
+    import torch
+
+    image, mask = inputs or request.inputs()
+    kind, extra = pipeline_kind(pipe), {}
+    scheduler = request.asked().get("scheduler")
+    if scheduler and type(pipe.scheduler).__name__ != SCHEDULERS[scheduler]:
+        pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
+    if on_step is not None:
+
+        def report(pipeline: Any, step: int, timestep: Any, tensors: dict) -> dict:
+            on_step(step + 1, pipeline.num_timesteps)
+            return {}
+
+        extra = dict(callback_on_step_end=report, callback_on_step_end_tensor_inputs=[])
+    out = pipe(
+        prompt=request.prompt,
+        image=image,
+        mask_image=mask,
+        generator=torch.Generator().manual_seed(request.seed),
+        **request.pipeline_arguments(kind, pipe.config),
+        **extra,
+    )
+    return EditResult(
+        request, image, mask, list(out.images), out.scores, out.settings, type(pipe.scheduler).__name__, kind
+    )
+
+
+def pipeline_defaults(pipe: Any) -> dict[str, Any]:
+    """What ``pipe`` runs a call with where nothing is asked: the checkpoint's defaults, else the table's."""
+    return resolve_settings(pipeline_kind(pipe), pipe.config, {})
+
+
+def pipeline_kind(pipe: Any) -> str:
+    """ "latent" for a pipeline that edits in a VAE's latent space, else "pixel"."""
+    return getattr(pipe, "kind", "latent" if hasattr(pipe, "vae") else "pixel")

@@ -1,0 +1,103 @@
+"""The settings table holds the front ends and the pipelines together: every setting reaches each place that
+should have it, with the table's default and checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from blended_pipeline import BlendedDiffusionPipeline, BlendedLatentDiffusionPipeline, batch, cli, manifest, ui
+from blended_pipeline.request import EditRequest
+from blended_pipeline.settings import BY_NAME, SETTINGS, EditSettings, UsageError, resolve_settings
+
+PIPELINES = {"pixel": BlendedDiffusionPipeline, "latent": BlendedLatentDiffusionPipeline}
+PAGE_PARAMETERS = {"samples": "samples", "steps": "steps", "strength": "strength", "scheduler": "scheduler"}
+
+
+def options(parser) -> dict[str, str]:
+    return {action.option_strings[0]: action.dest for action in parser._actions if action.option_strings}
+
+
+@pytest.mark.parametrize("kind", ["pixel", "latent"])
+def test_each_pipeline_takes_its_settings_with_the_tables_defaults(kind):
+    parameters = inspect.signature(PIPELINES[kind].__call__).parameters
+    for setting in SETTINGS:
+        argument = setting.argument_for(kind)
+        if kind in setting.pipelines and setting.call:
+            assert argument in parameters, f"{kind} pipeline lacks {argument}"
+            default = parameters[argument].default
+            # None: resolved from the checkpoint, or the pipeline's own (mixed precision)
+            assert default is None or default == setting.default_for(kind), argument
+        elif not setting.pipelines or not setting.call:
+            assert setting.name not in parameters, f"{setting.name} is not the {kind} pipeline's"
+    init = inspect.signature(PIPELINES[kind].__init__).parameters
+    for setting in SETTINGS:
+        if setting.checkpoint and kind in setting.pipelines:
+            assert init[setting.checkpoint].default == setting.default_for(kind)
+
+
+@pytest.mark.parametrize("parser", [cli.build_parser(), batch.build_parser()], ids=["blended-edit", "batch"])
+def test_every_setting_with_a_flag_is_an_option_of_both_commands(parser):
+    offered = options(parser)
+    for setting in SETTINGS:
+        if setting.flag:
+            assert offered.get(setting.flag) == setting.name
+
+
+def test_the_request_manifest_and_page_take_the_tables_settings():
+    assert {f.name for f in dataclasses.fields(EditSettings)} == {s.name for s in SETTINGS if s.flag}
+    per_edit = {s.name for s in SETTINGS if s.flag and s.per_edit}
+    assert {s.name for s in manifest.SETTING_FIELDS.values()} == per_edit
+    page = inspect.signature(ui.edit_image).parameters
+    for setting in SETTINGS:
+        if setting.page:
+            assert setting.page.replace(" ", "_") in page, setting.page
+            assert ui.PAGE_NAMES[setting.name] == setting.page
+
+
+def test_a_manifest_line_sets_each_per_edit_setting(tmp_path):
+    image = tmp_path / "in.png"
+    import PIL.Image
+
+    PIL.Image.new("RGB", (32, 32)).save(image)
+    PIL.Image.new("L", (32, 32), 255).save(tmp_path / "mask.png")
+    samples = {int: 2, float: 0.5, str: None}
+    line = {"id": "a", "image": "in.png", "mask": "mask.png", "prompt": "a red ball"}
+    for field, setting in manifest.SETTING_FIELDS.items():
+        value = setting.choices[-1] if setting.choices else samples[setting.type] or "words"
+        line[field] = value
+    (tmp_path / "edits.jsonl").write_text(__import__("json").dumps(line) + "\n")
+    edit = manifest.read_manifest(tmp_path / "edits.jsonl", EditSettings())[0]
+    asked = edit.request.asked()
+    for field, setting in manifest.SETTING_FIELDS.items():
+        assert asked[setting.name] == (line[field] if setting.type is not float else float(line[field]))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(num_inference_steps=0), "--steps must be an integer >= 1"),
+        (dict(restart_at=1.0), r"--restart-at must be in \[0, 1\)"),
+        (dict(rank_by="crop"), "--rank-by must be one of"),
+        (dict(strength=0.01, num_inference_steps=10), "--strength 0.01 of --steps 10 runs no step"),
+    ],
+)
+def test_a_request_is_checked_by_the_table_under_the_front_ends_names(settings, message):
+    request = EditRequest("a red ball", cli.Path("in.png"), cli.Path("m.png"), settings=EditSettings(**settings))
+    request = dataclasses.replace(request, names=cli.NAMES)
+    with pytest.raises(UsageError, match=message):
+        request.check()
+
+
+def test_settings_of_the_other_kind_are_refused_and_the_checkpoint_fills_the_rest():
+    request = EditRequest("a", None, settings=EditSettings(latent_mask="nearest", fast=True), names=cli.NAMES)
+    with pytest.raises(UsageError, match="--latent-mask applies to latent models only"):
+        request.check_for("pixel", "--model m")
+    with pytest.raises(UsageError, match="--fast applies to pixel models only"):
+        request.check_for("latent", "--model m")
+    resolved = resolve_settings("pixel", {"default_num_inference_steps": 30}, {"strength": 0.5})
+    assert resolved["num_inference_steps"] == 30 and resolved["strength"] == 0.5
+    assert resolved["clip_guidance_scale"] == BY_NAME["guidance_scale"].default_for("pixel")
+    assert resolve_settings("latent", {}, {})["num_inference_steps"] == 50
