@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import fast_call, tiny_pipeline
+from helpers import fast_call, tiny_pipeline
 
 from blended_pipeline import cli
 from blended_pipeline.applications import apply_scribble, extend_canvas, invert_mask

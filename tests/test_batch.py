@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import another_tiny_clip, tiny_pipeline
+from helpers import another_tiny_clip, tiny_pipeline
 
 from blended_pipeline import batch
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_clip_parts
+from helpers import tiny_clip_parts
 
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.augment import ProjectiveAugmentation

@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import another_tiny_clip, tiny_pipeline
+from helpers import another_tiny_clip, tiny_pipeline
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline, cli
 
@@ -238,7 +238,7 @@ def test_algorithm_1_offline_with_the_background_loss_recorded(files, tiny_model
 
 @pytest.fixture
 def tiny_latent_model(tmp_path):
-    from conftest import tiny_latent_pipeline
+    from helpers import tiny_latent_pipeline
 
     path = tmp_path / "latent-model"
     tiny_latent_pipeline().save_pretrained(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
-from conftest import tiny_pipeline
+from helpers import tiny_pipeline
 
 from blended_pipeline import cli
 

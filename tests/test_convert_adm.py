@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from accelerate import init_empty_weights
-from conftest import fast_call, tiny_clip_parts
+from helpers import fast_call, tiny_clip_parts
 
 from blended_pipeline import BlendedDiffusionPipeline
 from blended_pipeline.convert_adm import ADMConfig, adm_layout, convert, main, scheduler_for, unet_for

@@ -16,8 +16,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import fast_call, tiny_pipeline
 from diffusers import DDIMScheduler
+from helpers import fast_call, tiny_pipeline
 
 TOLERANCE = 1e-3  # pixels in [0, 1] and scores: CPU kernels may round differently across machines
 

@@ -8,7 +8,6 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import fast_call, tiny_clip_parts, tiny_pipeline, tiny_unet
 from diffusers import (
     DDIMScheduler,
     DDPMPipeline,
@@ -16,6 +15,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
 )
+from helpers import fast_call, tiny_clip_parts, tiny_pipeline, tiny_unet
 
 from blended_pipeline import BlendedDiffusionPipeline
 

@@ -10,8 +10,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import tiny_latent_pipeline, tiny_unet
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
+from helpers import tiny_latent_pipeline, tiny_unet
 
 from blended_pipeline import BlendedLatentDiffusionPipeline, ShrinkingMaskBlendCallback
 from blended_pipeline.reconstruction import fit_decoder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shapes_helpers import ideal_edit
+from helpers import ideal_edit
 
 from blended_pipeline.shapes.edits import (
     HARD_KINDS,

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import fast_call, tiny_latent_pipeline
+from helpers import fast_call, tiny_latent_pipeline
 
 from blended_pipeline.guidance import gradients_for_samples_only, guided_noise_prediction, is_guided_step
 

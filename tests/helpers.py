@@ -1,0 +1,208 @@
+"""What the tests share: tiny random components built locally (no hub), cheap calls, recording callbacks and
+edits whose outcome is known without running a model. Plain functions and classes; the fixtures in ``conftest.py``
+call them, and test files import them from here (``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.callbacks import PipelineCallback
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+from blended_pipeline import BlendedDiffusionPipeline
+from blended_pipeline.shapes.edits import EditCase
+from blended_pipeline.shapes.tokenizer import build_tokenizer
+from blended_pipeline.shapes.world import PALETTE, SHAPE_SIZE_RANGE, shape_mask
+
+WORDS = ("a", "red", "blue", "ball", "circle", "square", "background")
+
+
+def tiny_unet(out_channels: int = 3, sample_size: int = 16) -> UNet2DModel:
+    torch.manual_seed(0)
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=3,
+        out_channels=out_channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=8,
+    )
+
+
+def tiny_clip_parts() -> dict:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(WORDS, max_length=8)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            image_size=16,
+            patch_size=4,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        ),
+        projection_dim=8,
+    )
+    feature_extractor = CLIPImageProcessor(
+        size={"shortest_edge": 16},
+        crop_size={"height": 16, "width": 16},
+        image_mean=[0.5, 0.4, 0.3],
+        image_std=[0.25, 0.3, 0.35],
+    )
+    return dict(clip_model=CLIPModel(config).eval(), tokenizer=tokenizer, feature_extractor=feature_extractor)
+
+
+def another_tiny_clip(image_size: int = 16) -> CLIPModel:
+    """The tiny CLIP with other weights (and, if asked, another image size): at 16 pixels it reads what the tiny
+    tokenizer and feature extractor make, so it can rank in place of the tiny pipeline's own."""
+    config = tiny_clip_parts()["clip_model"].config
+    config.vision_config.image_size = image_size
+    torch.manual_seed(1)
+    return CLIPModel(config).eval()
+
+
+def tiny_pipeline(out_channels: int = 3, **scheduler_config) -> BlendedDiffusionPipeline:
+    scheduler = DDPMScheduler(num_train_timesteps=100, **scheduler_config)
+    pipe = BlendedDiffusionPipeline(unet=tiny_unet(out_channels).eval(), scheduler=scheduler, **tiny_clip_parts())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def fast_call(pipe: BlendedDiffusionPipeline, image, mask_image, **kwargs):
+    """A cheap call: few steps, two results, two views; anything may be overridden."""
+    arguments = dict(
+        prompt="a red ball",
+        image=image,
+        mask_image=mask_image,
+        num_inference_steps=4,
+        strength=1.0,
+        num_images_per_prompt=2,
+        num_augmentations=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    )
+    arguments.update(kwargs)
+    return pipe(**arguments)
+
+
+def tiny_latent_parts() -> dict:
+    """A tiny Stable Diffusion: a VAE (16 px to 8x8x4), a CLIP text encoder and a text-conditioned UNet."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    clip = tiny_clip_parts()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**clip["clip_model"].config.text_config.to_dict()))
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    scheduler = DDIMScheduler(num_train_timesteps=100, beta_schedule="scaled_linear", clip_sample=False)
+    return dict(
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=clip["tokenizer"],
+        unet=unet.eval(),
+        scheduler=scheduler,
+        clip_model=clip["clip_model"],
+        clip_tokenizer=clip["tokenizer"],
+        feature_extractor=clip["feature_extractor"],
+    )
+
+
+def tiny_latent_pipeline(with_clip: bool = True):
+    from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
+
+    parts = tiny_latent_parts()
+    if not with_clip:
+        parts.update(clip_model=None, clip_tokenizer=None, feature_extractor=None)
+    pipe = BlendedLatentDiffusionPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def images(batch: int = 2, size: int = 16) -> torch.Tensor:
+    """Random images in [-1, 1], the same at every call."""
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+class Recorder(PipelineCallback):
+    """Records a copy of the tensors it is handed at every step."""
+
+    tensor_inputs = ["latents", "noised_image", "mask", "image"]
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.seen.append({k: v.clone() for k, v in callback_kwargs.items()})
+        return callback_kwargs
+
+
+class StepLatents(PipelineCallback):
+    """Records the latents it is handed at every step, and what the pipeline's ranking makes of ``x0_hat`` there."""
+
+    tensor_inputs = ["latents", "pred_original_sample", "mask", "image"]
+
+    def __init__(self) -> None:
+        super().__init__(cutoff_step_ratio=1.0)
+        self.seen: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = []
+        self.best: list[int] = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.seen.append(callback_kwargs["latents"].clone())
+        mask = callback_kwargs["mask"]
+        self.masks.append(mask)
+        pasted = callback_kwargs["pred_original_sample"].clamp(-1, 1) * mask + callback_kwargs["image"] * (1 - mask)
+        self.best.append(int(pipeline.ranking(pasted, mask)[0][0]))
+        return callback_kwargs
+
+
+def ideal_edit(
+    case: EditCase, rng: np.random.Generator, shape: str | None = None, colour: str | None = None
+) -> np.ndarray:
+    """The case's image with a shape drawn inside its box: what a perfect edit could look like."""
+    left, top, right, bottom = case.box
+    side = right - left
+    resolution = case.image.shape[0]
+    size = min(rng.uniform(*SHAPE_SIZE_RANGE) * resolution, side - 1)
+    center = tuple(rng.uniform(low + size / 2, low + side - size / 2) for low in (left, top))
+    image = case.image.copy()
+    image[shape_mask(shape or case.shape, center, size, resolution) & case.mask] = PALETTE[colour or case.colour]
+    return image

@@ -1,0 +1,67 @@
+"""The edit region (``region``): the mask at the model's resolution, pasting back, feathering, the crop box and
+the fill from the surround."""
+
+from __future__ import annotations
+
+import torch
+
+from blended_pipeline.region import fill_from_surround, paste, to_resolution
+
+
+def test_mask_at_model_resolution_covers_every_masked_pixel():
+    mask = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    mask[..., 10, 10] = True  # one pixel
+    _, small = to_resolution(torch.zeros(1, 3, 64, 64), mask, (16, 16))
+    assert small.sum() == 1 and small[0, 0, 2, 2] == 1
+
+
+def test_paste_keeps_the_input_outside_the_mask():
+    source = torch.rand(1, 3, 10, 14)
+    mask = torch.zeros(1, 1, 10, 14, dtype=torch.bool)
+    mask[..., 2:5, 3:9] = True
+    out = paste(torch.ones(2, 3, 8, 8), source, mask)
+    assert out.shape == (2, 3, 10, 14)
+    assert torch.equal(out[:, :, ~mask[0, 0]], source[:, :, ~mask[0, 0]].expand(2, -1, -1))
+    assert torch.allclose(out[:, :, mask[0, 0]], torch.tensor(1.0))
+
+
+def test_feather_ramps_outward_and_reaches_exact_zero():
+    from blended_pipeline.region import feather
+
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[..., 12:20, 12:20] = True
+    assert torch.equal(feather(mask, 0), mask.float())
+    soft = feather(mask, 3)
+    assert torch.all(soft[mask] == 1)
+    ramp = soft[0, 0, 15, 20:24]
+    assert torch.all(ramp[:-1] > ramp[1:]) and 0 < ramp[0] < 1
+    assert torch.all(soft[0, 0, :, :8] == 0) and torch.all(soft[0, 0, :8] == 0)
+
+
+def test_crop_box_is_square_contains_the_mask_and_stays_inside():
+    from blended_pipeline.region import crop_box
+
+    mask = torch.zeros(1, 1, 200, 300)
+    mask[..., 10:30, 250:290] = 1  # 20 x 40 near the top-right corner
+    top, left, bottom, right = crop_box(mask, 32, margin=0.25)
+    assert bottom - top == right - left == 60
+    assert 0 <= top <= 10 and bottom >= 30 and left <= 250 and right <= 300
+    assert crop_box(mask[..., :32, :32], 32, 0.25) == (0, 0, 32, 32)  # not larger than the model: whole image
+    wide = torch.zeros(1, 1, 100, 400)
+    wide[..., 40:60, 10:390] = 1
+    assert crop_box(wide, 32, 0.25) == (0, 0, 100, 400)  # no square fits: whole image
+
+
+def test_fill_from_surround_paints_the_mask_with_the_colour_around_it():
+    image = torch.zeros(2, 3, 16, 16)
+    image[:, 0] = 0.5  # a background of (0.5, 0, 0)
+    image[:, :, 5:11, 5:11] = 1.0  # an object under the mask
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0, :, 4:12, 4:12] = 1
+    mask[1] = 1  # no ring: everything is masked
+    filled = fill_from_surround(image, mask)
+    torch.testing.assert_close(filled[0, :, 4:12, 4:12], torch.tensor([0.5, 0.0, 0.0]).view(3, 1, 1).expand(3, 8, 8))
+    assert torch.equal(filled[0][(mask[0] == 0).expand(3, -1, -1)], image[0][(mask[0] == 0).expand(3, -1, -1)])
+    assert torch.equal(filled[1], image[1])
+    soft = fill_from_surround(image[:1], mask[:1] * 0.5)  # a soft mask mixes the fill in by its value
+    torch.testing.assert_close(soft[0, :, 7, 7], (image[0, :, 7, 7] + torch.tensor([0.5, 0.0, 0.0])) / 2)
