@@ -328,7 +328,8 @@ def test_fast_preset_guides_the_first_70_percent_of_the_steps_unless_told_otherw
     from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 
     pipe = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
-    settings = cli.edit_request(cli.build_parser().parse_args(["--demo", "--out", "x", *options])).planned_settings(pipe)
+    request = cli.edit_request(cli.build_parser().parse_args(["--demo", "--out", "x", *options]))
+    settings = request.planned_settings(pipe)
     assert settings["guidance_end"] == end and settings["guidance_every"] == 1
     assert settings["num_inference_steps"] == 50  # the shapes checkpoint's own default_num_inference_steps
 

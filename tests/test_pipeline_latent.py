@@ -11,9 +11,10 @@ import PIL.Image
 import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
-from helpers import tiny_latent_pipeline, tiny_unet
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from helpers import another_tiny_clip, tiny_latent_pipeline, tiny_unet
 
-from blended_pipeline import BlendedLatentDiffusionPipeline, ShrinkingMaskBlendCallback
+from blended_pipeline import BlendedLatentDiffusionPipeline, RestartFromBestCallback, ShrinkingMaskBlendCallback
 from blended_pipeline.reconstruction import fit_decoder
 from blended_pipeline.region import latent_region_mask
 
@@ -233,3 +234,56 @@ def test_one_generator_per_result_gives_each_edit_what_a_call_of_its_own_gives(l
 def test_bf16_autocast_keeps_the_background(latent_pipe, image, mask):
     out = edit(latent_pipe, image, mask, mixed_precision="bf16", num_inference_steps=4)
     assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
+
+
+class DecodedBest(PipelineCallback):
+    """Records the latents at every step and which sample the call's ranking puts first there, decoding
+    ``x0_hat`` and pasting it into the input itself."""
+
+    tensor_inputs = ["latents", "pred_original_sample"]
+
+    def __init__(self) -> None:
+        super().__init__(cutoff_step_ratio=1.0)
+        self.seen: list[torch.Tensor] = []
+        self.best: list[int] = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.seen.append(callback_kwargs["latents"].clone())
+        scaled = callback_kwargs["pred_original_sample"] / pipeline.vae.config.scaling_factor
+        ranking = pipeline.ranking
+        pasted = pipeline.vae.decode(scaled).sample.clamp(-1, 1) * ranking.mask + ranking.image * (1 - ranking.mask)
+        self.best.append(int(ranking(pasted, ranking.mask)[0][0]))
+        return callback_kwargs
+
+
+def test_restart_from_best_copies_the_best_decoded_sample_at_its_step(latent_pipe, image, mask):
+    before, after = DecodedBest(), DecodedBest()
+    chain = MultiPipelineCallbacks([before, RestartFromBestCallback(at=0.5), after])
+    out = edit(latent_pipe, image, mask, num_images_per_prompt=3, callback_on_step_end=chain)
+    step = round(0.5 * latent_pipe.num_timesteps)
+    restarted = after.seen[step]
+    assert all(torch.equal(row, restarted[0]) for row in restarted)
+    assert torch.equal(restarted[0], before.seen[step][before.best[step]])
+    assert not torch.equal(before.seen[step][0], before.seen[step][1])
+    assert torch.equal(before.seen[step - 1], after.seen[step - 1])  # no other step is touched
+    by_argument = edit(latent_pipe, image, mask, num_images_per_prompt=3, restart_at=0.5)
+    assert [np.asarray(p).tobytes() for p in by_argument.images] == [np.asarray(p).tobytes() for p in out.images]
+    assert by_argument.settings["restart_at"] == 0.5 and edit(latent_pipe, image, mask).settings["restart_at"] == 0
+
+
+def test_restart_needs_clip_parts_and_a_variance_preserving_scheduler(image, mask):
+    with pytest.raises(ValueError, match="restart_at=0.3 ranks results, which needs CLIP parts"):
+        edit(tiny_latent_pipeline(with_clip=False), image, mask, restart_at=0.3)
+    pipe = tiny_latent_pipeline()
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    with pytest.raises(ValueError, match="sigma-scaled"):
+        edit(pipe, image, mask, restart_at=0.3)
+
+
+def test_a_ranking_clip_ranks_latent_results_in_place_of_the_clip_parts(latent_pipe, image, mask):
+    own = edit(latent_pipe, image, mask, num_images_per_prompt=3)
+    ranked_by = BlendedLatentDiffusionPipeline(**{**latent_pipe.components, "ranking_clip_model": another_tiny_clip()})
+    ranked_by.set_progress_bar_config(disable=True)
+    ranked = edit(ranked_by, image, mask, num_images_per_prompt=3)
+    assert sorted(np.asarray(p).tobytes() for p in own.images) == sorted(np.asarray(p).tobytes() for p in ranked.images)
+    assert not np.allclose(sorted(own.scores), sorted(ranked.scores))

@@ -9,8 +9,8 @@ import torch
 from helpers import StepLatents, another_tiny_clip, fast_call
 
 from blended_pipeline import CLIPGuidance
-from blended_pipeline.settings import DEFAULTS
 from blended_pipeline.ranking import rank
+from blended_pipeline.settings import DEFAULTS
 
 
 def test_rank_sorts_best_first():

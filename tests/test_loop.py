@@ -1,4 +1,4 @@
-"""The step-end callback chain and interruption (``pipeline_common``): default blending first, then the user's
+"""The step-end callback chain and interruption (``loop``): default blending first, then the user's
 callback (a ``PipelineCallback`` or a plain function) with the tensors it names; ``_interrupt`` stops early."""
 
 from __future__ import annotations
