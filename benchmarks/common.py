@@ -19,7 +19,8 @@ import PIL.Image
 import torch
 
 from blended_pipeline import BlendedDiffusionPipeline
-from blended_pipeline.cli import build_parser, load_pipeline, pipeline_settings
+from blended_pipeline.loading import load_pipeline
+from blended_pipeline.request import pipeline_defaults
 
 SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2, num_augmentations=2)  # checks code, not models
 
@@ -27,14 +28,14 @@ SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2, num_augmen
 def load_for_edits(model: str, smoke: bool, ranking_clip: str | None = None) -> tuple[BlendedDiffusionPipeline, dict]:
     """The pipeline as the CLI loads it (with ``ranking_clip``, a CLIP directory, ranking if given; no progress
     bar) and the settings its edits run at: the CLI's, or tiny ones with ``smoke``."""
-    pipe = load_pipeline(model, None, None, "cpu", ranking_clip)
+    pipe = load_pipeline(model, "cpu", ranking_clip=ranking_clip)
     pipe.set_progress_bar_config(disable=True)
     return pipe, {**cli_defaults(pipe), **(SMOKE_SETTINGS if smoke else {})}
 
 
 def cli_defaults(pipe: BlendedDiffusionPipeline) -> dict:
     """The pipeline arguments ``blended-edit`` uses with ``pipe`` when none are given (its strength included)."""
-    return pipeline_settings(build_parser().parse_args(["--demo", "--out", "unused"]), pipe)
+    return pipeline_defaults(pipe)
 
 
 def upscale(array: np.ndarray, factor: int) -> np.ndarray:

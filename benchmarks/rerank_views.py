@@ -30,8 +30,8 @@ from common import kinds_in, load_kept, provenance, with_all_hard, write_results
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
-from blended_pipeline.cli import load_pipeline
 from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values
+from blended_pipeline.loading import load_pipeline
 from blended_pipeline.ranking import edge_step
 from blended_pipeline.shapes.training_utils import to_model_range
 
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--ranking-clip", help="a CLIPModel directory that scores in place of the checkpoint's CLIP")
     parser.add_argument("--search", action="store_true", help="also the best weights of a grid on these results")
     args = parser.parse_args()
-    pipe = load_pipeline(args.model, None, None, "cpu", args.ranking_clip)
+    pipe = load_pipeline(args.model, "cpu", ranking_clip=args.ranking_clip)
     kept = load_kept(args.kept)
     kinds = kinds_in(kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds}

@@ -41,7 +41,8 @@ from probes import EvaluationCounter, LastSampleProbe
 from tradeoffs_report import EDIT_SEED, headline, markdown, name, pareto_front, plot
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendCallback, BlendedDiffusionPipeline
-from blended_pipeline.options import RANK_BY, SCHEDULERS, scheduler_class
+from blended_pipeline.ranking import RANK_BY
+from blended_pipeline.settings import SCHEDULERS, scheduler_class
 from blended_pipeline.ranking import rank
 from blended_pipeline.shapes.edits import EditCase, edit_cases
 from blended_pipeline.shapes.judge import judge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blended_pipeline.options import RANK_BY
+from blended_pipeline.ranking import RANK_BY
 
 EDIT_SEED = 2024  # the same edit set as benchmarks/shapes_targets.py
 

@@ -245,6 +245,27 @@ def tiny_latent_model(tmp_path):
     return str(path)
 
 
+def test_a_plain_stable_diffusion_directory_edits_with_results_not_ranked(files, image, mask):
+    from diffusers import StableDiffusionPipeline
+    from helpers import tiny_latent_parts
+
+    parts = tiny_latent_parts()
+    components = {name: parts[name] for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    plain = StableDiffusionPipeline(
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    plain.save_pretrained(files / "sd")
+    out = files / "result.png"
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    assert (
+        cli.main([*arguments, "--model", str(files / "sd"), "--samples", "2", "--steps", "4", "--out", str(out)]) == 0
+    )
+    record = json.loads((files / "result-scores.json").read_text())
+    assert [r["score"] for r in record["results"]] == ["not ranked", "not ranked"]
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(np.asarray(PIL.Image.open(out))[keep], np.asarray(image)[keep])
+
+
 def test_model_index_picks_the_latent_pipeline(files, tiny_latent_model, image, mask):
     out = files / "latent.png"
     arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]

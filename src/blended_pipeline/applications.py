@@ -15,11 +15,10 @@ import numpy as np
 import PIL.Image
 import PIL.ImageFilter
 
-from blended_pipeline.settings import check_extension
+from blended_pipeline.settings import CANVAS_FILLS, check_extension
 
 BACKGROUND_STRENGTH = 1.0  # a new background recolours most of the image: at 0.75 the old colours survive
 SCRIBBLE_DILATION = 2  # pixels added around the strokes when they make the mask
-CANVAS_FILLS = ("edge", "mirror", "noise")  # how extend_canvas starts the new area (see docs/applications.md)
 APPLICATIONS = ("edit", "background", "scribble", "extend")
 """edit the masked region; replace the background (the mask inverted); shape scribbled strokes; extend the canvas."""
 

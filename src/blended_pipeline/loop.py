@@ -118,14 +118,23 @@ class BlendedPipelineMixin:
     def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
         return {"unet": self.unet}
 
-    def _register_checkpoint_defaults(self, arguments: dict[str, Any]) -> None:
-        """Check and keep the checkpoint's own defaults among the constructor's ``arguments`` (saved in
-        ``model_index.json``): how much of the input a strength keeps, and what works, depend on the model and its
-        noise schedule."""
+    def _register(self, arguments: dict[str, Any]) -> None:
+        """Keep the constructor's ``arguments`` (its ``locals()``): the components as modules, the checkpoint's own
+        defaults checked and in the config (saved in ``model_index.json``: how much of the input a strength keeps,
+        and what works, depend on the model and its noise schedule)."""
+        check_ranking_clip(arguments["ranking_clip_model"], arguments["clip_model"])
         config = {name: value for name, value in arguments.items() if name in BY_CHECKPOINT}
         for name, value in config.items():
             BY_CHECKPOINT[name].check(value, name)
         self.register_to_config(**config)
+        components = inspect.signature(type(self).__init__).parameters
+        self.register_modules(
+            **{
+                name: arguments[name]
+                for name in components
+                if name in arguments and name not in config and name != "self"
+            }
+        )
 
     def _settings(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """The call's settings, each not given taking the checkpoint's default (``model_index.json``) or the

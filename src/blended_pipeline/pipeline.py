@@ -31,7 +31,6 @@ from blended_pipeline.loop import (
     Generators,
     StepEndCallback,
     call_arguments,
-    check_ranking_clip,
 )
 from blended_pipeline.region import fill_from_surround
 from blended_pipeline.settings import (
@@ -100,16 +99,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         default_restart_at: float = DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
-        check_ranking_clip(ranking_clip_model, clip_model)
-        self._register_checkpoint_defaults(locals())
-        self.register_modules(
-            unet=unet,
-            scheduler=scheduler,
-            clip_model=clip_model,
-            tokenizer=tokenizer,
-            feature_extractor=feature_extractor,
-            ranking_clip_model=ranking_clip_model,
-        )
+        self._register(locals())
         self.guidance: Guidance | None = None
         self.augmentation: Augmentation = ProjectiveAugmentation()
         self.default_mixed_precision: MixedPrecision = "no"

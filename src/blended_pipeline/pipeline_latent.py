@@ -20,7 +20,6 @@ from blended_pipeline.loop import (
     Generators,
     StepEndCallback,
     call_arguments,
-    check_ranking_clip,
 )
 from blended_pipeline.reconstruction import fit_decoder
 from blended_pipeline.region import latent_region_mask
@@ -99,19 +98,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 f"unet takes {unet.config.in_channels} input channels but the vae's latents have "
                 f"{vae.config.latent_channels}; an inpainting UNet (9 channels) is not a text-to-image one"
             )
-        check_ranking_clip(ranking_clip_model, clip_model)
-        self._register_checkpoint_defaults(locals())
-        self.register_modules(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            clip_model=clip_model,
-            clip_tokenizer=clip_tokenizer,
-            feature_extractor=feature_extractor,
-            ranking_clip_model=ranking_clip_model,
-        )
+        self._register(locals())
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.default_mixed_precision: MixedPrecision = "no"
 
