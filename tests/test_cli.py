@@ -144,7 +144,7 @@ def test_errors_print_one_line_exit_2_and_write_nothing(files, tiny_model, capsy
     assert set(files.iterdir()) == before
 
 
-@pytest.mark.parametrize(("flag", "scheduler"), [("ddim", "DDIMScheduler"), ("dpm++", "DPMSolverMultistepScheduler")])
+@pytest.mark.parametrize(("flag", "scheduler"), [("ddim", "DDIMScheduler"), ("ddpm", "DDPMScheduler")])
 def test_scheduler_and_ranking_options(files, tiny_model, monkeypatch, flag, scheduler):
     seen = {}
     original = cli.load_pipeline
@@ -243,6 +243,36 @@ def tiny_latent_model(tmp_path):
     path = tmp_path / "latent-model"
     tiny_latent_pipeline().save_pretrained(path)
     return str(path)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--scheduler", "euler"], "--scheduler euler works with latent models only"),
+        (["--scheduler", "dpm++"], "--scheduler dpm++ works with latent models only"),
+        (["--steps", "100000"], "--steps 100000 is more than the 100 timesteps"),
+    ],
+)
+def test_what_the_model_cannot_run_is_refused_before_it_loads(files, tiny_model, capsys, monkeypatch, options, message):
+    def no_loading(*_):
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(cli, "load_pipeline", no_loading)
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    before = set(files.iterdir())
+    assert cli.main([*arguments, "--model", tiny_model, "--out", str(files / "o.png"), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("blended-edit: error: ") and message in err and err.count("\n") == 1
+    assert set(files.iterdir()) == before
+
+
+def test_a_broken_model_index_is_named(files, tiny_model, capsys):
+    index = files / "model" / "model_index.json"
+    index.write_text(index.read_text()[:60])
+    arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    assert cli.main([*arguments, "--model", tiny_model, "--out", str(files / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{index} is not valid JSON" in err and err.count("\n") == 1
 
 
 def test_a_plain_stable_diffusion_directory_edits_with_results_not_ranked(files, image, mask):

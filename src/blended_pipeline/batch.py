@@ -34,6 +34,7 @@ from blended_pipeline.loading import (
     load_pipeline,
     model_kind,
     resolve_device,
+    trained_steps,
 )
 from blended_pipeline.manifest import ManifestEdit, ManifestError, read_manifest
 from blended_pipeline.output import RESULT_FILE, TEMPORARY_PREFIX, write_edit_folder
@@ -162,11 +163,11 @@ def plan(args: argparse.Namespace) -> Plan:
     """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
     edits = read_manifest(args.manifest, asked_settings(args))
     check_model_directory(args.model)
-    kind = model_kind(args.model)
+    kind, steps = model_kind(args.model), trained_steps(args.model)
     wrong = []
     for edit in edits:
         try:
-            edit.request.check_for(kind, f"--model {args.model}")
+            edit.request.check_for(kind, f"--model {args.model}", steps)
         except UsageError as error:
             wrong.append(f"{args.manifest}:{edit.line}: {error}")
     if wrong:

@@ -33,6 +33,7 @@ from blended_pipeline.loading import (
     load_pipeline,
     model_kind,
     resolve_device,
+    trained_steps,
     warn_about_unknown_words,
 )
 from blended_pipeline.output import OutputSet
@@ -86,12 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     request = edit_request(args)
     request.check()
-    outputs = OutputSet.planned(args.out, args.demo, args.overwrite)
-    inputs = request.inputs()
-    device = resolve_device(args.device)
     check_model_directory(args.model)
-    request.check_for(model_kind(args.model), f"--model {args.model}")
+    request.check_for(model_kind(args.model), f"--model {args.model}", trained_steps(args.model))
     check_clip_options(args.clip, args.ranking_clip)
+    outputs = OutputSet.planned(args.out, args.demo, args.overwrite)
+    inputs = request.inputs()  # torch from here on
+    device = resolve_device(args.device)
     say(args, f"loading {args.model} on {device} ({args.mixed_precision or 'fp32'})")
     settings = request.asked()
     precision = settings.get("mixed_precision", "no")

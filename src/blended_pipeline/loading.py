@@ -43,9 +43,26 @@ def check_model_directory(model: str, flag: str = "--model", needs: str = "model
     if not (path / needs).is_file():
         raise UsageError(f"{flag} {model}: no {needs} there; give a diffusers/transformers checkpoint directory")
     if needs == "model_index.json":
-        for name, entry in json.loads((path / needs).read_text()).items():
+        for name, entry in read_json(path / needs, flag, model).items():
             if isinstance(entry, list) and entry[0] is not None and not (path / name).is_dir():
                 raise UsageError(f"{flag} {model}: model_index.json names {name!r} but {path / name} is missing")
+
+
+def read_json(path: Path, flag: str, model: str) -> dict:
+    """A checkpoint's JSON file, refused in one line naming it when it is not a JSON object."""
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{flag} {model}: {path} is not valid JSON ({error})") from error
+    if not isinstance(content, dict):
+        raise UsageError(f"{flag} {model}: {path} holds a {type(content).__name__}, not a JSON object")
+    return content
+
+
+def trained_steps(model: str) -> int | None:
+    """The timesteps the scheduler of a local checkpoint was trained with, from its config; None where unknown."""
+    path = Path(model) / "scheduler" / "scheduler_config.json"
+    return read_json(path, "--model", model).get("num_train_timesteps") if path.is_file() else None
 
 
 def model_kind(model: str) -> str:
@@ -53,7 +70,7 @@ def model_kind(model: str) -> str:
     "pixel"; read from the directory's (or the hub repository's) model_index.json before anything loads."""
     path = Path(model) / "model_index.json"
     if path.is_file():
-        index = json.loads(path.read_text())
+        index = read_json(path, "--model", model)
     else:
         from diffusers import DiffusionPipeline
 

@@ -26,6 +26,7 @@ from blended_pipeline.applications import (
 from blended_pipeline.settings import (
     BY_NAME,
     FAST_GUIDANCE_END,
+    LATENT_ONLY_SCHEDULERS,
     SCHEDULERS,
     SETTINGS,
     EditSettings,
@@ -93,14 +94,27 @@ class EditRequest:
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from error
 
-    def check_for(self, kind: str, model: str) -> None:
-        """Refuse settings that the ``kind`` pipeline does not take: they would be ignored."""
-        other = [
-            self.name(key) for key in self.asked() if BY_NAME[key].pipelines and kind not in BY_NAME[key].pipelines
-        ]
+    def check_for(self, kind: str, model: str, trained_steps: int | None = None) -> None:
+        """Refuse, before the model loads, what the ``kind`` model at ``model`` cannot run: settings of the other
+        kind (they would be ignored), a scheduler it cannot be guided with, more steps than its scheduler was
+        trained with (``trained_steps``, when known)."""
+        asked = self.asked()
+        other = [self.name(key) for key in asked if BY_NAME[key].pipelines and kind not in BY_NAME[key].pipelines]
         if other:
             owner = "pixel" if kind == "latent" else "latent"
             raise UsageError(f"{', '.join(other)} applies to {owner} models only; {model} is a {kind} model")
+        scheduler = asked.get("scheduler")
+        if kind == "pixel" and scheduler in LATENT_ONLY_SCHEDULERS:
+            raise UsageError(
+                f"{self.name('scheduler')} {scheduler} works with latent models only: "
+                f"{LATENT_ONLY_SCHEDULERS[scheduler]}; {model} is a pixel model (use ddpm or ddim)"
+            )
+        steps = asked.get("num_inference_steps")
+        if trained_steps is not None and steps is not None and steps > trained_steps:
+            raise UsageError(
+                f"{self.name('num_inference_steps')} {steps} is more than the {trained_steps} timesteps the scheduler of "
+                f"{model} was trained with; use at most that many"
+            )
 
     def inputs(self) -> tuple[PIL.Image.Image, PIL.Image.Image]:
         """``shaped_inputs``, the mask checked as the pipeline will read it (values, size), before the model loads."""

@@ -30,10 +30,15 @@ SCHEDULERS: dict[str, str] = {
     "ddpm": "DDPMScheduler",
     "ddim": "DDIMScheduler",
     "dpm++": "DPMSolverMultistepScheduler",
-    "euler": "EulerDiscreteScheduler",  # latent pipeline only: CLIP guidance needs unscaled samples
+    "euler": "EulerDiscreteScheduler",
 }
 """The schedulers offered by name (CLI, page, benchmarks): diffusers class names; any other swaps in by
 ``from_config``."""
+LATENT_ONLY_SCHEDULERS = {
+    "dpm++": "its multistep data prediction does not follow the CLIP-guided noise (the edits come out as noise)",
+    "euler": "CLIP guidance needs unscaled samples and Euler's are sigma-scaled",
+}
+"""Schedulers the front ends refuse for a pixel model, and why."""
 DTYPES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 """``--dtype``'s words for ``mixed_precision``."""
 CANVAS_FILLS = ("edge", "mirror", "noise")  # how extend_canvas starts the new area (see docs/applications.md)

@@ -24,7 +24,7 @@ import PIL.Image
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.applications import APPLICATIONS
 from blended_pipeline.arguments import OneLineParser
-from blended_pipeline.request import EditRequest, pipeline_defaults, run_edit
+from blended_pipeline.request import EditRequest, pipeline_defaults, pipeline_kind, run_edit
 from blended_pipeline.settings import BY_NAME, DTYPES, SCHEDULERS, SETTINGS, EditSettings, UsageError
 
 if TYPE_CHECKING:
@@ -152,6 +152,7 @@ def _checked_request(
     )
     try:
         request.check()
+        request.check_for(pipeline_kind(pipe), "the model")
         steps = settings.num_inference_steps or pipeline_defaults(pipe)["num_inference_steps"]
         trained = pipe.scheduler.config.get("num_train_timesteps")
         if trained is not None and steps > trained:
