@@ -112,8 +112,8 @@ class EditRequest:
         steps = asked.get("num_inference_steps")
         if trained_steps is not None and steps is not None and steps > trained_steps:
             raise UsageError(
-                f"{self.name('num_inference_steps')} {steps} is more than the {trained_steps} timesteps the scheduler of "
-                f"{model} was trained with; use at most that many"
+                f"{self.name('num_inference_steps')} {steps} is more than the {trained_steps} timesteps the "
+                f"scheduler of {model} was trained with; use at most that many"
             )
 
     def inputs(self) -> tuple[PIL.Image.Image, PIL.Image.Image]:
