@@ -361,3 +361,12 @@ def test_killed_worker_then_rerun_completes_every_edit_exactly_once(workspace, t
     assert {name: (out / name).stat().st_ino for name in first} == {n: ino for n, (ino, _) in first.items()}
     assert all((out / name / "result.json").read_text() == text for name, (_, text) in first.items())
     assert not list(out.glob(".tmp-*")) and not (out / "errors.jsonl").exists()
+
+
+def test_images_over_the_pixel_limit_are_refused_from_their_headers(workspace, tmp_path, capsys):
+    assert run_batch(workspace, tmp_path / "out", "edits.jsonl", "--max-pixels", "500") == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 6 and all("more than --max-pixels 500 allows" in line for line in lines)
+    assert "edits.jsonl:1: image" in lines[0] and "is 40x24 (960 pixels)" in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
+import PIL.PngImagePlugin
 import pytest
 from helpers import tiny_pipeline
 
@@ -87,6 +88,9 @@ def cases(files: Path, model: Path) -> dict[str, tuple[list[str], str]]:
         "clip missing": ([*base, "--clip", str(files / "no-clip")], "--clip"),
         "ranking clip missing": ([*base, "--ranking-clip", str(files / "no-clip")], "--ranking-clip"),
         "empty prompt": ([*edit[:-1], " ", *base[6:]], "--prompt"),
+        "image over --max-pixels": ([*base, "--max-pixels", "100"], "more than --max-pixels 100"),
+        "scheduler the model cannot be guided with": ([*base, "--scheduler", "dpm++"], "--scheduler dpm++"),
+        "more steps than trained": ([*base, "--steps", "100000"], "--steps 100000"),
     }
 
 
@@ -113,6 +117,9 @@ NAMES = [
     "clip missing",
     "ranking clip missing",
     "empty prompt",
+    "image over --max-pixels",
+    "scheduler the model cannot be guided with",
+    "more steps than trained",
 ]
 
 
@@ -127,6 +134,37 @@ def test_each_mistake_is_one_line_exit_2_and_nothing_changes(files, tiny_model, 
     assert named in err and "Traceback" not in err
     assert captured.out == ""
     assert snapshot(files) == before
+
+
+def blank_png(path: Path, width: int, height: int) -> None:
+    """A black RGB PNG of any size in a small file (its rows compress to almost nothing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row = zlib.compressobj(9), bytes(1 + 3 * width)
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize(("side", "message"), [(14000, "decompression bomb"), (8000, "64,000,000 pixels")])
+def test_images_far_larger_than_their_files_are_refused_from_the_header(
+    files, tiny_model, capsys, monkeypatch, side, message
+):
+    blank_png(files / "large.png", side, side)
+    assert (files / "large.png").stat().st_size < 1_000_000
+
+    def no_decoding(image):
+        raise AssertionError(f"a {image.size} image was decoded")
+
+    monkeypatch.setattr(PIL.PngImagePlugin.PngImageFile, "load", no_decoding)
+    arguments = ["--image", str(files / "large.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    assert cli.main([*arguments, "--model", str(tiny_model), "--out", str(files / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("blended-edit: error: --image") and message in err and err.count("\n") == 1
 
 
 def test_the_table_covers_every_case(files, tiny_model):

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import PIL.Image
-
-from blended_pipeline.request import EditRequest
+from blended_pipeline.request import EditRequest, check_pixels, image_header
 from blended_pipeline.settings import SETTINGS, Setting, UsageError, check_extension, check_image_size, check_mask_size
 
 FILE_FIELDS = ("image", "mask", "scribble")
@@ -184,12 +182,12 @@ def _file_problems(request: EditRequest) -> list[str]:
         path = getattr(request, name)
         if path is None:
             continue
-        if not path.is_file():
-            problems.append(f"{name} {path}: no such file")
-            continue
         try:
-            with PIL.Image.open(path) as image:
+            with image_header(path, name) as image:
+                check_pixels(*image.size, request.max_pixels, f"{name} {path}", "--max-pixels")
                 sizes[name] = image.size
+        except UsageError as error:
+            problems.append(str(error))
         except (OSError, SyntaxError, ValueError):
             problems.append(f"{name} {path}: not an image PIL can read")
     if "image" not in sizes:

@@ -118,9 +118,9 @@ class EditRequest:
 
     def inputs(self) -> tuple[PIL.Image.Image, PIL.Image.Image]:
         """``shaped_inputs``, the mask checked as the pipeline will read it (values, size), before the model loads."""
-        from blended_pipeline.image_io import load_image, load_mask
-
         image, mask = self.shaped_inputs()
+        from blended_pipeline.image_io import load_image, load_mask  # torch: only once the files are read
+
         try:
             load_mask(mask, load_image(image).shape[-2:])
         except ValueError as error:
@@ -187,7 +187,14 @@ class EditRequest:
 
     def _open(self, key: str) -> PIL.Image.Image:
         source = getattr(self, key)
-        return source if isinstance(source, PIL.Image.Image) else open_image(source, self.name(key))
+        if isinstance(source, PIL.Image.Image):
+            check_pixels(*source.size, self.max_pixels, self.name(key), self.name("max_pixels"))
+            return source
+        return open_image(source, self.name(key), self.max_pixels, self.name("max_pixels"))
+
+    @property
+    def max_pixels(self) -> int:
+        return self.asked().get("max_pixels", BY_NAME["max_pixels"].default)
 
 
 def application_strength(application: str, checkpoint: Any) -> float:
@@ -198,20 +205,41 @@ def application_strength(application: str, checkpoint: Any) -> float:
     return BACKGROUND_STRENGTH if application == "background" else checkpoint.default_strength
 
 
-def open_image(path: Path, name: str) -> PIL.Image.Image:
-    """The image at ``path``, fully read; every failure names the input and the file."""
+def open_image(path: Path, name: str, max_pixels: int, limit_name: str = "max_pixels") -> PIL.Image.Image:
+    """The image at ``path``, fully read once its header shows at most ``max_pixels``; every failure names the
+    input and the file."""
+    with image_header(path, name) as image:
+        check_pixels(*image.size, max_pixels, f"{name} {path}", limit_name)
+        try:
+            image.load()
+            return image.copy()
+        except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt files
+            raise UsageError(f"{name} {path}: cannot read the image ({error})") from error
+
+
+def image_header(path: Path, name: str) -> PIL.Image.Image:
+    """The image at ``path`` opened, its header read and its pixels not yet decoded (use it as a context)."""
     if path.is_dir():
         raise UsageError(f"{name} {path}: is a directory; give an image file")
     if not path.is_file():
         raise UsageError(f"{name} {path}: no such file")
     try:
-        with PIL.Image.open(path) as image:
-            image.load()
-            return image.copy()
+        return PIL.Image.open(path)
+    except PIL.Image.DecompressionBombError as error:
+        raise UsageError(f"{name} {path}: {error}") from error
     except PIL.UnidentifiedImageError as error:
         raise UsageError(f"{name} {path}: not an image PIL can read") from error
-    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt files
+    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt headers
         raise UsageError(f"{name} {path}: cannot read the image ({error})") from error
+
+
+def check_pixels(width: int, height: int, max_pixels: int, name: str, limit_name: str) -> None:
+    """Refuse an image of more than ``max_pixels`` before it is decoded: its memory, not its file, is the cost."""
+    if width * height > max_pixels:
+        raise UsageError(
+            f"{name} is {width}x{height} ({width * height:,} pixels), more than {limit_name} "
+            f"{max_pixels} allows; downscale it or raise {limit_name}"
+        )
 
 
 @dataclass

@@ -363,6 +363,16 @@ SETTINGS: tuple[Setting, ...] = (
         page="scheduler",
     ),
     Setting(
+        "max_pixels",
+        "refuse an input image of more pixels than this, read from its file's header before it is decoded",
+        int,
+        50_000_000,
+        (),
+        flag="--max-pixels",
+        bounds=">= 1",
+        per_edit=False,
+    ),
+    Setting(
         "fast",
         "the faster preset, --guidance-end 0.7 unless that is given (its quality cost: docs/benchmarks.md)",
         bool,

@@ -23,7 +23,7 @@ import PIL.Image
 
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.applications import APPLICATIONS
-from blended_pipeline.arguments import OneLineParser
+from blended_pipeline.arguments import OneLineParser, add_setting_option
 from blended_pipeline.request import EditRequest, pipeline_defaults, pipeline_kind, run_edit
 from blended_pipeline.settings import BY_NAME, DTYPES, SCHEDULERS, SETTINGS, EditSettings, UsageError
 
@@ -307,7 +307,6 @@ def launch_options() -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = OneLineParser(prog="blended-ui", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=SHAPES_CHECKPOINT, help="pipeline directory or hub id (default: shapes)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
@@ -315,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link (goes online)")
+    add_setting_option(parser, BY_NAME["max_pixels"])
     return parser
 
 
@@ -328,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"blended-ui: error: {error}", file=sys.stderr)
         return 2
+    # Uploads are decoded before the page sees them; PIL refuses images of more than twice this many pixels.
+    PIL.Image.MAX_IMAGE_PIXELS = (args.max_pixels or BY_NAME["max_pixels"].default) // 2
     app = build_app(pipe, args.model)
     app.launch(**launch_options(), server_name=args.host, server_port=args.port, share=args.share)
     return 0
