@@ -264,3 +264,43 @@ def test_long_prompts_and_words_outside_the_vocabulary_are_named(pipe, image, ma
     cut = [w for w in recwarn if issubclass(w.category, InputWarning)]
     assert cut and "dropped" in str(cut[0].message) and "ball" in str(cut[0].message)
     assert unknown_words("a café circle 红色", ["a", "circle"]) == ["café", "红色"]
+
+
+def test_a_set_another_live_run_holds_is_refused_and_a_killed_runs_claim_is_taken_over(files, tiny_model, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (files / ".out.png.claim").write_text(str(holder.pid))
+        for extra in ((), ("--overwrite",)):
+            assert run_cli(files, tiny_model, "--quiet", *extra) == 2
+            assert f"another run (process {holder.pid}) is writing this output set" in capsys.readouterr().err
+        assert not (files / "out.png").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli(files, tiny_model, "--quiet") == 0  # the claim of a process that is gone is taken over
+    assert (files / "out.png").is_file() and not (files / ".out.png.claim").exists()
+
+
+def test_two_runs_started_together_on_one_output_set_one_completes_and_nothing_mixes(files, tiny_model):
+    edit = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+    common = [*edit, "--model", str(tiny_model), "--steps", "20", "--samples", "2", "--out", str(files / "out.png")]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "blended_pipeline.cli", *common, "--seed", str(seed), "--quiet"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for seed in (1, 2)
+    ]
+    ended = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+    assert sorted(code for code, _, _ in ended) == [0, 2]
+    (_, written, _), (_, _, refused) = sorted(ended, key=lambda e: e[0])
+    assert "another run" in refused or "earlier run" in refused
+    record = json.loads((files / "out-scores.json").read_text())
+    winner = next(seed for seed, (code, _, _) in zip((1, 2), ended, strict=True) if code == 0)
+    assert record["seed"] == winner and len(written.split()) == len(list(files.glob("out*")))
+    best, first = (np.asarray(PIL.Image.open(files / name)) for name in ("out.png", "out-1.png"))
+    assert np.array_equal(best, first) and not list(files.glob(".*claim"))

@@ -90,27 +90,27 @@ def run(args: argparse.Namespace) -> int:
     check_model_directory(args.model)
     request.check_for(model_kind(args.model), f"--model {args.model}", trained_steps(args.model))
     check_clip_options(args.clip, args.ranking_clip)
-    outputs = OutputSet.planned(args.out, args.demo, args.overwrite)
-    inputs = request.inputs()  # torch from here on
-    device = resolve_device(args.device)
-    say(args, f"loading {args.model} on {device} ({args.mixed_precision or 'fp32'})")
-    settings = request.asked()
-    precision = settings.get("mixed_precision", "no")
-    pipe = load_pipeline(args.model, device, args.clip, settings.get("scheduler"), args.ranking_clip, precision)
-    pipe.set_progress_bar_config(disable=args.quiet)
-    warn_about_unknown_words(pipe, request.prompt, "blended-edit")
-    planned = request.planned_settings(pipe)
-    steps, strength = planned["num_inference_steps"], planned["strength"]
-    run_steps = steps_run(steps, strength)
-    say(
-        args,
-        f"editing to {request.prompt!r}: {run_steps} of {steps} steps, the first {steps - run_steps} skipped at "
-        f"strength {strength:g} ({request.strength_source()}); {planned['num_images_per_prompt']} results",
-    )
-    result = run_edit(pipe, request, inputs)
-    record = result.record(args.model, args.ranking_clip)
-    for path in outputs.write(result.image, result.mask, record, result.images, result.scores):
-        print(path)
+    with OutputSet.claimed(args.out, args.demo, args.overwrite) as outputs:
+        inputs = request.inputs()  # torch from here on
+        device = resolve_device(args.device)
+        say(args, f"loading {args.model} on {device} ({args.mixed_precision or 'fp32'})")
+        settings = request.asked()
+        precision = settings.get("mixed_precision", "no")
+        pipe = load_pipeline(args.model, device, args.clip, settings.get("scheduler"), args.ranking_clip, precision)
+        pipe.set_progress_bar_config(disable=args.quiet)
+        warn_about_unknown_words(pipe, request.prompt, "blended-edit")
+        planned = request.planned_settings(pipe)
+        steps, strength = planned["num_inference_steps"], planned["strength"]
+        run_steps = steps_run(steps, strength)
+        say(
+            args,
+            f"editing to {request.prompt!r}: {run_steps} of {steps} steps, the first {steps - run_steps} skipped at "
+            f"strength {strength:g} ({request.strength_source()}); {planned['num_images_per_prompt']} results",
+        )
+        result = run_edit(pipe, request, inputs)
+        record = result.record(args.model, args.ranking_clip)
+        for path in outputs.write(result.image, result.mask, record, result.images, result.scores):
+            print(path)
     return 0
 
 

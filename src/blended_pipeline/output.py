@@ -26,31 +26,54 @@ TEMPORARY_PREFIX = ".tmp-"  # an edit's folder while it is written; left only by
 
 class OutputSet:
     """The files one run writes (the best result, its ranked siblings, the grid and the scores; with --demo also
-    the input and the mask), checked before any work and written all at once."""
+    the input and the mask), claimed and checked before any work and written all at once.
 
-    def __init__(self, best: Path, extras: tuple[str, ...]) -> None:
-        self.best, self.extras = best, extras
+    Use it as a context: while it is open, the set is claimed (a claim file beside it holds this process's id), so a
+    second run on the same set is refused at once, ``--overwrite`` or not, and two runs never mix their files.
+    """
+
+    def __init__(self, best: Path, extras: tuple[str, ...], claim: Path) -> None:
+        self.best, self.extras, self.claim = best, extras, claim
         self.scores = best.with_name(f"{best.stem}-scores.json")
 
     @classmethod
-    def planned(cls, out: Path, demo: bool, overwrite: bool) -> OutputSet:
-        """Refuse, before any work, an output place that cannot be written or that holds an earlier run's set.
-        ``out`` is the best result's file, or with ``demo`` the folder that holds the set."""
+    def claimed(cls, out: Path, demo: bool, overwrite: bool) -> OutputSet:
+        """Claim the set, or refuse, before any work: an output place that cannot be written, a set another run
+        is writing, or one that holds an earlier run's files (unless ``overwrite``). ``out`` is the best result's
+        file, or with ``demo`` the folder that holds the set."""
         folder = out if demo else out.parent
         if demo and out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory; --demo writes a directory")
         if not demo and not folder.is_dir():
             raise UsageError(f"--out's directory {folder} does not exist")
-        _check_writable(next(p for p in (folder, *folder.parents) if p.exists()))  # --demo may create its folder
-        outputs = cls(folder / "result.png" if demo else out, ("input", "mask") * demo)
-        earlier = outputs.existing()
-        if earlier and not overwrite:
-            names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
-            raise UsageError(
-                f"--out {out}: {len(earlier)} file(s) of an earlier run are there ({names}); "
-                "pass --overwrite to replace the whole set"
-            )
+        anchor = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # --demo may create its folder
+        _check_writable(anchor)
+        best = folder / "result.png" if demo else out
+        claim = anchor / f".{'-'.join(best.relative_to(anchor).parts)}.claim"
+        outputs = cls(best, ("input", "mask") * demo, claim)
+        _claim(claim, out)
+        try:
+            earlier = outputs.existing()
+            if earlier and not overwrite:
+                names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+                raise UsageError(
+                    f"--out {out}: {len(earlier)} file(s) of an earlier run are there ({names}); "
+                    "pass --overwrite to replace the whole set"
+                )
+        except BaseException:
+            outputs.release()
+            raise
         return outputs
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give the claim up (it is this process's)."""
+        self.claim.unlink(missing_ok=True)
 
     def existing(self) -> list[Path]:
         """Files of this set already on disk, numbered siblings of any count included."""
@@ -105,6 +128,44 @@ class OutputSet:
         for path in stale:
             path.unlink(missing_ok=True)
         return [path for _, path in temporary]
+
+
+def _claim(claim: Path, out: Path) -> None:
+    """Create ``claim`` holding this process's id, or refuse when a live process holds it; a claim left by a killed
+    run is taken over."""
+    for _ in range(2):
+        try:
+            descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(claim)
+            if holder is not None and _alive(holder):
+                raise UsageError(
+                    f"--out {out}: another run (process {holder}) is writing this output set; wait for it to end or "
+                    "choose another --out"
+                ) from None
+            claim.unlink(missing_ok=True)  # a killed run's; taken over once
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(str(os.getpid()))
+        return
+    raise UsageError(f"--out {out}: another run claimed this output set at the same moment; try again")
+
+
+def _holder(claim: Path) -> int | None:
+    try:
+        return int(claim.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def _check_writable(folder: Path) -> None:
