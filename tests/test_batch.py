@@ -370,3 +370,61 @@ def test_images_over_the_pixel_limit_are_refused_from_their_headers(workspace, t
     assert len(lines) == 6 and all("more than --max-pixels 500 allows" in line for line in lines)
     assert "edits.jsonl:1: image" in lines[0] and "is 40x24 (960 pixels)" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_skip_invalid_runs_the_valid_lines_and_lists_the_refused_ones(workspace, tmp_path, capsys):
+    lines = [
+        {"id": "ok1", "image": "img1.png", "mask": "mask.png", "prompt": "a red ball"},
+        {"id": "bad1", "image": "missing.png", "mask": "mask.png", "prompt": "a red ball"},
+        {"id": "ok2", "image": "img2.png", "mask": "mask.png", "prompt": "a blue square"},
+        {"id": "bad2", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball", "steps": 0},
+    ]
+    write_manifest(workspace / "mixed.jsonl", lines)
+    out = tmp_path / "out"
+    assert run_batch(workspace, out, "mixed.jsonl", *FAST, "--quiet") == 2  # without the flag, nothing runs
+    assert not out.exists()
+    capsys.readouterr()
+    assert run_batch(workspace, out, "mixed.jsonl", *FAST, "--quiet", "--skip-invalid") == 1
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["ok1", "ok2"]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["line"] for e in errors] == [2, 4]
+    assert "missing.png: no such file" in errors[0]["reason"] and "steps must be" in errors[1]["reason"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["refused"], summary["failed"]) == (2, 2, 0)
+
+
+def test_workers_end_with_a_launcher_killed_outright_and_a_rerun_completes_every_edit_once(workspace, tmp_path):
+    lines = [
+        {"id": f"w{i}", "image": f"img{i % 6}.png", "mask": "mask.png", "prompt": "a red ball", "steps": 100}
+        for i in range(8)
+    ]
+    write_manifest(workspace / "launcher.jsonl", lines)
+    out = tmp_path / "out"
+    launcher = launch(workspace, out, *two_processes(), manifest="launcher.jsonl")
+    deadline = time.monotonic() + 240
+    while not any(out.glob("w*/result.json")) and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = children(launcher.pid)
+    assert workers, "the launcher started no workers"
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    _, err = launcher.communicate()
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), "a worker outlived its launcher"
+    first = {p.name for p in out.glob("w*")}
+    assert 0 < len(first) < 8
+    code, _, err = finished(launch(workspace, out, *two_processes(), manifest="launcher.jsonl"))
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["skipped"]) == (8 - len(first), len(first))
+    assert sorted(p.name for p in out.glob("w*")) == [f"w{i}" for i in range(8)] and not list(out.glob(".tmp-*"))
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie that only waits for its parent is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="blended-edit-batch", description=__doc__.splitlines()[0])
     parser.add_argument("manifest", type=Path, help="JSON Lines (or .csv): id, image, mask, prompt[, options] a line")
     parser.add_argument("--out", type=Path, required=True, help="output directory: OUT/<id>/ for each edit")
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="run the manifest's valid lines and list the refused ones in OUT/errors.jsonl (exit status 1)",
+    )
     add_model_options(parser)
     add_edit_options(parser)  # the batch's defaults; a manifest line may set its own
     return parser
@@ -65,6 +70,7 @@ class Plan:
     todo: list[ManifestEdit]
     skipped: int
     run: str  # when the run started (UTC) and the main process's id: tells this run's lines in errors.jsonl
+    refused: int = 0  # the manifest's lines refused with --skip-invalid
 
 
 @dataclass
@@ -98,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     # gloo on a CPU-only machine: a plain PartialState() there would give every process the whole manifest.
     state = PartialState(cpu=not torch.cuda.is_available())
+    if state.num_processes > 1:
+        watch_launcher(state.process_index)
     try:
         code = edit_manifest(state, args)
         state.wait_for_everyone()  # no process leaves while another still talks to it
@@ -106,6 +114,26 @@ def run(args: argparse.Namespace) -> int:
     if state.num_processes > 1:
         leave_now(code)
     return code
+
+
+def watch_launcher(process: int) -> None:
+    """End this worker, saying so, when the process that launched it is gone: a launcher killed outright (SIGKILL)
+    cannot stop its workers, and they must not go on editing and writing without it. An edit cut short leaves only
+    a temporary folder, which the next run removes."""
+    launcher = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(1)
+        print(
+            f"blended-edit-batch: process {process}: the launcher (pid {launcher}) is gone; stopping, the edits not "
+            "finished are left for a rerun",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(FAILED)
+
+    threading.Thread(target=watch, daemon=True, name="launcher-watch").start()
 
 
 def leave_now(code: int) -> None:
@@ -145,33 +173,37 @@ def edit_manifest(state: PartialState, args: argparse.Namespace) -> int:
     if state.is_main_process and not args.quiet:
         progress = Progress(args.out, [edit.id for edit in decided.todo], decided.run)
         progress.start()
-    with state.split_between_processes(decided.todo) as mine:
-        for edit in mine:
-            edit_and_record(pipe, edit, args, decided.run, report)
+    for edit in decided.todo[state.process_index :: state.num_processes]:  # dealt in turn: even when edits differ
+        edit_and_record(pipe, edit, args, decided.run, report)
     report.seconds = time.perf_counter() - started - report.load_seconds
     reports = gather_object([report])
     if progress:
         progress.stop()
     if state.is_main_process:
         summary = write_summary(args.out, decided, reports, time.perf_counter() - started)
-        print(json.dumps({key: summary[key] for key in ("done", "skipped", "failed", "edits_per_second")}))
+        print(json.dumps({key: summary[key] for key in ("done", "skipped", "failed", "refused", "edits_per_second")}))
     failed = sum(r.failed for r in reports)
-    return FAILED if failed else 0
+    return FAILED if failed or decided.refused else 0
 
 
 def plan(args: argparse.Namespace) -> Plan:
     """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
-    edits = read_manifest(args.manifest, asked_settings(args))
+    try:
+        edits, refused = read_manifest(args.manifest, asked_settings(args)), []
+    except ManifestError as error:
+        if not (args.skip_invalid and error.edits):
+            raise
+        edits, refused = error.edits, error.refused
     check_model_directory(args.model)
     kind, steps = model_kind(args.model), trained_steps(args.model)
-    wrong = []
-    for edit in edits:
+    for edit in list(edits):
         try:
             edit.request.check_for(kind, f"--model {args.model}", steps)
         except UsageError as error:
-            wrong.append(f"{args.manifest}:{edit.line}: {error}")
-    if wrong:
-        raise ManifestError(wrong)
+            refused.append((edit.line, str(error)))
+            edits.remove(edit)
+    if refused and not (args.skip_invalid and edits):
+        raise ManifestError([f"{args.manifest}:{line}: {reason}" for line, reason in sorted(refused)])
     check_clip_options(args.clip, args.ranking_clip)
     args.out.mkdir(parents=True, exist_ok=True)
     for leftover in args.out.glob(f"{TEMPORARY_PREFIX}*"):
@@ -186,11 +218,10 @@ def plan(args: argparse.Namespace) -> Plan:
             ]
         )
     todo = [edit for edit in edits if not (args.out / edit.id).exists()]
-    return Plan(
-        todo=todo,
-        skipped=len(edits) - len(todo),
-        run=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{os.getpid()}",
-    )
+    run = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f"-{os.getpid()}"
+    for line, reason in sorted(refused):
+        append_line(args.out / "errors.jsonl", {"line": line, "reason": f"refused: {reason}", "run": run})
+    return Plan(todo=todo, skipped=len(edits) - len(todo), run=run, refused=len(refused))
 
 
 def load(args: argparse.Namespace, device: str, report: ProcessReport) -> BlendedDiffusionPipeline:
@@ -257,6 +288,7 @@ def write_summary(out: Path, decided: Plan, reports: list[ProcessReport], second
         "done": done,
         "skipped": decided.skipped,
         "failed": failed,
+        "refused": decided.refused,
         "processes": len(reports),
         "seconds": round(seconds, 3),
         "edits_per_second": round(done / seconds, 4) if seconds else None,
@@ -306,7 +338,8 @@ class Progress:
         finished = len(self.ids.intersection(os.listdir(self.out)))
         errors = self.out / "errors.jsonl"
         if errors.exists():
-            finished += sum(f'"run": "{self.run}"' in line for line in errors.read_text().splitlines())
+            records = [json.loads(line) for line in errors.read_text().splitlines() if line.strip()]
+            finished += sum(r.get("run") == self.run and r.get("id") in self.ids for r in records)
         self.bar.n = finished
         self.bar.refresh()
 

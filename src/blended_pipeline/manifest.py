@@ -28,11 +28,14 @@ NAMES = {setting.name: field for field, setting in SETTING_FIELDS.items()}
 
 
 class ManifestError(ValueError):
-    """The manifest's problems, one line each: ``MANIFEST:LINE: what is wrong``."""
+    """The manifest's problems, one line each: ``MANIFEST:LINE: what is wrong``; ``refused`` the bad lines as
+    (line number, what is wrong) and ``edits`` the good ones, for a batch that runs what it can."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(
+        self, problems: list[str], refused: list[tuple[int, str]] | None = None, edits: list | None = None
+    ) -> None:
         super().__init__("\n".join(problems))
-        self.problems = problems
+        self.problems, self.refused, self.edits = problems, refused or [], edits or []
 
 
 @dataclass
@@ -76,26 +79,25 @@ def read_manifest(path: Path, defaults: Any) -> list[ManifestEdit]:
     if not path.is_file():
         raise ManifestError([f"{path}: no such file"])
     edits: list[ManifestEdit] = []
-    problems: list[str] = []
+    refused: list[tuple[int, str]] = []
     first_line: dict[str, int] = {}
     for number, row in read_rows(path):
         if isinstance(row, str):
-            problems.append(f"{path}:{number}: {row}")
+            refused.append((number, row))
             continue
         try:
             edit = _edit(number, row, path.parent, defaults)
         except ValueError as error:
-            problems.append(f"{path}:{number}: {error}")
+            refused.append((number, str(error)))
             continue
         if edit.id in first_line:
-            problems.append(f"{path}:{number}: id {edit.id!r} repeats line {first_line[edit.id]}; ids must be unique")
+            refused.append((number, f"id {edit.id!r} repeats line {first_line[edit.id]}; ids must be unique"))
             continue
         first_line[edit.id] = number
         edits.append(edit)
-    if not problems and not edits:
-        problems.append(f"{path}: no edits in the manifest")
-    if problems:
-        raise ManifestError(problems)
+    if refused or not edits:
+        problems = [f"{path}:{number}: {reason}" for number, reason in refused] or [f"{path}: no edits in the manifest"]
+        raise ManifestError(problems, refused, edits)
     return edits
 
 
