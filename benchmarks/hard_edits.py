@@ -14,40 +14,31 @@ The shipped shapes checkpoint at the CLI's defaults (``--setting NAME=VALUE`` ov
 VALUE read as JSON), judged by the shapes world's pixel judge: per kind of edit (``shapes.edits.HARD_KINDS``)
 and on the standard square-box edits, top-1 success, batch precision (the share of all results the judge
 accepts), seconds per edit, whether the background stayed exact, and the spread of each edit's results (how much
-they differ inside the mask: results restarted from one are alike). Settings are chosen on the tuning set
-(seed 7); the held-out set (seed 2025) is for the figures published once the choice is made; a third set (seed 99)
-is more edits for a difference the first two leave within the noise, and a fourth (seed 31) and a fifth (seed 57)
-are fresh checks of a choice the sets run before left undecided.
+they differ inside the mask: results restarted from one are alike). ``--set`` names one of
+``shapes.edits.EDIT_SETS``: settings are chosen on the tuning set; the held-out set is for the figures published
+once the choice is made; "confirm", "recheck" and "fifth" are fresh checks of a choice the sets before left
+undecided.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
-from common import load_for_edits, provenance, with_all_hard, write_results
-from diffusers.callbacks import MultiPipelineCallbacks
-from latent_vs_pixel import judged_edit, summary
-from metrics import FAILURE_KINDS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
+import numpy as np
+from diffusers.callbacks import MultiPipelineCallbacks
+
+from benchmarks.common import load_for_edits, parse_setting, provenance, with_all_hard, write_results
+from benchmarks.metrics import FAILURE_KINDS, judged_edit, summary
 from blended_pipeline import SHAPES_CHECKPOINT, ProgressiveDilationBlendCallback
 from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.restart import RestartFromBestCallback
-from blended_pipeline.shapes.edits import HARD_KINDS, edit_cases, hard_edit_cases
+from blended_pipeline.shapes.edits import EDIT_SETS, HARD_KINDS, edit_cases, hard_edit_cases
 
-SEEDS = {"tuning": 7, "heldout": 2025, "confirm": 99, "recheck": 31, "fifth": 57}
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    name, _, value = text.partition("=")
-    if not name or not value:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value  # a bare word: a string setting such as rank_by=whole
+HARD_EDIT_SETS = tuple(name for name in EDIT_SETS if name != "judged")  # the judged set is the standard edits'
 
 
 def parse_dilation(text: str) -> ProgressiveDilationBlendCallback:
@@ -75,7 +66,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
     parser.add_argument("--ranking-clip", help="a CLIPModel directory that ranks in place of the checkpoint's CLIP")
-    parser.add_argument("--set", choices=tuple(SEEDS), default="tuning", dest="edit_set")
+    parser.add_argument("--set", choices=HARD_EDIT_SETS, default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
     parser.add_argument(
@@ -113,7 +104,7 @@ def main() -> None:
         options["callback_on_step_end"] = MultiPipelineCallbacks(callbacks)
     if augmentation is not None:
         pipe.augmentation = augmentation
-    seed = SEEDS[args.edit_set]
+    seed = EDIT_SETS[args.edit_set]
     every = {**hard_edit_cases(seed, args.edits, 32), "standard": edit_cases(seed, args.edits, 32)}
     unknown = set(args.kinds.split(",")) - set(every)
     if unknown:

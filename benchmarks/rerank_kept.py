@@ -16,12 +16,15 @@ only its K best.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
 import numpy as np
 import torch
-from common import kinds_in, load_kept, provenance, with_all_hard, write_results
 
+from benchmarks.common import kinds_in, load_for_edits, load_kept, provenance, with_all_hard, write_results
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.ranking import rank
 from blended_pipeline.shapes.training_utils import to_model_range
@@ -64,7 +67,7 @@ def main() -> None:
     parser.add_argument("--best", type=int, help="K: also the precision of each edit's K best results")
     args = parser.parse_args()
     weights = [float(weight) for weight in args.weights.split(",")]
-    pipe = BlendedDiffusionPipeline.from_pretrained(args.model)
+    pipe, _ = load_for_edits(args.model)
     kept = load_kept([args.kept])
     kinds = kinds_in(kept)
     made = kept[f"{kinds[0]}/verdicts"].shape[1]

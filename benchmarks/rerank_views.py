@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import kinds_in, load_kept, provenance, with_all_hard, write_results
 
+from benchmarks.common import kinds_in, load_for_edits, load_kept, provenance, with_all_hard, write_results
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
-from blended_pipeline.cli import load_pipeline
 from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values
 from blended_pipeline.ranking import edge_step
 from blended_pipeline.shapes.training_utils import to_model_range
@@ -124,7 +126,7 @@ def main() -> None:
     parser.add_argument("--ranking-clip", help="a CLIPModel directory that scores in place of the checkpoint's CLIP")
     parser.add_argument("--search", action="store_true", help="also the best weights of a grid on these results")
     args = parser.parse_args()
-    pipe = load_pipeline(args.model, None, None, "cpu", args.ranking_clip)
+    pipe, _ = load_for_edits(args.model, ranking_clip=args.ranking_clip)
     kept = load_kept(args.kept)
     kinds = kinds_in(kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds}

@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.clip_regions import drawn_in
+from benchmarks.common import kinds_in, load_kept, with_all_hard
+from benchmarks.tradeoffs_report import pareto_front
 from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
+from blended_pipeline.shapes.judge import judge
 
 ROOT = Path(__file__).parent.parent
 
@@ -126,9 +131,6 @@ def test_tradeoffs_runs_only_the_parts_asked_for(tmp_path):
 
 
 def test_pareto_front_keeps_only_undominated_runs():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from tradeoffs_report import pareto_front
-
     runs = [
         {"seconds_per_image": 1.0, "top1_success": 0.5},
         {"seconds_per_image": 2.0, "top1_success": 0.4},  # slower and worse than the first
@@ -140,9 +142,6 @@ def test_pareto_front_keeps_only_undominated_runs():
 
 
 def test_kept_results_of_several_sets_are_joined_per_kind(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import kinds_in, load_kept
-
     first, second = tmp_path / "first.npz", tmp_path / "second.npz"
     np.savez(first, **{"small/verdicts": np.array([[True, False]]), "standard/verdicts": np.array([[True, True]])})
     np.savez(second, **{"small/verdicts": np.array([[False, False], [True, True]])})
@@ -153,9 +152,6 @@ def test_kept_results_of_several_sets_are_joined_per_kind(tmp_path):
 
 
 def test_all_hard_row_adds_counts_and_averages_shares_over_the_hard_kinds_only():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import with_all_hard
-
     rows = {
         "small": {"edits": 2, "top1": 0.5, "refused": {"wrong shape": 3}, "by_weight": {"0.2": 1.0}},
         "wide": {"edits": 2, "top1": 1.0, "refused": {"wrong shape": 1}, "by_weight": {"0.2": 0.5}},
@@ -375,12 +371,6 @@ def test_hard_edits_dilated_blend_and_views_change_the_results(tmp_path):
 
 
 def test_clip_regions_draws_what_the_judge_accepts_and_reports_each_kind(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from clip_regions import drawn_in
-
-    from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
-    from blended_pipeline.shapes.judge import judge
-
     rng = np.random.default_rng(0)
     cases = [case for kind in hard_edit_cases(3, 10, 32).values() for case in kind] + edit_cases(3, 10, 32)
     pairs = [(drawn_in(case, rng), case) for case in cases]
