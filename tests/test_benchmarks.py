@@ -64,7 +64,7 @@ def test_paper_config_smoke(tmp_path):
 def run_benchmark(tmp_path: Path, script: str, *arguments: str) -> tuple[Path, dict]:
     prefix = tmp_path / Path(script).stem
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(prefix), *arguments],
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments, "--out", str(prefix)],
         check=True,
         capture_output=True,
     )
@@ -290,7 +290,7 @@ def test_kept_results_can_be_ranked_again(tmp_path):
     arrays = np.load(kept)
     samples = hard["settings"]["num_images_per_prompt"]
     assert arrays["small/results"].shape == (1, samples, 32, 32, 3) and arrays["small/verdicts"].shape == (1, samples)
-    _, rerank = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000", "--best", str(samples))
+    _, rerank = run_benchmark(tmp_path, "rerank.py", "edge", str(kept), "--weights", "0,1000", "--best", str(samples))
     assert list(rerank["rows"]) == ["small", "standard", "all hard"]
     for kind in ("small", "standard"):
         row = rerank["rows"][kind]
@@ -298,17 +298,17 @@ def test_kept_results_can_be_ranked_again(tmp_path):
         assert set(row["top1_by_weight"]) == {"0.0", "1000.0"}
         assert all(value in (0.0, 1.0) for value in row["top1_by_weight"].values())  # one edit each
         assert all(value == row["batch_precision"] for value in row["best_precision_by_weight"].values())  # all shown
-    _, best_one = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000", "--best", "1")
+    _, best_one = run_benchmark(tmp_path, "rerank.py", "edge", str(kept), "--weights", "0,1000", "--best", "1")
     assert all(row["best_precision_by_weight"] == row["top1_by_weight"] for row in best_one["rows"].values())
     refused = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "rerank_kept.py"), str(kept), "--best", str(samples + 1)]
+        [sys.executable, str(ROOT / "benchmarks" / "rerank.py"), "edge", str(kept), "--best", str(samples + 1)]
         + ["--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
     )
     assert refused.returncode == 2 and f"--best: expected 1 to {samples}" in refused.stderr
-    _, shipped = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0.2")
-    _, views = run_benchmark(tmp_path, "rerank_views.py", str(kept), "--search")
+    _, shipped = run_benchmark(tmp_path, "rerank.py", "edge", str(kept), "--weights", "0.2")
+    _, views = run_benchmark(tmp_path, "rerank.py", "views", str(kept), "--search")
     assert list(views["rows"]) == ["small", "standard", "all hard"]
     assert len(views["rankings"]) == len(views["rows"]["small"]["top1"]) > 1
     searched = next(name for name in views["rankings"] if name.startswith("searched"))
@@ -321,7 +321,7 @@ def test_kept_results_can_be_ranked_again(tmp_path):
         assert all(top1 <= row["any"] for top1 in row["top1"].values())  # no ranking beats the best result
         assert row["top1"]["masked + whole (shipped)"] == shipped["rows"][kind]["top1_by_weight"]["0.2"]
     guiding_clip = str(Path(SHAPES_CHECKPOINT) / "clip_model")
-    _, same_clip = run_benchmark(tmp_path, "rerank_views.py", str(kept), "--ranking-clip", guiding_clip)
+    _, same_clip = run_benchmark(tmp_path, "rerank.py", "views", str(kept), "--ranking-clip", guiding_clip)
     assert same_clip["ranking_clip"] == guiding_clip
     assert {kind: row["top1"] for kind, row in same_clip["rows"].items()} == {
         kind: {name: row["top1"][name] for name in same_clip["rankings"]} for kind, row in views["rows"].items()
