@@ -20,10 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
+
 import numpy as np
 import PIL.Image
-from common import provenance, write_results
 
+from benchmarks.common import BLENDED_EDIT, provenance, write_results
 from blended_pipeline.shapes.edits import edit_cases
 
 
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
             edit = json.loads(line)
             out = folder / "cli" / f"{edit['id']}.png"
             out.parent.mkdir(exist_ok=True)
-            command = [sys.executable, "-m", "blended_pipeline.cli", "--image", str(folder / edit["image"])]
+            command = [*BLENDED_EDIT, "--image", str(folder / edit["image"])]
             command += ["--mask", str(folder / edit["mask"]), "--prompt", edit["prompt"], "--out", str(out)]
             timed([*command, "--quiet", *settings], cores)
         seconds = time.perf_counter() - began

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from common import provenance, write_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
+
+from benchmarks.common import BLENDED_EDIT, provenance, write_results
 
 COMMANDS = {
     "--help": ["--help"],
@@ -28,7 +30,7 @@ TARGET_SECONDS = 1.0
 
 def wall_seconds(arguments: list[str]) -> float:
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "blended_pipeline.cli", *arguments], capture_output=True, check=False)
+    subprocess.run([*BLENDED_EDIT, *arguments], capture_output=True, check=False)
     return time.perf_counter() - began
 
 

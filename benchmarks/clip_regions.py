@@ -12,20 +12,21 @@ is a directory with ``clip_model/``, ``tokenizer/`` and ``feature_extractor/`` (
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
 import numpy as np
 import torch
-from common import provenance, write_results
 
+from benchmarks.common import provenance, write_results
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.guidance import CLIPGuidance
-from blended_pipeline.shapes.edits import EditCase, edit_cases, hard_edit_cases
+from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases, hard_edit_cases
 from blended_pipeline.shapes.train_unet import RESOLUTION
 from blended_pipeline.shapes.training_utils import to_model_range
 from blended_pipeline.shapes.world import PALETTE, SHAPE_PROMPTS, SHAPE_SIZE_RANGE, shape_mask
-
-HELD_OUT_SEED = 2025
 
 
 def load_guidance(directory: Path) -> CLIPGuidance:
@@ -70,8 +71,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
     args = parser.parse_args()
     models = dict(pair.split("=", 1) for pair in args.models.split(","))
-    kinds = hard_edit_cases(HELD_OUT_SEED, args.cases, RESOLUTION)
-    kinds["standard"] = edit_cases(HELD_OUT_SEED, args.cases, RESOLUTION)
+    kinds = hard_edit_cases(EDIT_SETS["heldout"], args.cases, RESOLUTION)
+    kinds["standard"] = edit_cases(EDIT_SETS["heldout"], args.cases, RESOLUTION)
     table = {}
     for name, place in models.items():
         guidance = load_guidance(Path(SHAPES_CHECKPOINT if place == "SHIPPED" else place))
@@ -81,7 +82,7 @@ def main() -> None:
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
         "",
         f"CLIP's choice among the {len(SHAPE_PROMPTS)} shape prompts for the asked shape drawn in the mask, "
-        f"masked view ({args.cases} held-out cases per kind, seed {HELD_OUT_SEED}):",
+        f"masked view ({args.cases} held-out cases per kind, seed {EDIT_SETS['heldout']}):",
         "",
         "| model | " + " | ".join(kinds) + " |",
         "| --- |" + " --- |" * len(kinds),

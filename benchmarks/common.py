@@ -1,8 +1,10 @@
-"""What the benchmark scripts share: the CLI's default settings, one timed edit, one memory probe, the machine's
-name, writing results."""
+"""What the benchmark scripts share to run edits and record them: the pipeline and settings ``blended-edit`` uses,
+one timed edit with its peak memory, instruments hooked into a run, kept results, the machine's name, writing
+results. Scripts import it as ``benchmarks.common`` and never import one another."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,25 +19,46 @@ from typing import Any
 import numpy as np
 import PIL.Image
 import torch
+from diffusers.callbacks import PipelineCallback
 
 from blended_pipeline import BlendedDiffusionPipeline
-from blended_pipeline.loading import load_pipeline
-from blended_pipeline.request import pipeline_defaults
 
 SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2, num_augmentations=2)  # checks code, not models
+BLENDED_EDIT = (sys.executable, "-m", "blended_pipeline.cli")
+"""``blended-edit`` as the scripts that time the command run it: by this Python, so the code timed is this one."""
 
 
-def load_for_edits(model: str, smoke: bool, ranking_clip: str | None = None) -> tuple[BlendedDiffusionPipeline, dict]:
-    """The pipeline as the CLI loads it (with ``ranking_clip``, a CLIP directory, ranking if given; no progress
-    bar) and the settings its edits run at: the CLI's, or tiny ones with ``smoke``."""
-    pipe = load_pipeline(model, "cpu", ranking_clip=ranking_clip)
+def load_for_edits(
+    model: str, smoke: bool = False, ranking_clip: str | None = None, device: str = "cpu"
+) -> tuple[Any, dict]:
+    """The pipeline as ``blended-edit`` loads it (``ranking_clip``, a CLIP directory, ranking if given; no progress
+    bar) and the settings it edits at when given no options: tiny ones (``tiny_settings``) with ``smoke``.
+
+    Loaded and defaulted by the package's own application layer, so that every figure is measured at the shipped
+    defaults as ``blended-edit`` runs them."""
+    from blended_pipeline.loading import load_pipeline
+    from blended_pipeline.request import pipeline_defaults
+
+    pipe = load_pipeline(model, device, ranking_clip=ranking_clip)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, {**cli_defaults(pipe), **(SMOKE_SETTINGS if smoke else {})}
+    settings = pipeline_defaults(pipe)
+    return pipe, tiny_settings(settings) if smoke else settings
 
 
-def cli_defaults(pipe: BlendedDiffusionPipeline) -> dict:
-    """The pipeline arguments ``blended-edit`` uses with ``pipe`` when none are given (its strength included)."""
-    return pipeline_defaults(pipe)
+def tiny_settings(settings: dict) -> dict:
+    """``settings`` with those of ``SMOKE_SETTINGS`` the pipeline takes (a latent one takes no views) over them."""
+    return {**settings, **{name: value for name, value in SMOKE_SETTINGS.items() if name in settings}}
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``--setting NAME=VALUE``: a pipeline argument, VALUE read as JSON, else as a bare word."""
+    name, _, value = text.partition("=")
+    if not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value  # a bare word: a string setting such as rank_by=whole
 
 
 def upscale(array: np.ndarray, factor: int) -> np.ndarray:
@@ -159,3 +182,33 @@ def process_memory_mb(field: str) -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+class LastSampleProbe(PipelineCallback):
+    """Keeps the sample the last step produced, before any blending or the final paste."""
+
+    tensor_inputs = ["latents"]
+
+    def __init__(self) -> None:
+        super().__init__(cutoff_step_ratio=1.0)
+        self.sample: torch.Tensor | None = None
+
+    def callback_fn(self, pipeline, step_index: int, timestep: int, callback_kwargs: dict) -> dict:
+        if step_index + 1 == pipeline.num_timesteps:
+            self.sample = callback_kwargs["latents"].clone()
+        return callback_kwargs
+
+
+class EvaluationCounter:
+    """Counts images through the UNet and through CLIP's image tower (forward passes, batch rows included)."""
+
+    def __init__(self, pipe: BlendedDiffusionPipeline) -> None:
+        self.unet = self.clip = 0
+        pipe.unet.register_forward_pre_hook(self._count_unet)
+        pipe.clip_model.register_forward_pre_hook(self._count_clip, with_kwargs=True)
+
+    def _count_unet(self, module, args) -> None:
+        self.unet += args[0].shape[0]
+
+    def _count_clip(self, module, args, kwargs) -> None:
+        self.clip += kwargs["pixel_values"].shape[0]

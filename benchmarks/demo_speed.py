@@ -19,14 +19,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import provenance, write_results
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
+
+from benchmarks.common import BLENDED_EDIT, provenance, write_results
 
 VARIANTS = "before (--steps 100)=--steps 100;now="
 
 
 def run_demo(options: list[str]) -> float:
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, "-m", "blended_pipeline.cli", "--demo", "--out", f"{folder}/demo", *options]
+        command = [*BLENDED_EDIT, "--demo", "--out", f"{folder}/demo", *options]
         began = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         return time.perf_counter() - began

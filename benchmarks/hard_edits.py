@@ -5,8 +5,6 @@
     python benchmarks/hard_edits.py --setting guidance_every=2 --out /tmp/hard-g2         # a candidate setting
     python benchmarks/hard_edits.py --dilation 4,0.5 --out /tmp/hard-d4                   # a dilated blend early
     python benchmarks/hard_edits.py --augment distortion=0.35 --out /tmp/hard-a           # milder views
-    python benchmarks/hard_edits.py --repel 0.5 --out /tmp/hard-r                         # away from the input
-    python benchmarks/hard_edits.py --keep-box --out /tmp/hard-k                          # views keep the mask box
     python benchmarks/hard_edits.py --restart 0.3,2 --out /tmp/hard-r2                    # restart from the best 2
     python benchmarks/hard_edits.py --setting restart_at=0 --out /tmp/hard-r0             # no restart (the paper)
     python benchmarks/hard_edits.py --ranking-clip DIR --out /tmp/hard-rc                 # another CLIP ranks
@@ -16,42 +14,31 @@ The shipped shapes checkpoint at the CLI's defaults (``--setting NAME=VALUE`` ov
 VALUE read as JSON), judged by the shapes world's pixel judge: per kind of edit (``shapes.edits.HARD_KINDS``)
 and on the standard square-box edits, top-1 success, batch precision (the share of all results the judge
 accepts), seconds per edit, whether the background stayed exact, and the spread of each edit's results (how much
-they differ inside the mask: results restarted from one are alike). Settings are chosen on the tuning set
-(seed 7); the held-out set (seed 2025) is for the figures published once the choice is made; a third set (seed 99)
-is more edits for a difference the first two leave within the noise, and a fourth (seed 31) and a fifth (seed 57)
-are fresh checks of a choice the sets run before left undecided.
+they differ inside the mask: results restarted from one are alike). ``--set`` names one of
+``shapes.edits.EDIT_SETS``: settings are chosen on the tuning set; the held-out set is for the figures published
+once the choice is made; "confirm", "recheck" and "fifth" are fresh checks of a choice the sets before left
+undecided.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from common import load_for_edits, provenance, with_all_hard, write_results
-from diffusers.callbacks import MultiPipelineCallbacks
-from latent_vs_pixel import judged_edit, summary
-from metrics import FAILURE_KINDS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
+import numpy as np
+from diffusers.callbacks import MultiPipelineCallbacks
+
+from benchmarks.common import load_for_edits, parse_setting, provenance, with_all_hard, write_results
+from benchmarks.metrics import FAILURE_KINDS, judged_edit, summary
 from blended_pipeline import SHAPES_CHECKPOINT, ProgressiveDilationBlendCallback
 from blended_pipeline.augment import ProjectiveAugmentation
-from blended_pipeline.guidance import CLIPGuidance, TokenizedPrompts, clip_pixel_values, spherical_distance
 from blended_pipeline.restart import RestartFromBestCallback
-from blended_pipeline.shapes.edits import HARD_KINDS, edit_cases, hard_edit_cases
+from blended_pipeline.shapes.edits import EDIT_SETS, HARD_KINDS, edit_cases, hard_edit_cases
 
-SEEDS = {"tuning": 7, "heldout": 2025, "confirm": 99, "recheck": 31, "fifth": 57}
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    name, _, value = text.partition("=")
-    if not name or not value:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value  # a bare word: a string setting such as rank_by=whole
+HARD_EDIT_SETS = tuple(name for name in EDIT_SETS if name != "judged")  # the judged set is the standard edits'
 
 
 def parse_dilation(text: str) -> ProgressiveDilationBlendCallback:
@@ -74,87 +61,12 @@ def parse_restart(text: str) -> RestartFromBestCallback:
         raise argparse.ArgumentTypeError(f"expected AT,KEEP (a fraction of the run, results kept): {error}") from None
 
 
-class RepellingCLIPGuidance(CLIPGuidance):
-    """CLIP guidance that also pushes the masked region away from what the input shows there.
-
-    A candidate against continuation: where the mask lies over part of an object, the model tends to continue
-    that object into the mask. The loss subtracts ``weight`` times the spherical distance between each view and
-    the input's masked region (unaugmented), so the gradient moves the region towards the prompt and away from
-    the input's own content. Ranking (``score``) is CLIP's as before. ``source`` is set before each edit.
-    """
-
-    def __init__(self, base: CLIPGuidance, weight: float) -> None:
-        super().__init__(base.clip_model, base.tokenizer, base.feature_extractor)
-        self.weight = weight
-        self.source: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1], zero outside the mask
-        self.source_embeds: torch.Tensor | None = None
-
-    def set_source(self, image: np.ndarray, mask: np.ndarray) -> None:
-        pixels = torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1)
-        self.source = (pixels * torch.from_numpy(mask).float()).unsqueeze(0)
-
-    def prepare(self, prompts: list[str], device: torch.device) -> TokenizedPrompts:
-        target = super().prepare(prompts, device)
-        pixels = clip_pixel_values(self.source.to(device), self.feature_extractor).to(self.clip_model.dtype)
-        with torch.no_grad():
-            output = self.clip_model(
-                input_ids=target.input_ids[:1], attention_mask=target.attention_mask[:1], pixel_values=pixels
-            )
-        self.source_embeds = output.image_embeds.float()
-        return target
-
-    def loss(self, images: torch.Tensor, target: TokenizedPrompts) -> torch.Tensor:
-        image_embeds, text_embeds = self._embed(images, target)
-        towards_prompt = spherical_distance(image_embeds, text_embeds)
-        return towards_prompt - self.weight * spherical_distance(image_embeds, self.source_embeds)
-
-
-class BoxKeepingAugmentation(ProjectiveAugmentation):
-    """The authors' views, each redrawn until it keeps the whole of the mask's bounding box in view.
-
-    A candidate for small regions: a view's shift, rotation or perspective can move part of the region out of the
-    frame, so CLIP judges a fragment. A view that still cuts the box after ``tries`` draws is left unwarped. Every
-    call makes all ``tries`` draws, so the random stream does not depend on which views were kept. ``box`` (the
-    box's four corners, homogeneous, in [-1, 1]) is set before each edit by ``set_mask``.
-    """
-
-    def __init__(self, tries: int = 20, **views: float) -> None:
-        super().__init__(**views)
-        self.tries = tries
-        self.box: torch.Tensor | None = None
-        self.views = self.redrawn = self.unwarped = 0  # counts over the run, for the report
-
-    def set_mask(self, mask: np.ndarray) -> None:
-        rows, cols = np.nonzero(mask)
-        height, width = mask.shape
-        left, right = cols.min() / width * 2 - 1, (cols.max() + 1) / width * 2 - 1
-        top, bottom = rows.min() / height * 2 - 1, (rows.max() + 1) / height * 2 - 1
-        self.box = torch.tensor([[left, top, 1], [right, top, 1], [right, bottom, 1], [left, bottom, 1]])
-
-    def _homographies(self, count: int, generator: torch.Generator | None) -> torch.Tensor:
-        kept = torch.eye(3, dtype=torch.float64).repeat(count, 1, 1)
-        missing = torch.ones(count, dtype=torch.bool)
-        for attempt in range(self.tries):
-            drawn = super()._homographies(count, generator)
-            # A homography maps view coordinates to image coordinates: the box's corners in the view are its inverse.
-            corners = self.box.to(torch.float64) @ torch.linalg.inv(drawn).transpose(1, 2)
-            in_view = (corners[..., :2] / corners[..., 2:]).abs().le(1).all(dim=(1, 2)) & (corners[..., 2] > 0).all(1)
-            take = missing & in_view
-            kept[take] = drawn[take]
-            missing &= ~take
-            if attempt == 0:
-                self.redrawn += int(missing.sum())
-        self.views += count
-        self.unwarped += int(missing.sum())
-        return kept
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
     parser.add_argument("--ranking-clip", help="a CLIPModel directory that ranks in place of the checkpoint's CLIP")
-    parser.add_argument("--set", choices=tuple(SEEDS), default="tuning", dest="edit_set")
+    parser.add_argument("--set", choices=HARD_EDIT_SETS, default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
     parser.add_argument(
@@ -165,17 +77,6 @@ def main() -> None:
     )
     parser.add_argument(
         "--augment", type=parse_setting, action="append", default=[], help="NAME=VALUE of ProjectiveAugmentation"
-    )
-    parser.add_argument(
-        "--repel",
-        type=float,
-        help="W: also push each region away from the input's masked content, W times the "
-        "CLIP distance to it (RepellingCLIPGuidance)",
-    )
-    parser.add_argument(
-        "--keep-box",
-        action="store_true",
-        help="redraw each view until it keeps the mask box (BoxKeepingAugmentation)",
     )
     parser.add_argument(
         "--restart",
@@ -192,8 +93,7 @@ def main() -> None:
     if args.smoke:
         args.edits = 1
     try:
-        views = BoxKeepingAugmentation if args.keep_box else ProjectiveAugmentation
-        augmentation = views(**dict(args.augment)) if args.augment or args.keep_box else None
+        augmentation = ProjectiveAugmentation(**dict(args.augment)) if args.augment else None
     except TypeError as error:
         parser.error(f"--augment: {error}")
     pipe, settings = load_for_edits(args.model, args.smoke, args.ranking_clip)
@@ -204,9 +104,7 @@ def main() -> None:
         options["callback_on_step_end"] = MultiPipelineCallbacks(callbacks)
     if augmentation is not None:
         pipe.augmentation = augmentation
-    if args.repel is not None:
-        pipe.guidance = RepellingCLIPGuidance(pipe._clip_guidance(), args.repel)
-    seed = SEEDS[args.edit_set]
+    seed = EDIT_SETS[args.edit_set]
     every = {**hard_edit_cases(seed, args.edits, 32), "standard": edit_cases(seed, args.edits, 32)}
     unknown = set(args.kinds.split(",")) - set(every)
     if unknown:
@@ -214,13 +112,7 @@ def main() -> None:
     sets = {kind: every[kind] for kind in args.kinds.split(",")}
     rows, kept = {}, {}
     for kind, cases in sets.items():
-        per_edit = []
-        for index, case in enumerate(cases):
-            if args.repel is not None:
-                pipe.guidance.set_source(case.image, case.mask)
-            if args.keep_box:
-                pipe.augmentation.set_mask(case.mask)
-            per_edit.append(judged_edit(pipe, case, index, options))
+        per_edit = [judged_edit(pipe, case, index, options) for index, case in enumerate(cases)]
         kept[kind] = per_edit
         row = summary(per_edit)
         rows[kind] = {
@@ -244,11 +136,7 @@ def main() -> None:
         "ranking_clip": args.ranking_clip,
         "dilation": [args.dilation.max_dilation, args.dilation.shrink_until] if args.dilation else None,
         "augmentation": dict(args.augment),
-        "repel": args.repel,
         "restart": [args.restart.at, args.restart.keep] if args.restart else None,
-        "keep_box": {"views": augmentation.views, "redrawn": augmentation.redrawn, "unwarped": augmentation.unwarped}
-        if args.keep_box
-        else None,
         "rows": rows,
     }
     lines = [
@@ -262,17 +150,10 @@ def main() -> None:
         )
         + (f"; views: ProjectiveAugmentation({dict(args.augment)})" if args.augment else "")
         + (
-            f"; each view keeps the mask's box ({augmentation.redrawn} of {augmentation.views} views redrawn, "
-            f"{augmentation.unwarped} left unwarped)"
-            if args.keep_box
-            else ""
-        )
-        + (
             f"; the results restart from the best {args.restart.keep} at {args.restart.at:g} of the run"
             if args.restart
             else ""
         )
-        + (f"; pushed away from the input's masked content, weight {args.repel:g}" if args.repel is not None else "")
         + (f"; ranked by the CLIP in {args.ranking_clip}" if args.ranking_clip else "")
         + ".",
         "",

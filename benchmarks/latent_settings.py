@@ -3,23 +3,22 @@
     python benchmarks/latent_settings.py --strengths 0.9,1 --scales 7.5 --edits 32 --out docs/figures/latent_settings
     python benchmarks/latent_settings.py --smoke --out /tmp/latent_settings         # seconds; checks the script
 
-The edits are ``edit_cases(7, n, 32)``, apart from the judged set that ``latent_vs_pixel.py`` reports on
-(``edit_cases(2024, ...)``); each setting runs the same edits with the same seeds, the rest at the CLI's defaults.
+The edits are the tuning set's (``edit_cases(7, n, 32)``), apart from the judged set that ``latent_vs_pixel.py``
+reports on (``edit_cases(2024, ...)``); each setting runs the same edits with the same seeds, the rest at the CLI's defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from common import cli_defaults, provenance, write_results
-from hard_edits import parse_setting
-from latent_vs_pixel import SMOKE_SETTINGS, judged_edit, summary
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from blended_pipeline import SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
-from blended_pipeline.shapes.edits import edit_cases
-
-TUNING_SEED = 7
+from benchmarks.common import load_for_edits, parse_setting, provenance, write_results
+from benchmarks.metrics import judged_edit, summary
+from blended_pipeline import SHAPES_LATENT_CHECKPOINT
+from blended_pipeline.shapes.edits import EDIT_SETS, edit_cases
 
 
 def main() -> None:
@@ -35,10 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.edits = 2
-    pipe = BlendedLatentDiffusionPipeline.from_pretrained(args.model)
-    pipe.set_progress_bar_config(disable=True)
-    defaults = {**cli_defaults(pipe), **(SMOKE_SETTINGS if args.smoke else {}), **dict(args.setting)}
-    cases = edit_cases(TUNING_SEED, args.edits, 32)
+    pipe, settings = load_for_edits(args.model, args.smoke)
+    defaults = {**settings, **dict(args.setting)}
+    cases = edit_cases(EDIT_SETS["tuning"], args.edits, 32)
     rows = []
     grid = [
         {"num_inference_steps": int(steps), "guidance_scale": float(scale), "strength": float(strength)}
@@ -60,7 +58,7 @@ def main() -> None:
     }
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
-        f"Tuning edits `edit_cases({TUNING_SEED}, {args.edits}, 32)`, "
+        f"Tuning edits `edit_cases({EDIT_SETS['tuning']}, {args.edits}, 32)`, "
         f"{defaults['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}.",
         "",
         "| steps | strength | guidance scale | top-1 | batch precision | s per image |",

@@ -14,52 +14,23 @@ the seam step of the pasted result, and the PSNR outside the mask of the decoded
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
 import numpy as np
 import PIL.Image
 import torch
-from common import cli_defaults, provenance, timed_edit, write_results
-from metrics import FAILURE_KINDS, border_step, failure_kind, psnr_outside, to_uint8
 
-from blended_pipeline import (
-    SHAPES_CHECKPOINT,
-    SHAPES_LATENT_CHECKPOINT,
-    BlendedDiffusionPipeline,
-    BlendedLatentDiffusionPipeline,
-)
+from benchmarks.common import load_for_edits, provenance, timed_edit, tiny_settings, write_results
+from benchmarks.metrics import border_step, judged_edit, psnr_outside, summary, to_uint8
+from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
 from blended_pipeline.reconstruction import fit_decoder
-from blended_pipeline.shapes.edits import edit_cases
-from blended_pipeline.shapes.judge import judge
+from blended_pipeline.shapes.edits import EDIT_SETS, edit_cases
 
-EDIT_SEED = 2024  # the project's judged edit set
-SMOKE_SETTINGS = dict(num_inference_steps=4, num_images_per_prompt=2)
-
-
-def judged_edit(pipe, case, seed: int, settings: dict) -> dict:
-    edit = timed_edit(pipe, case.image, case.mask, case.prompt, seed, **settings)
-    verdicts = [judge(result, case.mask, case.prompt) for result in edit.results]
-    return {
-        "results": edit.results,  # best first
-        "verdicts": [verdict.ok for verdict in verdicts],
-        "failures": [failure_kind(verdict) for verdict in verdicts if not verdict.ok],
-        "seconds_per_image": edit.seconds / len(edit.results),
-        "seam_step": border_step(edit.results[0], case.mask),
-        "background_exact": all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in edit.results),
-    }
-
-
-def summary(per_edit: list[dict]) -> dict:
-    return {
-        "edits": len(per_edit),
-        "top1_success": float(np.mean([e["verdicts"][0] for e in per_edit])),
-        "batch_precision": float(np.mean([np.mean(e["verdicts"]) for e in per_edit])),
-        "seconds_per_image": float(np.mean([e["seconds_per_image"] for e in per_edit])),
-        "seam_step": float(np.mean([e["seam_step"] for e in per_edit])),
-        "background_exact": float(np.mean([e["background_exact"] for e in per_edit])),
-        "refused_results": {kind: sum(e["failures"].count(kind) for e in per_edit) for kind in FAILURE_KINDS},
-    }
+MODELS = {"pixel": SHAPES_CHECKPOINT, "latent": SHAPES_LATENT_CHECKPOINT}
 
 
 def decoded_backgrounds(pipe: BlendedLatentDiffusionPipeline, case, seed: int, settings: dict) -> dict:
@@ -97,16 +68,12 @@ def decoded_backgrounds(pipe: BlendedLatentDiffusionPipeline, case, seed: int, s
 
 
 def run(args: argparse.Namespace) -> dict:
-    pixel = BlendedDiffusionPipeline.from_pretrained(SHAPES_CHECKPOINT)
-    latent = BlendedLatentDiffusionPipeline.from_pretrained(SHAPES_LATENT_CHECKPOINT)
-    pipes = {"pixel": pixel, "latent": latent}
-    settings = {}
-    for name, pipe in pipes.items():
-        pipe.set_progress_bar_config(disable=True)
-        settings[name] = {**cli_defaults(pipe), **(SMOKE_SETTINGS if args.smoke else {})}
-    cases = edit_cases(EDIT_SEED, args.edits, 32)
+    loaded = {name: load_for_edits(model, args.smoke) for name, model in MODELS.items()}
+    pipes = {name: pipe for name, (pipe, _) in loaded.items()}
+    settings = {name: pipe_settings for name, (_, pipe_settings) in loaded.items()}
+    cases = edit_cases(EDIT_SETS["judged"], args.edits, 32)
     for name, pipe in pipes.items():  # warm-up: one-time initialisation is not part of an edit's cost
-        timed_edit(pipe, cases[0].image, cases[0].mask, cases[0].prompt, 0, **{**settings[name], **SMOKE_SETTINGS})
+        timed_edit(pipe, cases[0].image, cases[0].mask, cases[0].prompt, 0, **tiny_settings(settings[name]))
     per_edit: dict[str, list[dict]] = {name: [] for name in pipes}
     reconstructions = []
     began = time.perf_counter()
@@ -114,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
         for name in ("pixel", "latent") if index % 2 == 0 else ("latent", "pixel"):  # alternate who goes first
             per_edit[name].append(judged_edit(pipes[name], case, index, settings[name]))
         if index < args.reconstruction_edits:
-            reconstructions.append(decoded_backgrounds(latent, case, index, settings["latent"]))
+            reconstructions.append(decoded_backgrounds(pipes["latent"], case, index, settings["latent"]))
         print(f"edit {index + 1}/{args.edits}: {time.perf_counter() - began:.0f} s", flush=True)
     results = {name: summary(rows) for name, rows in per_edit.items()}
     return {
@@ -134,8 +101,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
         "",
-        f"Judged edit set `edit_cases({EDIT_SEED}, {results['pixel']['edits']}, 32)`, each pipeline at the CLI's "
-        "defaults for its shipped checkpoint, alternating edit by edit.",
+        f"Judged edit set `edit_cases({EDIT_SETS['judged']}, {results['pixel']['edits']}, 32)`, each pipeline at the "
+        "CLI's defaults for its shipped checkpoint, alternating edit by edit.",
         "",
         "| pipeline | top-1 | batch precision | s / image | seam step | background exact |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -1,4 +1,5 @@
-"""Per-edit measurements of the results: fidelity outside the mask, the seam, diversity; and averaging."""
+"""What the benchmark scripts measure of results: the pixel judge's verdicts on an edit and their summary, fidelity
+outside the mask, the seam, diversity; and averaging."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import math
 import numpy as np
 import torch
 
+from benchmarks.common import timed_edit
 from blended_pipeline.ranking import edge_step
-from blended_pipeline.shapes.judge import Verdict
+from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases
+from blended_pipeline.shapes.judge import Verdict, judge
 
 PSNR_CAP = 100.0  # dB, reported for a background that is bit-exact
 
@@ -55,3 +58,56 @@ def failure_kind(verdict: Verdict) -> str:
     if verdict.reason.startswith("no "):
         return "no_colour"
     return "too_small" if "too small" in verdict.reason else "wrong_shape"
+
+
+def judged_edit(pipe, case: EditCase, seed: int, settings: dict) -> dict:
+    """One edit of ``case`` at ``settings``, timed, each result judged: what ``summary`` averages."""
+    edit = timed_edit(pipe, case.image, case.mask, case.prompt, seed, **settings)
+    verdicts = [judge(result, case.mask, case.prompt) for result in edit.results]
+    return {
+        "results": edit.results,  # best first
+        "verdicts": [verdict.ok for verdict in verdicts],
+        "failures": [failure_kind(verdict) for verdict in verdicts if not verdict.ok],
+        "seconds_per_image": edit.seconds / len(edit.results),
+        "seam_step": border_step(edit.results[0], case.mask),
+        "background_exact": all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in edit.results),
+    }
+
+
+def summary(per_edit: list[dict]) -> dict:
+    """Top-1 success, batch precision, seconds per image, seam step, background exactness and the refused results by
+    reason, over ``judged_edit``'s edits."""
+    return {
+        "edits": len(per_edit),
+        "top1_success": float(np.mean([e["verdicts"][0] for e in per_edit])),
+        "batch_precision": float(np.mean([np.mean(e["verdicts"]) for e in per_edit])),
+        "seconds_per_image": float(np.mean([e["seconds_per_image"] for e in per_edit])),
+        "seam_step": float(np.mean([e["seam_step"] for e in per_edit])),
+        "background_exact": float(np.mean([e["background_exact"] for e in per_edit])),
+        "refused_results": {kind: sum(e["failures"].count(kind) for e in per_edit) for kind in FAILURE_KINDS},
+    }
+
+
+def edit_success(pipe, count: int, settings: dict, edit_seed: int = EDIT_SETS["judged"]) -> dict:
+    """Edit ``count`` cases of an edit set at ``settings`` (which name the views and the gradient) and judge them."""
+    top1, any_ok, exact, seconds, failures = [], [], [], [], []
+    for index, case in enumerate(edit_cases(edit_seed, count, 32)):
+        edit = timed_edit(pipe, case.image, case.mask, case.prompt, index, **settings)
+        seconds.append(edit.seconds)
+        results = edit.results
+        verdicts = [judge(result, case.mask, case.prompt) for result in results]
+        top1.append(verdicts[0].ok)
+        any_ok.append(any(verdict.ok for verdict in verdicts))
+        if not verdicts[0].ok:
+            failures.append(failure_kind(verdicts[0]))
+        exact.append(all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in results))
+    return {
+        "edits": count,
+        "num_augmentations": settings["num_augmentations"],
+        "backprop_through_unet": settings["backprop_through_unet"],
+        "top1_success": float(np.mean(top1)),
+        "any_sample_success": float(np.mean(any_ok)),
+        "background_exact": float(np.mean(exact)),
+        "seconds_per_edit": float(np.mean(seconds)),
+        "top1_failures": {kind: failures.count(kind) for kind in FAILURE_KINDS},
+    }

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
+
 import torch
-from common import provenance, unet_layout, write_results
-from paper_config import VIT_B_16
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
+from benchmarks.common import provenance, unet_layout, write_results
+from benchmarks.paper_models import VIT_B_16
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.convert_adm import ADMConfig, scheduler_for, unet_for
 from blended_pipeline.guidance import CLIPGuidance, range_loss

@@ -3,7 +3,7 @@ pixel pipeline's paper configuration, in one run.
 
 Random weights cost exactly what trained ones do. Latent: SD 2 base's UNet (865M parameters), VAE and OpenCLIP
 ViT-H text encoder, 50 DDIM steps of which 75% run, classifier-free guidance, 4 results. Pixel: the ADM 256x256
-UNet and CLIP ViT-B/16 of ``paper_config.py``, 100 steps of which 75 run, 8 views, 4 results.
+UNet and CLIP ViT-B/16 of ``paper_config.py`` (``paper_models.py``), 100 steps of which 75 run, 8 views, 4 results.
 
     python benchmarks/sd2_config.py --device cuda --out docs/figures/sd2_config        # on a GPU
     python benchmarks/sd2_config.py --smoke --out /tmp/sd2                             # tiny models, seconds
@@ -14,16 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from datetime import date
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
+
 import numpy as np
-import paper_config
 import torch
-from common import timed_edit
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from benchmarks import paper_models
+from benchmarks.common import timed_edit
 from blended_pipeline import BlendedLatentDiffusionPipeline
 from blended_pipeline.shapes.tokenizer import build_tokenizer
 
@@ -128,15 +131,15 @@ def main() -> None:
     device = torch.device(args.device)
     latent_steps, pixel_steps, views = (4, 2, 2) if args.smoke else (50, 100, 8)
     latent = build_latent(args.smoke).to(device)
-    pixel = paper_config.build(args.smoke).to(device)
+    pixel = paper_models.build(args.smoke).to(device)
     runs = []
     for precision in args.precisions.split(","):
         for pipe in (latent, pixel):
             pipe.set_progress_bar_config(disable=True)
         time_latent(latent, precision, 2, 1)  # warm-up: kernel selection and allocator growth
-        paper_config.time_one(pixel, precision, 2, 1, views, device)
+        paper_models.time_one(pixel, precision, 2, 1, views, device)
         runs.append(time_latent(latent, precision, latent_steps, args.samples))
-        pixel_run = paper_config.time_one(pixel, precision, pixel_steps, args.samples, views, device)
+        pixel_run = paper_models.time_one(pixel, precision, pixel_steps, args.samples, views, device)
         runs.append({"pipeline": "pixel (paper: ADM 256 + ViT-B/16)", **pixel_run})
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     results = {"device": name, "date": date.today().isoformat(), "smoke": args.smoke, "runs": runs}

@@ -12,21 +12,21 @@ augmentations on (8 views) and off (1 view), and with the cheap gradient that sk
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
 import numpy as np
 import PIL.Image
 import torch
-from common import load_for_edits, provenance, timed_edit, write_results
 from diffusers import DDPMPipeline
-from metrics import FAILURE_KINDS, failure_kind
 
+from benchmarks.common import load_for_edits, provenance, write_results
+from benchmarks.metrics import edit_success
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
-from blended_pipeline.shapes.edits import edit_cases
-from blended_pipeline.shapes.judge import judge, judge_scene
+from blended_pipeline.shapes.judge import judge_scene
 from blended_pipeline.shapes.train_clip import zero_shot_accuracy
-
-EDIT_SEED = 2024  # the edit set: edit_cases(EDIT_SEED, n, 32)
 
 
 def ddpm_validity(pipe: BlendedDiffusionPipeline, count: int, steps: int) -> dict:
@@ -45,31 +45,6 @@ EDIT_RUNS = (  # (views, exact gradient through the UNet)
     (1, True),
     (8, False),
 )
-
-
-def edit_success(pipe: BlendedDiffusionPipeline, count: int, settings: dict, edit_seed: int = EDIT_SEED) -> dict:
-    """Edit ``count`` cases of the edit set at ``settings`` (which name the views and the gradient) and judge them."""
-    top1, any_ok, exact, seconds, failures = [], [], [], [], []
-    for index, case in enumerate(edit_cases(edit_seed, count, 32)):
-        edit = timed_edit(pipe, case.image, case.mask, case.prompt, index, **settings)
-        seconds.append(edit.seconds)
-        results = edit.results
-        verdicts = [judge(result, case.mask, case.prompt) for result in results]
-        top1.append(verdicts[0].ok)
-        any_ok.append(any(verdict.ok for verdict in verdicts))
-        if not verdicts[0].ok:
-            failures.append(failure_kind(verdicts[0]))
-        exact.append(all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in results))
-    return {
-        "edits": count,
-        "num_augmentations": settings["num_augmentations"],
-        "backprop_through_unet": settings["backprop_through_unet"],
-        "top1_success": float(np.mean(top1)),
-        "any_sample_success": float(np.mean(any_ok)),
-        "background_exact": float(np.mean(exact)),
-        "seconds_per_edit": float(np.mean(seconds)),
-        "top1_failures": {kind: failures.count(kind) for kind in FAILURE_KINDS},
-    }
 
 
 def markdown(results: dict) -> str:

@@ -11,21 +11,29 @@
 
 Quality is refereed by the shapes world's pixel judge on the edit set (never by CLIP), 32 edits a row by default.
 Writes PREFIX.json, a markdown table PREFIX.md and plots PREFIX-pareto.png and PREFIX-cost.png after every
-configuration, so a stopped run keeps what it measured. Tables and plots: ``tradeoffs_report.py``.
+configuration, so a stopped run keeps what it measured. Tables and plots: ``tradeoffs_report.py`` (a module).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
+
 import numpy as np
 import torch
-from common import (
-    cli_defaults,
+from diffusers import RePaintPipeline, RePaintScheduler
+from diffusers.callbacks import MultiPipelineCallbacks
+
+from benchmarks.common import (
+    EvaluationCounter,
+    LastSampleProbe,
+    load_for_edits,
     peak_memory_mb,
     process_memory_mb,
     provenance,
@@ -34,17 +42,12 @@ from common import (
     upscale,
     write_results,
 )
-from diffusers import RePaintPipeline, RePaintScheduler
-from diffusers.callbacks import MultiPipelineCallbacks
-from metrics import averages, border_step, diversity, psnr_outside, to_uint8
-from probes import EvaluationCounter, LastSampleProbe
-from tradeoffs_report import EDIT_SEED, headline, markdown, name, pareto_front, plot
-
+from benchmarks.metrics import averages, border_step, diversity, psnr_outside, to_uint8
+from benchmarks.tradeoffs_report import headline, markdown, name, pareto_front, plot
 from blended_pipeline import SHAPES_CHECKPOINT, BlendCallback, BlendedDiffusionPipeline
-from blended_pipeline.ranking import RANK_BY
+from blended_pipeline.ranking import RANK_BY, rank
 from blended_pipeline.settings import SCHEDULERS, scheduler_class
-from blended_pipeline.ranking import rank
-from blended_pipeline.shapes.edits import EditCase, edit_cases
+from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases
 from blended_pipeline.shapes.judge import judge
 from blended_pipeline.shapes.training_utils import to_model_range
 
@@ -108,11 +111,14 @@ def top1_by_ranking(
     return {rank_by: verdicts[int(rank(guidance, images, mask, target, rank_by)[0][0])] for rank_by in RANK_BY}
 
 
-def measure(pipe: BlendedDiffusionPipeline, config: Config, cases: list[EditCase], counter: EvaluationCounter) -> dict:
-    """Edit every case with ``config``; the judge's verdicts, costs and fidelity, averaged over the cases."""
+def measure(
+    pipe: BlendedDiffusionPipeline, defaults: dict, config: Config, cases: list[EditCase], counter: EvaluationCounter
+) -> dict:
+    """Edit every case with ``config`` over the CLI's ``defaults``; the judge's verdicts, costs and fidelity,
+    averaged over the cases."""
     base_scheduler = pipe.scheduler
     pipe.scheduler = scheduler_class(config.scheduler).from_config(base_scheduler.config)
-    settings = {**cli_defaults(pipe), **config.pipeline_arguments(), "background_loss": BACKGROUND_LOSS}
+    settings = {**defaults, **config.pipeline_arguments(), "background_loss": BACKGROUND_LOSS}
     per_edit = []
     for index, case in enumerate(cases):
         probe = LastSampleProbe()
@@ -189,9 +195,12 @@ def repaint(pipe: BlendedDiffusionPipeline, cases: list[EditCase], steps: int, j
     }
 
 
-def cost_growth(pipe: BlendedDiffusionPipeline, case: EditCase, steps: int, samples: list[int], sizes: list[int]):
-    """Time and memory as samples grow (one batch vs one at a time) and as the image grows (crop path)."""
-    settings = {**cli_defaults(pipe), "num_inference_steps": steps}
+def cost_growth(
+    pipe: BlendedDiffusionPipeline, defaults: dict, case: EditCase, steps: int, samples: list[int], sizes: list[int]
+):
+    """Time and memory as samples grow (one batch vs one at a time) and as the image grows (crop path), over the
+    CLI's ``defaults``."""
+    settings = {**defaults, "num_inference_steps": steps}
 
     def timed(image: np.ndarray, mask: np.ndarray, count: int) -> tuple[float, float]:
         edit = timed_edit(pipe, image, mask, case.prompt, 0, **{**settings, "num_images_per_prompt": count})
@@ -272,8 +281,10 @@ class Measurements:
     and so does a configuration already in one of the ``reuse`` results files, which are read again before every
     measurement (so two processes sharing a grid, one of them with ``--reverse``, meet in the middle)."""
 
-    def __init__(self, pipe: BlendedDiffusionPipeline, cases: list[EditCase], reuse: list[Path]) -> None:
-        self.pipe, self.cases, self.reuse = pipe, cases, reuse
+    def __init__(
+        self, pipe: BlendedDiffusionPipeline, defaults: dict, cases: list[EditCase], reuse: list[Path]
+    ) -> None:
+        self.pipe, self.defaults, self.cases, self.reuse = pipe, defaults, cases, reuse
         self.counter = EvaluationCounter(pipe)
         self.done: dict[Config, dict] = {}
 
@@ -282,7 +293,7 @@ class Measurements:
         if key not in self.done:
             self.done.update(measured_in(self.reuse, len(self.cases)))
         if key not in self.done:
-            self.done[key] = measure(self.pipe, key, self.cases, self.counter)
+            self.done[key] = measure(self.pipe, self.defaults, key, self.cases, self.counter)
             run = self.done[key]
             print(f"{name(run)}: top-1 {run['top1_success']:.0%}, {run['seconds_per_image']:.2f} s/image", flush=True)
         return {**self.done[key], "label": config.label}
@@ -377,16 +388,15 @@ def main() -> None:
     if unknown:
         parser.error(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
     count = args.edits or {"smoke": 1, "quick": 4, "full": 32}[mode]
-    pipe = BlendedDiffusionPipeline.from_pretrained(args.model).to(args.device)
-    pipe.set_progress_bar_config(disable=True)
+    pipe, defaults = load_for_edits(args.model, device=args.device)
     loaded_memory_mb = process_memory_mb("VmRSS")
-    cases = edit_cases(EDIT_SEED, count, 32)
-    measured = Measurements(pipe, cases, args.reuse)
+    cases = edit_cases(EDIT_SETS["judged"], count, 32)
+    measured = Measurements(pipe, defaults, cases, args.reuse)
     results = {
         **provenance("tradeoffs.py"),
         "mode": mode,
         "parts": list(args.parts),
-        "settings": cli_defaults(pipe),
+        "settings": defaults,
         "edits": count,
         "device": str(pipe.device),
         "resident_memory_mb_after_loading": loaded_memory_mb,
@@ -414,6 +424,7 @@ def main() -> None:
         elif part == "cost":
             results["cost_growth"] = cost_growth(
                 pipe,
+                defaults,
                 cases[0],
                 {"smoke": 4, "quick": 8, "full": 40}[mode],
                 samples=[1, 2] if mode == "smoke" else [1, 2, 4, 8],

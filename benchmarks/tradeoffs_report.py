@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from blended_pipeline.ranking import RANK_BY
-
-EDIT_SEED = 2024  # the same edit set as benchmarks/shapes_targets.py
+from blended_pipeline.shapes.edits import EDIT_SETS
 
 
 def pareto_front(runs: list[dict]) -> list[int]:
@@ -58,7 +57,7 @@ def markdown(results: dict) -> str:
     settings = results["settings"]
     lines = [
         f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
-        f"Edits: `edit_cases({EDIT_SEED}, {results['edits']}, 32)`; strength {settings['strength']}, "
+        f"Edits: `edit_cases({EDIT_SETS['judged']}, {results['edits']}, 32)`; strength {settings['strength']}, "
         f"guidance scale {settings['clip_guidance_scale']:g} unless a row names another; seconds include ranking; "
         "peak MB: "
         f"{'GPU allocated' if 'cuda' in results.get('device', '') else 'CPU peak RSS'} "

@@ -29,13 +29,15 @@ import types
 from argparse import Namespace
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
+
 import numpy as np
 import PIL.Image
 import torch
-from common import provenance, write_results
-from paper_config import VIT_B_16
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
+from benchmarks.common import provenance, write_results
+from benchmarks.paper_models import VIT_B_16
 from blended_pipeline import BlendedDiffusionPipeline
 from blended_pipeline.convert_adm import ADMConfig, convert, scheduler_for
 from blended_pipeline.shapes.tokenizer import build_tokenizer

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
-from helpers import tiny_clip_parts
 
+from benchmarks.clip_regions import drawn_in
+from benchmarks.common import kinds_in, load_kept, with_all_hard
+from benchmarks.tradeoffs_report import pareto_front
 from blended_pipeline import SHAPES_CHECKPOINT
-from blended_pipeline.augment import ProjectiveAugmentation
-from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values, spherical_distance
+from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
+from blended_pipeline.shapes.judge import judge
 
 ROOT = Path(__file__).parent.parent
 
@@ -64,7 +64,7 @@ def test_paper_config_smoke(tmp_path):
 def run_benchmark(tmp_path: Path, script: str, *arguments: str) -> tuple[Path, dict]:
     prefix = tmp_path / Path(script).stem
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(prefix), *arguments],
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments, "--out", str(prefix)],
         check=True,
         capture_output=True,
     )
@@ -131,9 +131,6 @@ def test_tradeoffs_runs_only_the_parts_asked_for(tmp_path):
 
 
 def test_pareto_front_keeps_only_undominated_runs():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from tradeoffs_report import pareto_front
-
     runs = [
         {"seconds_per_image": 1.0, "top1_success": 0.5},
         {"seconds_per_image": 2.0, "top1_success": 0.4},  # slower and worse than the first
@@ -145,9 +142,6 @@ def test_pareto_front_keeps_only_undominated_runs():
 
 
 def test_kept_results_of_several_sets_are_joined_per_kind(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import kinds_in, load_kept
-
     first, second = tmp_path / "first.npz", tmp_path / "second.npz"
     np.savez(first, **{"small/verdicts": np.array([[True, False]]), "standard/verdicts": np.array([[True, True]])})
     np.savez(second, **{"small/verdicts": np.array([[False, False], [True, True]])})
@@ -158,9 +152,6 @@ def test_kept_results_of_several_sets_are_joined_per_kind(tmp_path):
 
 
 def test_all_hard_row_adds_counts_and_averages_shares_over_the_hard_kinds_only():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import with_all_hard
-
     rows = {
         "small": {"edits": 2, "top1": 0.5, "refused": {"wrong shape": 3}, "by_weight": {"0.2": 1.0}},
         "wide": {"edits": 2, "top1": 1.0, "refused": {"wrong shape": 1}, "by_weight": {"0.2": 0.5}},
@@ -299,7 +290,7 @@ def test_kept_results_can_be_ranked_again(tmp_path):
     arrays = np.load(kept)
     samples = hard["settings"]["num_images_per_prompt"]
     assert arrays["small/results"].shape == (1, samples, 32, 32, 3) and arrays["small/verdicts"].shape == (1, samples)
-    _, rerank = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000", "--best", str(samples))
+    _, rerank = run_benchmark(tmp_path, "rerank.py", "edge", str(kept), "--weights", "0,1000", "--best", str(samples))
     assert list(rerank["rows"]) == ["small", "standard", "all hard"]
     for kind in ("small", "standard"):
         row = rerank["rows"][kind]
@@ -307,17 +298,17 @@ def test_kept_results_can_be_ranked_again(tmp_path):
         assert set(row["top1_by_weight"]) == {"0.0", "1000.0"}
         assert all(value in (0.0, 1.0) for value in row["top1_by_weight"].values())  # one edit each
         assert all(value == row["batch_precision"] for value in row["best_precision_by_weight"].values())  # all shown
-    _, best_one = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0,1000", "--best", "1")
+    _, best_one = run_benchmark(tmp_path, "rerank.py", "edge", str(kept), "--weights", "0,1000", "--best", "1")
     assert all(row["best_precision_by_weight"] == row["top1_by_weight"] for row in best_one["rows"].values())
     refused = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "rerank_kept.py"), str(kept), "--best", str(samples + 1)]
+        [sys.executable, str(ROOT / "benchmarks" / "rerank.py"), "edge", str(kept), "--best", str(samples + 1)]
         + ["--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
     )
     assert refused.returncode == 2 and f"--best: expected 1 to {samples}" in refused.stderr
-    _, shipped = run_benchmark(tmp_path, "rerank_kept.py", str(kept), "--weights", "0.2")
-    _, views = run_benchmark(tmp_path, "rerank_views.py", str(kept), "--search")
+    _, shipped = run_benchmark(tmp_path, "rerank.py", "edge", str(kept), "--weights", "0.2")
+    _, views = run_benchmark(tmp_path, "rerank.py", "views", str(kept), "--search")
     assert list(views["rows"]) == ["small", "standard", "all hard"]
     assert len(views["rankings"]) == len(views["rows"]["small"]["top1"]) > 1
     searched = next(name for name in views["rankings"] if name.startswith("searched"))
@@ -330,7 +321,7 @@ def test_kept_results_can_be_ranked_again(tmp_path):
         assert all(top1 <= row["any"] for top1 in row["top1"].values())  # no ranking beats the best result
         assert row["top1"]["masked + whole (shipped)"] == shipped["rows"][kind]["top1_by_weight"]["0.2"]
     guiding_clip = str(Path(SHAPES_CHECKPOINT) / "clip_model")
-    _, same_clip = run_benchmark(tmp_path, "rerank_views.py", str(kept), "--ranking-clip", guiding_clip)
+    _, same_clip = run_benchmark(tmp_path, "rerank.py", "views", str(kept), "--ranking-clip", guiding_clip)
     assert same_clip["ranking_clip"] == guiding_clip
     assert {kind: row["top1"] for kind, row in same_clip["rows"].items()} == {
         kind: {name: row["top1"][name] for name in same_clip["rankings"]} for kind, row in views["rows"].items()
@@ -346,56 +337,6 @@ def test_hard_edits_runs_only_the_kinds_asked(tmp_path):
         text=True,
     )
     assert refused.returncode == 2 and "--kinds: unknown tiny" in refused.stderr
-
-
-def test_hard_edits_repel_reaches_the_guidance_and_is_recorded(tmp_path):
-    plain, repelled = tmp_path / "plain.npz", tmp_path / "repelled.npz"
-    run_smoke(tmp_path / "a", "hard_edits.py", "--kinds", "replace", "--keep-results", str(plain))
-    prefix, results = run_smoke(
-        tmp_path / "b", "hard_edits.py", "--kinds", "replace", "--repel", "0.5", "--keep-results", str(repelled)
-    )
-    assert results["repel"] == 0.5 and "weight 0.5" in Path(f"{prefix}.md").read_text()
-    assert not np.array_equal(np.load(plain)["replace/results"], np.load(repelled)["replace/results"])
-
-
-def test_repelling_guidance_subtracts_the_distance_to_the_input():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from hard_edits import RepellingCLIPGuidance
-
-    base = CLIPGuidance(**tiny_clip_parts())
-    repelling = RepellingCLIPGuidance(base, weight=2.0)
-    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    mask = np.zeros((16, 16), dtype=bool)
-    mask[4:12, 2:14] = True
-    repelling.set_source(image, mask)
-    target = repelling.prepare(["a red ball", "a blue square"], torch.device("cpu"))
-    source = repelling.source.expand(2, -1, -1, -1)
-    assert torch.allclose(repelling.loss(source, target), base.loss(source, target), atol=1e-6)  # at the input: 0
-    others = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    embeds = repelling.clip_model.get_image_features(pixel_values=clip_pixel_values(others, base.feature_extractor))
-    to_input = spherical_distance(F.normalize(embeds.pooler_output, dim=-1), repelling.source_embeds)
-    assert torch.allclose(repelling.loss(others, target), base.loss(others, target) - 2.0 * to_input, atol=1e-5)
-    assert (to_input > 0).all()
-
-
-def test_box_keeping_views_keep_the_whole_mask_box():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from hard_edits import BoxKeepingAugmentation
-
-    mask = np.zeros((32, 32), dtype=bool)
-    mask[1:12, 18:31] = True  # near a corner, where a shifted or rotated view often cuts it
-
-    keeping = BoxKeepingAugmentation(tries=20)
-    keeping.set_mask(mask)
-
-    def corners_in_view(views: ProjectiveAugmentation) -> torch.Tensor:
-        drawn = views._homographies(200, torch.Generator().manual_seed(0))
-        corners = keeping.box.to(torch.float64) @ torch.linalg.inv(drawn).transpose(1, 2)
-        return (corners[..., :2] / corners[..., 2:]).abs().le(1).all(dim=(1, 2))
-
-    assert not corners_in_view(ProjectiveAugmentation()).all()  # the authors' views: some cut the box
-    assert corners_in_view(keeping).all()
-    assert keeping.views == 200 and 0 < keeping.redrawn and keeping.unwarped <= keeping.redrawn
 
 
 def test_hard_edits_dilated_blend_and_views_change_the_results(tmp_path):
@@ -420,8 +361,6 @@ def test_hard_edits_dilated_blend_and_views_change_the_results(tmp_path):
         (["--dilation", "x"], "--dilation: expected R,U"),
         (["--dilation=-1,0.5"], "max_dilation must be >= 0"),
         (["--augment", "warp=1"], "unexpected keyword argument 'warp'"),
-        (["--repel", "much"], "--repel: invalid float value"),
-        (["--keep-box", "--augment", "warp=1"], "unexpected keyword argument 'warp'"),
     ):
         refused = subprocess.run(
             [sys.executable, str(ROOT / "benchmarks" / "hard_edits.py"), "--out", str(tmp_path / "x"), *arguments],
@@ -432,12 +371,6 @@ def test_hard_edits_dilated_blend_and_views_change_the_results(tmp_path):
 
 
 def test_clip_regions_draws_what_the_judge_accepts_and_reports_each_kind(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from clip_regions import drawn_in
-
-    from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
-    from blended_pipeline.shapes.judge import judge
-
     rng = np.random.default_rng(0)
     cases = [case for kind in hard_edit_cases(3, 10, 32).values() for case in kind] + edit_cases(3, 10, 32)
     pairs = [(drawn_in(case, rng), case) for case in cases]
