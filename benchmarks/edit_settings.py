@@ -5,8 +5,8 @@
 
 Settings are chosen on a tuning edit set (``--edit-seed``, default the tuning set's) that is not the published
 one (the judged set, ``shapes.edits.EDIT_SETS``), so that the published success rate is not picked from its own
-noise. Every other setting is the CLI's default. Top-1 failures are sorted by the judge's reason: no pixels of the asked colour in the
-mask, a blob too small, or a blob of the wrong shape.
+noise. Every other setting is the CLI's default. Top-1 failures are sorted by the judge's reason: no pixels of the
+asked colour in the mask, a blob too small, or a blob of the wrong shape.
 """
 
 from __future__ import annotations

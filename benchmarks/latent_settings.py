@@ -4,7 +4,8 @@
     python benchmarks/latent_settings.py --smoke --out /tmp/latent_settings         # seconds; checks the script
 
 The edits are the tuning set's (``edit_cases(7, n, 32)``), apart from the judged set that ``latent_vs_pixel.py``
-reports on (``edit_cases(2024, ...)``); each setting runs the same edits with the same seeds, the rest at the CLI's defaults.
+reports on (``edit_cases(2024, ...)``); each setting runs the same edits with the same seeds, the rest at the CLI's
+defaults.
 """
 
 from __future__ import annotations
