@@ -304,3 +304,28 @@ def test_two_runs_started_together_on_one_output_set_one_completes_and_nothing_m
     assert record["seed"] == winner and len(written.split()) == len(list(files.glob("out*")))
     best, first = (np.asarray(PIL.Image.open(files / name)) for name in ("out.png", "out-1.png"))
     assert np.array_equal(best, first) and not list(files.glob(".*claim"))
+
+
+def test_inputs_read_in_a_way_their_author_may_not_expect_are_said_once_in_one_line(files, tiny_model, capsys):
+    frames = [PIL.Image.new("RGB", (32, 32), (40 * i, 0, 0)) for i in range(3)]
+    frames[0].save(files / "anim.gif", save_all=True, append_images=frames[1:])
+    PIL.Image.new("CMYK", (32, 32), (10, 20, 30, 0)).save(files / "cmyk.jpg")
+    PIL.Image.new("RGBA", (32, 32), (10, 20, 30, 128)).save(files / "alpha.png")
+    expected = {
+        "anim.gif": "has 3 frames; the first is edited",
+        "cmyk.jpg": "is CMYK; it is edited as RGB",
+        "alpha.png": "has an alpha channel",
+    }
+    for name, message in expected.items():
+        edit = ["--image", str(files / name), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
+        out = ["--out", str(files / f"{name}.png"), "--model", str(tiny_model), *FAST, "--quiet"]
+        PIL.Image.open(files / "mask.png").resize((32, 32)).save(files / "mask.png")
+        assert cli.main([*edit, *out]) == 0
+        warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+        assert len(warned) == 1 and message in warned[0], warned
+    long_prompt = " ".join(["a red ball"] * 150)
+    edit = ["--image", str(files / "alpha.png"), "--mask", str(files / "mask.png"), "--prompt", long_prompt]
+    assert cli.main([*edit, "--out", str(files / "long.png"), "--model", str(tiny_model), *FAST, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    cut = [line for line in err.splitlines() if "dropped" in line]
+    assert len(cut) == 1 and len(cut[0]) < 200 and "(444 words)" in cut[0], err

@@ -95,12 +95,13 @@ class CLIPGuidance:
 
     def _warn_if_cut(self, prompt: str) -> None:
         """CLIP reads a fixed number of tokens: name the words a longer prompt loses."""
-        ids = self.tokenizer(prompt, truncation=False).input_ids
+        ids = self.tokenizer(prompt, truncation=False, verbose=False).input_ids
         kept = self._max_length() - 1  # the last place holds the end-of-text token
         if len(ids) > kept + 1:
-            dropped = self.tokenizer.decode(ids[kept:-1], skip_special_tokens=True).strip()
+            dropped = self.tokenizer.decode(ids[kept:-1], skip_special_tokens=True).split()
+            shown = " ".join(dropped[:8]) + (f" ... ({len(dropped)} words)" if len(dropped) > 8 else "")
             warnings.warn(
-                f"prompt is longer than CLIP's {self._max_length()} tokens; dropped: {dropped!r}",
+                f"prompt is longer than CLIP's {self._max_length()} tokens; dropped: {shown!r}",
                 InputWarning,
                 stacklevel=4,
             )

@@ -9,6 +9,7 @@ which reports what it used. No torch at import: requests are checked before the 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from blended_pipeline.settings import (
     SCHEDULERS,
     SETTINGS,
     EditSettings,
+    InputWarning,
     UsageError,
     check_extension,
     check_image_size,
@@ -42,6 +44,7 @@ from blended_pipeline.settings import (
 )
 
 ImageSource = Path | PIL.Image.Image
+CONVERTED_MODES = ("CMYK", "YCbCr", "LAB", "HSV")  # colour spaces read by converting them to RGB: said once
 NEEDS = {"edit": ("mask",), "background": ("mask",), "scribble": ("scribble",), "extend": ("extend",)}
 REFUSES = {
     "edit": ("scribble", "extend"),
@@ -119,10 +122,10 @@ class EditRequest:
     def inputs(self) -> tuple[PIL.Image.Image, PIL.Image.Image]:
         """``shaped_inputs``, the mask checked as the pipeline will read it (values, size), before the model loads."""
         image, mask = self.shaped_inputs()
-        from blended_pipeline.image_io import load_image, load_mask  # torch: only once the files are read
+        from blended_pipeline.image_io import load_mask  # torch: only once the files are read
 
         try:
-            load_mask(mask, load_image(image).shape[-2:])
+            load_mask(mask, (image.height, image.width))
         except ValueError as error:
             raise UsageError(str(error)) from error
         return image, mask
@@ -210,6 +213,11 @@ def open_image(path: Path, name: str, max_pixels: int, limit_name: str = "max_pi
     input and the file."""
     with image_header(path, name) as image:
         check_pixels(*image.size, max_pixels, f"{name} {path}", limit_name)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            warnings.warn(f"{name} {path} has {frames} frames; the first is edited", InputWarning, stacklevel=2)
+        if image.mode in CONVERTED_MODES:
+            warnings.warn(f"{name} {path} is {image.mode}; it is edited as RGB", InputWarning, stacklevel=2)
         try:
             image.load()
             return image.copy()
