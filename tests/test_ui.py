@@ -255,3 +255,26 @@ def test_command_refuses_a_missing_model_in_one_line(capsys):
     assert ui.main(["--model", "/no/such/model"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("blended-ui: error: --model /no/such/model: no such directory") and "\n" not in err
+
+
+def test_a_refused_runs_error_marks_go_with_the_next_input_and_extend_shows_only_for_extend(pipe):
+    from playwright.sync_api import sync_playwright
+
+    chromium = browser_or_skip()
+    with served(pipe, "tiny") as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(url, wait_until="networkidle")
+        assert not page.locator("#extend").is_visible()
+        page.locator("#scene").click()
+        page.locator("#editor img, #editor canvas").first.wait_for()
+        page.locator("#prompt textarea").fill("a red ball")
+        page.locator("#run").click()  # nothing painted: refused
+        page.locator("#results .error").first.wait_for(timeout=60_000)
+        assert page.locator("#mask .error").count() > 0
+        page.locator("#prompt textarea").type(" and a blue square")
+        page.locator("#results .error").first.wait_for(state="detached", timeout=60_000)
+        assert page.locator("#mask .error").count() == 0
+        page.get_by_label("extend the canvas").check()
+        page.locator("#extend").wait_for(state="visible", timeout=60_000)
+        browser.close()

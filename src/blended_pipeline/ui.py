@@ -268,9 +268,15 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str) -> gr.Blocks:
                     elem_id="editor",
                 )
                 scene = gr.Button("Shapes scene", size="sm", elem_id="scene")
-                prompt = gr.Textbox(label="prompt", placeholder="a red circle", elem_id="prompt")
-                application = gr.Radio(list(APPLICATION_LABELS), value="edit the region", label="application")
-                extend = gr.Textbox(label="extend: LEFT,TOP,RIGHT,BOTTOM pixels", value="0,0,64,0")
+                prompt = gr.Textbox(
+                    label="prompt", info="what the region should show, e.g. a red circle", elem_id="prompt"
+                )
+                application = gr.Radio(
+                    list(APPLICATION_LABELS), value="edit the region", label="application", elem_id="application"
+                )
+                extend = gr.Textbox(
+                    label="extend: LEFT,TOP,RIGHT,BOTTOM pixels", value="0,0,64,0", visible=False, elem_id="extend"
+                )
                 with gr.Accordion("options", open=False):
                     defaults = pipeline_defaults(pipe)
                     samples = gr.Number(defaults["num_images_per_prompt"], label="samples", precision=0)
@@ -288,6 +294,11 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str) -> gr.Blocks:
             lambda: {"background": shapes_scene(np.random.randint(1 << 30)), "layers": [], "composite": None},
             outputs=editor,
         )
+        application.change(
+            lambda chosen: gr.update(visible=APPLICATION_LABELS[chosen] == "extend"), application, extend
+        )
+        for changed in (editor.change, prompt.input, application.change):  # a refused run's error marks go
+            changed(lambda: (gr.update(), gr.update(), gr.update()), outputs=[gallery, used_mask, status])
         run_button.click(
             run,
             inputs=[editor, prompt, application, extend, samples, steps, strength, scheduler, seed, mask_blur],
@@ -331,7 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Uploads are decoded before the page sees them; PIL refuses images of more than twice this many pixels.
     PIL.Image.MAX_IMAGE_PIXELS = (args.max_pixels or BY_NAME["max_pixels"].default) // 2
     app = build_app(pipe, args.model)
-    app.launch(**launch_options(), server_name=args.host, server_port=args.port, share=args.share)
+    if not args.share:  # Gradio's own start-up lines would point at its launch(share=True), not at --share
+        print(f"blended-ui: serving the page on http://{args.host}:{args.port} (--share adds a public link)")
+    app.launch(**launch_options(), server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
     return 0
 
 
