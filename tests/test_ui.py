@@ -3,7 +3,6 @@ API through gradio_client, and an edit made in a real headless Chromium."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,10 +12,9 @@ import pytest
 from diffusers import DDPMScheduler
 
 from blended_pipeline import ui
+from examples.ui_screenshot import CHROMIUM_FLAGS, chromium_path, drive_page, served  # the page's own driver
 
 ROOT = Path(__file__).parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
-from ui_screenshot import CHROMIUM_FLAGS, chromium_path, drive_page, served  # noqa: E402 - the page's own driver
 
 
 def painted_layer(
