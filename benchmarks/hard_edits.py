@@ -36,6 +36,7 @@ from benchmarks.metrics import FAILURE_KINDS, judged_edit, summary
 from blended_pipeline import SHAPES_CHECKPOINT, ProgressiveDilationBlendCallback
 from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.restart import RestartFromBestCallback
+from blended_pipeline.settings import SCHEDULERS, scheduler_class
 from blended_pipeline.shapes.edits import EDIT_SETS, HARD_KINDS, edit_cases, hard_edit_cases
 
 HARD_EDIT_SETS = tuple(name for name in EDIT_SETS if name != "judged")  # the judged set is the standard edits'
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--set", choices=HARD_EDIT_SETS, default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
     parser.add_argument("--setting", type=parse_setting, action="append", default=[], help="NAME=VALUE")
+    parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), help="swap the checkpoint's scheduler by name")
     parser.add_argument(
         "--dilation",
         type=parse_dilation,
@@ -97,6 +99,8 @@ def main() -> None:
     except TypeError as error:
         parser.error(f"--augment: {error}")
     pipe, settings = load_for_edits(args.model, args.smoke, args.ranking_clip)
+    if args.scheduler:
+        pipe.scheduler = scheduler_class(args.scheduler).from_config(pipe.scheduler.config)
     settings.update(dict(args.setting))
     options = dict(settings)
     callbacks = [callback for callback in (args.dilation, args.restart) if callback is not None]
@@ -133,6 +137,7 @@ def main() -> None:
         "edits_per_kind": args.edits,
         "settings": {k: v for k, v in settings.items() if k != "mixed_precision"},
         "overrides": dict(args.setting),
+        "scheduler": type(pipe.scheduler).__name__,
         "ranking_clip": args.ranking_clip,
         "dilation": [args.dilation.max_dilation, args.dilation.shrink_until] if args.dilation else None,
         "augmentation": dict(args.augment),

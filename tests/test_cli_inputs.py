@@ -267,18 +267,23 @@ def test_long_prompts_and_words_outside_the_vocabulary_are_named(pipe, image, ma
 
 
 def test_a_set_another_live_run_holds_is_refused_and_a_killed_runs_claim_is_taken_over(files, tiny_model, capsys):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    claim = files / ".out.png.claim"
+    hold = (
+        "import fcntl, os, sys, time; d = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR); fcntl.flock(d, fcntl.LOCK_EX)"
+    )
+    hold += "; os.write(d, str(os.getpid()).encode()); print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(claim)], stdout=subprocess.PIPE, text=True)
     try:
-        (files / ".out.png.claim").write_text(str(holder.pid))
+        assert holder.stdout.readline().strip() == "held"
         for extra in ((), ("--overwrite",)):
             assert run_cli(files, tiny_model, "--quiet", *extra) == 2
             assert f"another run (process {holder.pid}) is writing this output set" in capsys.readouterr().err
-        assert not (files / "out.png").exists()
+        assert not (files / "out.png").exists() and claim.exists()
     finally:
         holder.kill()
         holder.wait()
     assert run_cli(files, tiny_model, "--quiet") == 0  # the claim of a process that is gone is taken over
-    assert (files / "out.png").is_file() and not (files / ".out.png.claim").exists()
+    assert (files / "out.png").is_file() and not claim.exists()
 
 
 def test_two_runs_started_together_on_one_output_set_one_completes_and_nothing_mixes(files, tiny_model):

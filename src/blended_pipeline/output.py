@@ -8,6 +8,7 @@ written last).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -28,31 +29,34 @@ class OutputSet:
     """The files one run writes (the best result, its ranked siblings, the grid and the scores; with --demo also
     the input and the mask), claimed and checked before any work and written all at once.
 
-    Use it as a context: while it is open, the set is claimed (a claim file beside it holds this process's id), so a
-    second run on the same set is refused at once, ``--overwrite`` or not, and two runs never mix their files.
+    Use it as a context: while it is open the set is claimed (a lock held on a claim file beside it, which the
+    system lets go of when the process ends, however it ends), so a second run on the same set is refused at once,
+    ``--overwrite`` or not, and two runs never mix their files.
     """
 
-    def __init__(self, best: Path, extras: tuple[str, ...], claim: Path) -> None:
-        self.best, self.extras, self.claim = best, extras, claim
+    def __init__(self, best: Path, extras: tuple[str, ...], claim: Path, created: list[Path]) -> None:
+        self.best, self.extras, self.claim, self.created = best, extras, claim, created
         self.scores = best.with_name(f"{best.stem}-scores.json")
+        self._descriptor: int | None = None
 
     @classmethod
     def claimed(cls, out: Path, demo: bool, overwrite: bool) -> OutputSet:
         """Claim the set, or refuse, before any work: an output place that cannot be written, a set another run
         is writing, or one that holds an earlier run's files (unless ``overwrite``). ``out`` is the best result's
-        file, or with ``demo`` the folder that holds the set."""
+        file, or with ``demo`` the folder that holds the set (created here, and removed again if it stays
+        empty)."""
         folder = out if demo else out.parent
         if demo and out.exists() and not out.is_dir():
             raise UsageError(f"--out {out}: exists and is not a directory; --demo writes a directory")
         if not demo and not folder.is_dir():
             raise UsageError(f"--out's directory {folder} does not exist")
-        anchor = next(p for p in (out.parent, *out.parent.parents) if p.exists())  # --demo may create its folder
-        _check_writable(anchor)
+        _check_writable(next(p for p in (folder, *folder.parents) if p.exists()))
+        created = [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
         best = folder / "result.png" if demo else out
-        claim = anchor / f".{'-'.join(best.relative_to(anchor).parts)}.claim"
-        outputs = cls(best, ("input", "mask") * demo, claim)
-        _claim(claim, out)
+        outputs = cls(best, ("input", "mask") * demo, folder / f".{best.name}.claim", created)
         try:
+            outputs._descriptor = _claim(outputs.claim, out)
             earlier = outputs.existing()
             if earlier and not overwrite:
                 names = ", ".join(path.name for path in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
@@ -72,8 +76,17 @@ class OutputSet:
         self.release()
 
     def release(self) -> None:
-        """Give the claim up (it is this process's)."""
-        self.claim.unlink(missing_ok=True)
+        """Give the claim up (the claim file goes while the lock is still held), and the folders this run created
+        for a set it did not write."""
+        if self._descriptor is not None:
+            self.claim.unlink(missing_ok=True)
+            os.close(self._descriptor)
+            self._descriptor = None
+        for path in self.created:
+            try:
+                path.rmdir()
+            except OSError:
+                break
 
     def existing(self) -> list[Path]:
         """Files of this set already on disk, numbered siblings of any count included."""
@@ -130,42 +143,25 @@ class OutputSet:
         return [path for _, path in temporary]
 
 
-def _claim(claim: Path, out: Path) -> None:
-    """Create ``claim`` holding this process's id, or refuse when a live process holds it; a claim left by a killed
-    run is taken over."""
-    for _ in range(2):
+def _claim(claim: Path, out: Path) -> int:
+    """Lock ``claim`` (created if need be) and write this process's id in it; refuse when another process holds
+    the lock. Returns the descriptor that holds it."""
+    while True:
+        descriptor = os.open(claim, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _holder(claim)
-            if holder is not None and _alive(holder):
-                raise UsageError(
-                    f"--out {out}: another run (process {holder}) is writing this output set; wait for it to end or "
-                    "choose another --out"
-                ) from None
-            claim.unlink(missing_ok=True)  # a killed run's; taken over once
-            continue
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(str(os.getpid()))
-        return
-    raise UsageError(f"--out {out}: another run claimed this output set at the same moment; try again")
-
-
-def _holder(claim: Path) -> int | None:
-    try:
-        return int(claim.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(descriptor, 32).decode(errors="replace").strip()
+            os.close(descriptor)
+            raise UsageError(
+                f"--out {out}: another run{f' (process {holder})' if holder else ''} is writing this output set; "
+                "wait for it to end or choose another --out"
+            ) from None
+        if claim.exists() and os.stat(claim).st_ino == os.fstat(descriptor).st_ino:
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, str(os.getpid()).encode())
+            return descriptor
+        os.close(descriptor)  # the holder gave the claim up and removed it while this run waited: claim afresh
 
 
 def _check_writable(folder: Path) -> None:
