@@ -101,3 +101,19 @@ def test_settings_of_the_other_kind_are_refused_and_the_checkpoint_fills_the_res
     assert resolved["num_inference_steps"] == 30 and resolved["strength"] == 0.5
     assert resolved["clip_guidance_scale"] == BY_NAME["guidance_scale"].default_for("pixel")
     assert resolve_settings("latent", {}, {})["num_inference_steps"] == 50
+
+
+def test_none_takes_the_default_and_the_output_says_what_was_used(pipe, image, mask):
+    import numpy as np
+    import torch
+
+    def call(**options):
+        generator = torch.Generator().manual_seed(0)
+        fast = dict(num_inference_steps=4, num_augmentations=2, num_images_per_prompt=2, generator=generator)
+        return pipe("a red ball", image, mask, **fast, **options)
+
+    given = call()
+    unset = call(eta=None, mask_blur=None, blend=None, guidance_end=None, clip_guidance_scale=None)
+    assert all(np.array_equal(a, b) for a, b in zip(given.images, unset.images, strict=True))
+    assert (unset.settings["eta"], unset.settings["blend"], unset.settings["guidance_end"]) == (0.0, True, 1.0)
+    assert unset.settings["strength"] == pipe.config.default_strength and unset.settings["mixed_precision"] == "no"

@@ -36,6 +36,7 @@ from blended_pipeline.settings import (
     MixedPrecision,
     OutputType,
     check_image_size,
+    check_prompt,
     check_settings,
     resolve_settings,
     steps_run,
@@ -56,6 +57,16 @@ class BlendedPipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     scores: list[float] | None
     settings: dict[str, Any] | None = None
+
+
+class CallSettings(dict):
+    """A call's settings by argument name, read as attributes too (``settings.eta``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError as error:
+            raise AttributeError(name) from error
 
 
 def call_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -136,11 +147,11 @@ class BlendedPipelineMixin:
             }
         )
 
-    def _settings(self, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _settings(self, arguments: dict[str, Any]) -> CallSettings:
         """The call's settings, each not given taking the checkpoint's default (``model_index.json``) or the
         table's, mixed precision the pipeline's own (``prepare_with``); checked against the table."""
-        settings = resolve_settings(self.kind, self.config, arguments)
-        settings["mixed_precision"] = settings["mixed_precision"] or self.default_mixed_precision
+        settings = CallSettings(resolve_settings(self.kind, self.config, arguments))
+        settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
         check_settings(**settings)
         return settings
 
@@ -160,28 +171,27 @@ class BlendedPipelineMixin:
         return prompts, images, masks
 
     def _edit_regions(
-        self,
-        images: list[ImageInput],
-        masks: list[ImageInput],
-        mask_blur: float,
-        crop_margin: float,
-        output_type: OutputType,
+        self, images: list[ImageInput], masks: list[ImageInput], settings: CallSettings
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[EditRegion]]:
         """Each edit's input, (1, 3, H, W) in [0, 1], its (feathered) mask, checked, and its region at the
         model's resolution (``_model_resolution``, which each pipeline defines)."""
         sources = [load_image(picture) for picture in images]
         for source in sources:
             check_image_size(source.shape[-1], source.shape[-2], "image")
-        loaded = [feather(load_mask(m, tuple(s.shape[-2:])), mask_blur) for m, s in zip(masks, sources, strict=True)]
+        blur, output_type = settings.mask_blur, settings.output_type
+        loaded = [feather(load_mask(m, tuple(s.shape[-2:])), blur) for m, s in zip(masks, sources, strict=True)]
         if output_type != "pil" and len({s.shape for s in sources}) > 1:
             raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")
         resolution = self._model_resolution()
-        regions = [EditRegion.around(s, m, resolution, crop_margin) for s, m in zip(sources, loaded, strict=True)]
+        margin = settings.crop_margin
+        regions = [EditRegion.around(s, m, resolution, margin) for s, m in zip(sources, loaded, strict=True)]
         return sources, loaded, regions
 
     def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: dict[str, Any]) -> None:
-        """The steps against the schedule's training length, the generator count, the callbacks' tensor names and
-        the scheduler (the settings themselves are checked by ``check_settings``)."""
+        """The prompts, the steps against the schedule's training length, the generator count, the callbacks'
+        tensor names and the scheduler (the settings themselves are checked by ``check_settings``)."""
+        for prompt in prompts:
+            check_prompt(prompt)
         num_images_per_prompt, num_inference_steps = settings["num_images_per_prompt"], settings["num_inference_steps"]
         trained = self.scheduler.config.get("num_train_timesteps")
         if trained is not None and num_inference_steps > trained:

@@ -43,7 +43,6 @@ from blended_pipeline.settings import (
     MixedPrecision,
     OutputType,
     RankBy,
-    check_prompt,
 )
 
 LEARNED_VARIANCE = ("learned", "learned_range")
@@ -102,7 +101,6 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         self._register(locals())
         self.guidance: Guidance | None = None
         self.augmentation: Augmentation = ProjectiveAugmentation()
-        self.default_mixed_precision: MixedPrecision = "no"
         self._lpips_loss: BackgroundPreservationLoss | None = None
 
     @torch.no_grad()
@@ -216,12 +214,12 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         settings = self._settings(call_arguments(locals()))
         prompts, images, masks = self._edits(prompt, image, mask_image)
         callbacks = self._step_end_callbacks(
-            blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings["restart_at"]
+            settings.blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings.restart_at
         )
         self.check_inputs(prompts, generator, callbacks, settings)
-        sources, masks, regions = self._edit_regions(images, masks, mask_blur, crop_margin, output_type)
-        precision, device = settings["mixed_precision"], self._execution_device
-        num_images_per_prompt, self._interrupt = settings["num_images_per_prompt"], False
+        sources, masks, regions = self._edit_regions(images, masks, settings)
+        precision, device = settings.mixed_precision, self._execution_device
+        num_images_per_prompt, self._interrupt = settings.num_images_per_prompt, False
 
         # 1. Each edit's region (a crop around the mask of a larger image, at the UNet's resolution), one row per
         #    result, the loss that guides, and the ranking (by the guidance, or the ranking CLIP).
@@ -234,41 +232,41 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             target=guidance.prepare(target_prompts, device),
             mask=model_mask,
             augmentation=self.augmentation,
-            num_augmentations=num_augmentations,
-            clip_guidance_scale=clip_guidance_scale,
-            range_loss_scale=range_loss_scale,
-            clip_input=clip_input,
-            clip_view=clip_view,
-            guidance_area_reference=guidance_area_reference,
-            background_loss=self._background_loss(background_loss) if background_loss_scale > 0 else None,
-            background_loss_scale=background_loss_scale,
+            num_augmentations=settings.num_augmentations,
+            clip_guidance_scale=settings.clip_guidance_scale,
+            range_loss_scale=settings.range_loss_scale,
+            clip_input=settings.clip_input,
+            clip_view=settings.clip_view,
+            guidance_area_reference=settings.guidance_area_reference,
+            background_loss=self._background_loss(settings.background_loss) if settings.background_loss_scale else None,
+            background_loss_scale=settings.background_loss_scale,
             source=model_image,
             generator=generator,
         )
         self._ranking = self._ranking_for(guidance, loss.target, target_prompts, settings, model_image, model_mask)
 
         # 2. The part of the schedule to run, from the input (its masked region filled from around it, if asked).
-        timesteps = self._timesteps(settings["num_inference_steps"], settings["strength"], device)
+        timesteps = self._timesteps(settings.num_inference_steps, settings.strength, device)
         self._num_timesteps = len(timesteps)
-        start = fill_from_surround(model_image, model_mask) if masked_start == "surround" else model_image
+        start = fill_from_surround(model_image, model_mask) if settings.masked_start == "surround" else model_image
 
         # 3. Denoise: each step guided by the loss's gradient (on the steps chosen), blended, the callbacks after.
         channels_stepped = None if self._scheduler_uses_learned_variance() else model_image.shape[1]
         alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
 
         def predict(sample: torch.Tensor, t: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-            guided = is_guided_step(i, len(timesteps), guidance_every, guidance_end)
+            guided = is_guided_step(i, len(timesteps), settings.guidance_every, settings.guidance_end)
             with self._autocast(precision, device), gradients_for_samples_only(self.unet, self.clip_model):
                 noise_pred, pred_original_sample = guided_noise_prediction(
                     lambda x: self.unet(x.to(self.unet.dtype), t).sample,
                     sample,
                     alphas_cumprod[t].float(),
                     loss if guided else None,
-                    backprop_through_unet,
+                    settings.backprop_through_unet,
                 )
             return noise_pred[:, :channels_stepped], pred_original_sample
 
-        latents = self.denoise(predict, start, model_image, model_mask, timesteps, generator, eta, callbacks)
+        latents = self.denoise(predict, start, model_image, model_mask, timesteps, generator, settings.eta, callbacks)
 
         # 4. Rank each edit's results, then back to each input's size with its exact pixels outside the mask.
         return self._ranked_output(latents.clamp(-1, 1), regions, sources, masks, settings, return_dict)
@@ -316,8 +314,6 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected; ``settings`` are the
         call's (already checked against the settings table)."""
-        for prompt in prompts:
-            check_prompt(prompt)
         self._check_call(prompts, generator, callbacks, settings)
 
     @staticmethod

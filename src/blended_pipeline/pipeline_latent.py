@@ -31,7 +31,6 @@ from blended_pipeline.settings import (
     OutputType,
     RankBy,
     Reconstruction,
-    check_prompt,
 )
 
 
@@ -100,7 +99,6 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             )
         self._register(locals())
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.default_mixed_precision: MixedPrecision = "no"
 
     @torch.no_grad()
     def __call__(
@@ -166,12 +164,12 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         prompts, images, masks = self._edits(prompt, image, mask_image)
         negatives = self._negative_prompts(negative_prompt, len(prompts))
         callbacks = self._step_end_callbacks(
-            blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings["restart_at"]
+            settings.blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings.restart_at
         )
         self.check_inputs(prompts, negatives, generator, callbacks, settings)
-        sources, masks, regions = self._edit_regions(images, masks, mask_blur, crop_margin, output_type)
-        precision, device = settings["mixed_precision"], self._execution_device
-        num_images_per_prompt, self._interrupt = settings["num_images_per_prompt"], False
+        sources, masks, regions = self._edit_regions(images, masks, settings)
+        precision, device = settings.mixed_precision, self._execution_device
+        num_images_per_prompt, self._interrupt = settings.num_images_per_prompt, False
 
         # 1. Each edit's latents (the posterior mean, scaled) and its mask at latent resolution, one row per result;
         #    the prompts' embeddings for classifier-free guidance; the ranking, when there are CLIP parts.
@@ -180,7 +178,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         with self._autocast(precision, device):
             source_latents = self._encode(model_image).repeat_interleave(num_images_per_prompt, 0)
             prompt_embeds = self._encode_prompts(prompts, negatives, num_images_per_prompt, device)
-        region_mask = latent_region_mask(model_mask, tuple(source_latents.shape[-2:]), latent_mask)
+        region_mask = latent_region_mask(model_mask, tuple(source_latents.shape[-2:]), settings.latent_mask)
         model_image = model_image.repeat_interleave(num_images_per_prompt, 0)
         target_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         guidance = self._clip_guidance()
@@ -190,7 +188,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         )
 
         # 2. The part of the schedule to run.
-        timesteps = self._timesteps(settings["num_inference_steps"], settings["strength"], device)
+        timesteps = self._timesteps(settings.num_inference_steps, settings.strength, device)
         self._num_timesteps = len(timesteps)
 
         # 3. Denoise from the input's latents, with classifier-free guidance; blended, the callbacks after.
@@ -199,7 +197,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             with self._autocast(precision, device):
                 prediction = self.unet(model_input.to(self.unet.dtype), t, encoder_hidden_states=prompt_embeds).sample
             unconditional, conditional = prediction.float().chunk(2)
-            noise_pred = unconditional + guidance_scale * (conditional - unconditional)
+            noise_pred = unconditional + settings.guidance_scale * (conditional - unconditional)
             return noise_pred, self._predicted_original(sample, noise_pred, t)
 
         latents = self.denoise(
@@ -217,7 +215,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         # 4. Decode (with a decoder fitted to the input's background, when asked); rank each edit's results, then
         #    back to each input's size with its exact pixels outside the mask.
         with self._autocast(precision, device):
-            results = self._decode(latents, model_image, model_mask, reconstruction).clamp(-1, 1)
+            results = self._decode(latents, model_image, model_mask, settings.reconstruction).clamp(-1, 1)
         return self._ranked_output(results, regions, sources, masks, settings, return_dict)
 
     def _model_resolution(self) -> tuple[int, int]:
@@ -304,8 +302,6 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         settings: dict[str, Any],
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected (``check_settings``)."""
-        for prompt in prompts:
-            check_prompt(prompt)
         for negative in negative_prompts:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
