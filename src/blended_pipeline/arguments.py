@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from blended_pipeline import SHAPES_CHECKPOINT
-from blended_pipeline.settings import DTYPES, SETTINGS, EditSettings, Setting
+from blended_pipeline.settings import BY_NAME, DTYPES, SETTINGS, EditSettings, Setting
 
 MODEL_SETTINGS = ("scheduler", "mixed_precision")
 """Settings that go with the model (``add_model_options``) rather than with each edit."""
@@ -33,7 +33,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
     for name in MODEL_SETTINGS:
-        add_setting_option(parser, next(s for s in SETTINGS if s.name == name))
+        add_setting_option(parser, BY_NAME[name])
     parser.add_argument("--quiet", action="store_true", help="print only the written files (no progress)")
 
 
@@ -50,7 +50,10 @@ def add_setting_option(parser: argparse.ArgumentParser, setting: Setting) -> Non
     help_text = setting.help
     if setting.pipelines and len(setting.pipelines) == 1:
         help_text = f"{setting.pipelines[0]} models: {help_text}"
-    default = setting.default_for("pixel") if setting.default == setting.default_for("latent") else setting.default
+    if isinstance(setting.default, dict):
+        default = ", ".join(f"{value:g} for {kind} models" for kind, value in setting.default.items())
+    else:
+        default = setting.default
     if setting.checkpoint:
         help_text += f" (default: the checkpoint's {setting.checkpoint}, else {default})"
     elif default is not None and setting.type is not bool:

@@ -3,8 +3,9 @@
     blended-edit-batch edits.jsonl --out results/                                   # one process
     accelerate launch --multi_gpu --num_processes 4 -m blended_pipeline.batch edits.jsonl --out results/
 
-The main process reads and checks the whole manifest before any work (every bad line is named, exit status 2),
-leaves out the edits already done, and shares the rest; each process loads the model once and edits its share.
+The main process reads and checks the whole manifest before any work (every bad line is named, exit status 2;
+with --skip-invalid the valid lines run and the bad ones are listed in ``OUT/errors.jsonl``), leaves out the edits
+already done, and deals the rest to the processes in turn; each process loads the model once and edits its share.
 Each edit's results land in ``OUT/<id>/`` (``0.png`` best, ``mask.png``, ``result.json``), written in a hidden
 temporary folder and renamed into place: a folder exists only complete, so a killed batch run again finishes
 every edit exactly once. A failing edit is recorded in ``OUT/errors.jsonl`` and the batch goes on (exit status
@@ -38,7 +39,7 @@ from blended_pipeline.loading import (
 )
 from blended_pipeline.manifest import ManifestEdit, ManifestError, read_manifest
 from blended_pipeline.output import RESULT_FILE, TEMPORARY_PREFIX, write_edit_folder
-from blended_pipeline.request import run_edit
+from blended_pipeline.request import EditRequest, run_edit
 from blended_pipeline.settings import InputWarning, UsageError, check_settings
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class ProcessReport:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    launcher = os.getppid()  # before any rendezvous: a launcher that dies meanwhile must still be noticed
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -92,20 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--out {args.out}: exists and is not a directory")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InputWarning)  # per-edit warnings would flood a long batch
-            return run(args)
+            return run(args, launcher)
     except (ValueError, TypeError, OSError) as error:
         print(f"blended-edit-batch: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, launcher: int) -> int:
     import torch
     from accelerate import PartialState
 
     # gloo on a CPU-only machine: a plain PartialState() there would give every process the whole manifest.
     state = PartialState(cpu=not torch.cuda.is_available())
-    if state.num_processes > 1:
-        watch_launcher(state.process_index)
+    if state.num_processes > 1 and launcher != 1:
+        watch_launcher(launcher, state.process_index)
     try:
         code = edit_manifest(state, args)
         state.wait_for_everyone()  # no process leaves while another still talks to it
@@ -116,11 +118,10 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def watch_launcher(process: int) -> None:
+def watch_launcher(launcher: int, process: int) -> None:
     """End this worker, saying so, when the process that launched it is gone: a launcher killed outright (SIGKILL)
     cannot stop its workers, and they must not go on editing and writing without it. An edit cut short leaves only
     a temporary folder, which the next run removes."""
-    launcher = os.getppid()
 
     def watch() -> None:
         while os.getppid() == launcher:
@@ -188,14 +189,15 @@ def edit_manifest(state: PartialState, args: argparse.Namespace) -> int:
 
 def plan(args: argparse.Namespace) -> Plan:
     """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
+    check_model_directory(args.model)
+    kind, steps = model_kind(args.model), trained_steps(args.model)
+    EditRequest(None, None, settings=asked_settings(args), names=FLAGS).check_for(kind, f"--model {args.model}", steps)
     try:
         edits, refused = read_manifest(args.manifest, asked_settings(args)), []
     except ManifestError as error:
         if not (args.skip_invalid and error.edits):
             raise
         edits, refused = error.edits, error.refused
-    check_model_directory(args.model)
-    kind, steps = model_kind(args.model), trained_steps(args.model)
     for edit in list(edits):
         try:
             edit.request.check_for(kind, f"--model {args.model}", steps)
@@ -227,7 +229,7 @@ def plan(args: argparse.Namespace) -> Plan:
 def load(args: argparse.Namespace, device: str, report: ProcessReport) -> BlendedDiffusionPipeline:
     start = time.perf_counter()
     precision = asked_settings(args).mixed_precision or "no"
-    pipe = load_pipeline(args.model, device, args.clip, args.scheduler, args.ranking_clip, precision)
+    pipe = load_pipeline(args.model, device, args.clip, args.ranking_clip, precision)
     pipe.set_progress_bar_config(disable=True)  # the batch's own bar counts edits
     report.load_seconds = time.perf_counter() - start
     return pipe

@@ -16,6 +16,7 @@ nothing behind. torch and diffusers are imported only once the arguments and fil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from blended_pipeline.loading import (
 )
 from blended_pipeline.output import OutputSet
 from blended_pipeline.request import EditRequest, run_edit
-from blended_pipeline.settings import InputWarning, UsageError, steps_run
+from blended_pipeline.settings import BY_NAME, InputWarning, UsageError, check_settings
 
 INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT
 NAMES = {**FLAGS, "image": "--image", "mask": "--mask", "scribble": "--scribble", "extend": "--extend"}
@@ -96,12 +97,11 @@ def run(args: argparse.Namespace) -> int:
         say(args, f"loading {args.model} on {device} ({args.mixed_precision or 'fp32'})")
         settings = request.asked()
         precision = settings.get("mixed_precision", "no")
-        pipe = load_pipeline(args.model, device, args.clip, settings.get("scheduler"), args.ranking_clip, precision)
+        pipe = load_pipeline(args.model, device, args.clip, args.ranking_clip, precision)
         pipe.set_progress_bar_config(disable=args.quiet)
         warn_about_unknown_words(pipe, request.prompt, "blended-edit")
         planned = request.planned_settings(pipe)
-        steps, strength = planned["num_inference_steps"], planned["strength"]
-        run_steps = steps_run(steps, strength)
+        steps, strength, run_steps = planned["num_inference_steps"], planned["strength"], request.steps_run(pipe)
         say(
             args,
             f"editing to {request.prompt!r}: {run_steps} of {steps} steps, the first {steps - run_steps} skipped at "
@@ -121,20 +121,14 @@ def edit_request(args: argparse.Namespace) -> EditRequest:
             raise UsageError("--latent picks the shipped shapes latent model; drop --model (or drop --latent)")
         args.model = SHAPES_LATENT_CHECKPOINT
     settings = asked_settings(args)
+    check_settings(NAMES, **dataclasses.asdict(settings))
     if args.demo:
         if args.image or args.mask:
             raise UsageError("--demo makes its own image and mask; drop --image/--mask")
         if args.out.suffix:
             raise UsageError(f"--demo writes a directory of files: --out names that directory, got {args.out}")
-        image, mask, prompt = demo_inputs(args.seed or 0)
+        image, mask, prompt = demo_inputs(args.seed or BY_NAME["seed"].default)
         return EditRequest(prompt, image, mask, settings=settings, names=NAMES)
-    needs_mask = not (args.extend or args.scribble)
-    required = (("--image", args.image), ("--mask", args.mask if needs_mask else True), ("--prompt", args.prompt))
-    missing = [flag for flag, value in required if value is None]
-    if missing:
-        raise UsageError(f"missing {', '.join(missing)} (or use --demo)")
-    if args.extend and args.mask:
-        raise UsageError("--extend masks the new canvas area itself; drop --mask")
     if args.out.suffix.lower() != ".png":
         raise UsageError(f"--out must be a .png file, got {args.out}")
     chosen = [name for name, given in (("extend", args.extend), ("scribble", args.scribble)) if given]

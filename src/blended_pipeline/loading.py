@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
-from blended_pipeline.settings import UsageError, scheduler_class
+from blended_pipeline.settings import UsageError
 
 
 def resolve_device(text: str) -> str:
@@ -93,15 +93,11 @@ def check_clip_options(clip: str | None, ranking_clip: str | None) -> None:
 
 
 def load_pipeline(
-    model: str,
-    device: str,
-    clip: str | None = None,
-    scheduler: str | None = None,
-    ranking_clip: str | None = None,
-    mixed_precision: str = "no",
+    model: str, device: str, clip: str | None = None, ranking_clip: str | None = None, mixed_precision: str = "no"
 ) -> Any:
-    """The pipeline of ``model``'s kind (pixel or latent), with a separate CLIP's parts, a ranking CLIP and a
-    scheduler by name when given, on ``device``, running in ``mixed_precision`` unless a call asks otherwise."""
+    """The pipeline of ``model``'s kind (pixel or latent), with a separate CLIP's parts and a ranking CLIP when
+    given, on ``device``, running in ``mixed_precision`` unless a call asks otherwise (a request's scheduler is
+    swapped in by ``request.run_edit``)."""
     import diffusers
     import transformers
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
@@ -129,8 +125,6 @@ def load_pipeline(
         raise UsageError(f"--model {model}: cannot load a pipeline ({str(error).splitlines()[0]})") from error
     if ranking_clip:
         pipe.register_modules(ranking_clip_model=load_ranking_clip(ranking_clip, pipe.clip_model))
-    if scheduler:
-        pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
     pipe.default_mixed_precision = mixed_precision
     return pipe.to(device)
 

@@ -44,8 +44,9 @@ from blended_pipeline.settings import (
 
 Generators = torch.Generator | list[torch.Generator] | None
 StepEndCallback = Callable[[Any, int, Any, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
-Predict = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
-"""A family's model part: ``(sample, t) -> (noise prediction to step with, predicted clean sample or None)``."""
+Predict = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor | None]]
+"""A family's model part: ``(sample, t, step index) -> (the prediction to step with, the predicted clean sample or
+None)``."""
 
 
 @dataclass
@@ -75,7 +76,9 @@ def call_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 class BlendedPipelineMixin:
-    """The shared parts of a blended-editing ``DiffusionPipeline``; the class sets ``_callback_tensor_inputs``."""
+    """The shared parts of a blended-editing ``DiffusionPipeline``. A pipeline sets ``kind`` (which settings of the
+    table it takes) and ``_callback_tensor_inputs``, and defines ``_model_resolution``, ``_clip_guidance`` (None
+    where it has no CLIP) and ``check_scheduler``."""
 
     _callback_tensor_inputs: list[str]
     kind: str  # "pixel" or "latent": which settings of the table the pipeline takes

@@ -151,19 +151,19 @@ def _edit(number: int, row: dict[str, Any], folder: Path, defaults: Any) -> Mani
 
 def _value(name: str, value: Any, setting: Setting) -> Any:
     """A field's value as its setting's type: CSV cells are text; JSON numbers are taken as they are."""
-    kind = setting.type
-    if isinstance(value, str) and kind is not str:
+    expected = setting.type
+    if isinstance(value, str) and expected is not str:
         try:
-            value = kind(value)
+            value = expected(value)
         except ValueError as error:
-            raise ValueError(f"{name} {value!r}: expected a {kind.__name__}") from error
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} {value!r}: expected a {expected.__name__}") from error
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ValueError(f"{name} {value!r}: expected an integer")
-    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+    if expected is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ValueError(f"{name} {value!r}: expected a number")
     if setting.choices is not None and value not in setting.choices:
         raise ValueError(f"{name} {value!r}: expected one of {', '.join(setting.choices)}")
-    return float(value) if kind is float else value
+    return float(value) if expected is float else value
 
 
 def _extend(value: Any) -> tuple[int, int, int, int]:

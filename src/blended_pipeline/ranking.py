@@ -55,8 +55,8 @@ def rank(
 
 @dataclass(frozen=True)
 class Ranking:
-    """One call's ranking, as ``rank`` with everything but the images fixed: the pipeline ranks its results with
-    it, and callbacks rank the run's samples the same way mid-run (``pipeline.ranking``).
+    """One call's ranking, as ``rank`` with everything but the images and their mask fixed: the pipeline ranks its
+    results with it, and callbacks rank the run's samples the same way mid-run (``pipeline.ranking``).
 
     ``image`` and ``mask`` are the rows' input and mask in pixels; ``to_pixels`` decodes a sample of the
     pipeline's space (a latent pipeline's latents) into pixels, None where samples are pixels.

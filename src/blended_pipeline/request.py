@@ -36,7 +36,6 @@ from blended_pipeline.settings import (
     check_extension,
     check_image_size,
     check_mask_size,
-    check_prompt,
     check_settings,
     resolve_settings,
     scheduler_class,
@@ -92,7 +91,6 @@ class EditRequest:
             raise UsageError(f"application {self.application} takes no {', '.join(refused)}")
         asked = self.asked()
         try:
-            check_prompt(self.prompt, self.name("prompt"))
             check_settings({key: self.name(key) for key in ("prompt", *asked)}, prompt=self.prompt, **asked)
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from error
@@ -174,6 +172,17 @@ class EditRequest:
         """The settings ``pipe`` will run this request with (as the pipeline resolves them), to say before it runs."""
         kind = pipeline_kind(pipe)
         return resolve_settings(kind, pipe.config, self.pipeline_arguments(kind, pipe.config))
+
+    def steps_run(self, pipe: Any) -> int:
+        """The steps ``pipe`` will run, refused (naming the settings as the front end does) when none would run:
+        a strength too small for the checkpoint's steps is known only once its config is read."""
+        planned = self.planned_settings(pipe)
+        names = {key: self.name(key) for key in ("strength", "num_inference_steps")}
+        try:
+            check_settings(names, strength=planned["strength"], num_inference_steps=planned["num_inference_steps"])
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        return steps_run(planned["num_inference_steps"], planned["strength"])
 
     def strength_source(self) -> str:
         """Where the strength comes from, in words."""

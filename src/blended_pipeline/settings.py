@@ -35,7 +35,8 @@ SCHEDULERS: dict[str, str] = {
 """The schedulers offered by name (CLI, page, benchmarks): diffusers class names; any other swaps in by
 ``from_config``."""
 LATENT_ONLY_SCHEDULERS = {
-    "dpm++": "its multistep data prediction does not follow the CLIP-guided noise (the edits come out as noise)",
+    "dpm++": "its multistep update reuses predictions from before the guidance and the blend, and the edited shapes "
+    "do not settle (docs/benchmarks.md, DPM-Solver++ on pixel models)",
     "euler": "CLIP guidance needs unscaled samples and Euler's are sigma-scaled",
 }
 """Schedulers the front ends refuse for a pixel model, and why."""
@@ -82,6 +83,7 @@ class Setting:
     per_edit: bool = True
     call: bool = True
     page: str | None = None
+    accepts_callable: bool = False
     argument: Mapping[str, str] = field(default_factory=dict)
 
     def default_for(self, kind: str) -> Any:
@@ -103,8 +105,8 @@ class Setting:
         if value is None:  # not given: the default, or None where the setting is optional
             return
         if self.choices is not None:
-            if value not in self.choices and not (self.name == "background_loss" and callable(value)):
-                extra = " or a callable (source, images, mask) -> (N,) losses" if self.name == "background_loss" else ""
+            if value not in self.choices and not (self.accepts_callable and callable(value)):
+                extra = " or a callable (source, images, mask) -> (N,) losses" if self.accepts_callable else ""
                 raise ValueError(f"{name} must be one of {self.choices}{extra}, got {value!r}")
             return
         if self.type is int:
@@ -197,8 +199,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "num_augmentations",
-        "augmented views per result (16 picks the right result more often on small, wide and round masks, at "
-        "about 1.4x the time: docs/benchmarks.md)",
+        "augmented views per result (more views pick the right result more often on small, wide and round masks, "
+        "and take longer: docs/benchmarks.md)",
         int,
         8,
         PIXEL,
@@ -260,6 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
         PIXEL,
         flag="--background-loss",
         choices=get_args(BackgroundLossName),
+        accepts_callable=True,
     ),
     Setting(
         "negative_prompt", "what the region should not show", str, None, LATENT, flag="--negative-prompt", optional=True
@@ -393,7 +396,7 @@ BY_CHECKPOINT: dict[str, Setting] = {s.checkpoint: s for s in SETTINGS if s.chec
 
 def _defaults_class(kind: str) -> type:
     """A frozen dataclass of a ``kind`` pipeline's defaults, by argument name (``DEFAULTS.num_inference_steps``)."""
-    taken = [s for s in SETTINGS if kind in s.pipelines]
+    taken = [s for s in SETTINGS if kind in s.pipelines and s.call]
     return make_dataclass(
         f"{kind.title()}Defaults",
         [(s.argument_for(kind), Any, field(default=s.default_for(kind))) for s in taken],
@@ -484,11 +487,6 @@ def check_prompt(prompt: Any, name: str = "prompt") -> None:
         raise TypeError(f"{name} must be a string or a list of strings, got {type(prompt).__name__}")
     if not prompt.strip():
         raise ValueError(f"{name} is empty: describe what the masked region should show")
-
-
-def check_strength(name: str, value: float) -> None:
-    """A strength is a fraction of the schedule: in (0, 1]."""
-    BY_NAME["strength"].check(value, name)
 
 
 def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> None:

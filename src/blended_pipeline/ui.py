@@ -93,6 +93,7 @@ def edit_image(
     seed: int = 0,
     mask_blur: float = BY_NAME["mask_blur"].default,
     on_step: Callable[[int, int], None] | None = None,
+    max_pixels: int | None = None,
 ) -> PageEdit:
     """Edit ``image`` where ``strokes`` (RGBA, the painted layers) are painted, as ``application`` says.
 
@@ -100,7 +101,8 @@ def edit_image(
     painted colours are strokes, shaped by the prompt) or "extend" (``extend`` = "LEFT,TOP,RIGHT,BOTTOM" pixels
     of new canvas; nothing need be painted). ``strength`` None is the application's default for the checkpoint,
     ``steps`` None the pipeline's, ``scheduler`` None keeps the pipeline's own.
-    ``on_step(done, total)`` follows the denoising. Raises ``PageError`` before any work for bad input.
+    ``on_step(done, total)`` follows the denoising; ``max_pixels`` (None: the table's) limits the image. Raises
+    ``PageError`` before any work for bad input.
     """
     settings = EditSettings(
         num_images_per_prompt=_whole(samples),
@@ -109,6 +111,7 @@ def edit_image(
         mask_blur=mask_blur,
         scheduler=scheduler,
         seed=seed,
+        max_pixels=max_pixels,
     )
     request, inputs = _checked_request(pipe, image, strokes, prompt, application, extend, settings)
     result = run_edit(pipe, request, inputs, on_step)
@@ -152,11 +155,7 @@ def _checked_request(
     )
     try:
         request.check()
-        request.check_for(pipeline_kind(pipe), "the model")
-        steps = settings.num_inference_steps or pipeline_defaults(pipe)["num_inference_steps"]
-        trained = pipe.scheduler.config.get("num_train_timesteps")
-        if trained is not None and steps > trained:
-            raise PageError(f"steps {steps}: the model was trained with {trained}; use fewer")
+        request.check_for(pipeline_kind(pipe), "the model", pipe.scheduler.config.get("num_train_timesteps"))
         image, mask = request.shaped_inputs()  # the pipeline checks the mask's values before any work
     except UsageError as error:
         raise PageError(str(error)) from error
@@ -205,7 +204,7 @@ def editor_inputs(value: dict | None) -> tuple[PIL.Image.Image | None, PIL.Image
     return background, strokes_from_layers(value.get("layers") or [], background.size)
 
 
-def build_app(pipe: BlendedDiffusionPipeline, model_name: str) -> gr.Blocks:
+def build_app(pipe: BlendedDiffusionPipeline, model_name: str, max_pixels: int | None = None) -> gr.Blocks:
     """The page: an image editor with a brush, the prompt, the application and the options, and the results."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio builds the app: no request leaves
     import gradio as gr
@@ -239,6 +238,7 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str) -> gr.Blocks:
                 _whole(seed),
                 mask_blur,
                 on_step=lambda done, total: progress((done, total)),
+                max_pixels=max_pixels,
             )
         except PageError as error:
             raise gr.Error(str(error), print_exception=False) from error
@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or mps (default: cuda when present)")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32", help="fp32, or bf16/fp16 autocast")
+    add_setting_option(parser, BY_NAME["mixed_precision"])
     parser.add_argument("--share", action="store_true", help="also make a public gradio.live link (goes online)")
     add_setting_option(parser, BY_NAME["max_pixels"])
     return parser
@@ -333,15 +333,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from blended_pipeline.loading import check_model_directory, load_pipeline, resolve_device
 
     args = build_parser().parse_args(argv)
+    max_pixels = BY_NAME["max_pixels"].default if args.max_pixels is None else args.max_pixels
     try:
+        BY_NAME["max_pixels"].check(max_pixels, "--max-pixels")
         check_model_directory(args.model)
-        pipe = load_pipeline(args.model, resolve_device(args.device), mixed_precision=DTYPES[args.dtype])
-    except UsageError as error:
+        precision = DTYPES[args.mixed_precision or "fp32"]
+        pipe = load_pipeline(args.model, resolve_device(args.device), mixed_precision=precision)
+    except (UsageError, ValueError) as error:
         print(f"blended-ui: error: {error}", file=sys.stderr)
         return 2
     # Uploads are decoded before the page sees them; PIL refuses images of more than twice this many pixels.
-    PIL.Image.MAX_IMAGE_PIXELS = (args.max_pixels or BY_NAME["max_pixels"].default) // 2
-    app = build_app(pipe, args.model)
+    PIL.Image.MAX_IMAGE_PIXELS = max_pixels // 2
+    app = build_app(pipe, args.model, max_pixels)
     if not args.share:  # Gradio's own start-up lines would point at its launch(share=True), not at --share
         print(f"blended-ui: serving the page on http://{args.host}:{args.port} (--share adds a public link)")
     app.launch(**launch_options(), server_name=args.host, server_port=args.port, share=args.share, quiet=not args.share)
