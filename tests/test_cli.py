@@ -145,20 +145,12 @@ def test_errors_print_one_line_exit_2_and_write_nothing(files, tiny_model, capsy
 
 
 @pytest.mark.parametrize(("flag", "scheduler"), [("ddim", "DDIMScheduler"), ("ddpm", "DDPMScheduler")])
-def test_scheduler_and_ranking_options(files, tiny_model, monkeypatch, flag, scheduler):
-    seen = {}
-    original = cli.load_pipeline
-
-    def recording_load_pipeline(*arguments):
-        pipe = original(*arguments)
-        seen["scheduler"] = type(pipe.scheduler).__name__
-        return pipe
-
-    monkeypatch.setattr(cli, "load_pipeline", recording_load_pipeline)
+def test_scheduler_and_ranking_options(files, tiny_model, flag, scheduler):
     arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
     out = ["--out", str(files / "out.png"), "--model", tiny_model, *FAST]
     assert cli.main([*arguments, *out, "--scheduler", flag, "--rank-by", "masked"]) == 0
-    assert seen["scheduler"] == scheduler
+    record = json.loads((files / "out-scores.json").read_text())
+    assert (record["scheduler"], record["rank_by"]) == (scheduler, "masked")
     with pytest.raises(SystemExit) as refused:
         cli.main([*arguments, *out, "--rank-by", "crop"])
     assert refused.value.code == 2

@@ -494,8 +494,7 @@ def check_settings(names: Mapping[str, str] | None = None, **settings: Any) -> N
     names = names or {}
     for key, value in settings.items():
         if key == "prompt":
-            if value is not None:
-                check_prompt(value, names.get(key, key))
+            check_prompt(value, names.get(key, key))
         elif key in BY_ARGUMENT:
             BY_ARGUMENT[key].check(value, names.get(key, key))
     strength, steps = settings.get("strength"), settings.get("num_inference_steps")

@@ -25,7 +25,15 @@ from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.applications import APPLICATIONS
 from blended_pipeline.arguments import OneLineParser, add_setting_option
 from blended_pipeline.request import EditRequest, pipeline_defaults, pipeline_kind, run_edit
-from blended_pipeline.settings import BY_NAME, DTYPES, SCHEDULERS, SETTINGS, EditSettings, UsageError
+from blended_pipeline.settings import (
+    BY_NAME,
+    DTYPES,
+    LATENT_ONLY_SCHEDULERS,
+    SCHEDULERS,
+    SETTINGS,
+    EditSettings,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -168,6 +176,12 @@ def _checked_request(
     return request, (image, mask)
 
 
+def schedulers_for(pipe: Any) -> list[str]:
+    """The schedulers offered by name that ``pipe`` can run (a pixel model's CLIP guidance rules some out)."""
+    latent = pipeline_kind(pipe) == "latent"
+    return [name for name in SCHEDULERS if latent or name not in LATENT_ONLY_SCHEDULERS]
+
+
 def scheduler_name(pipe: Any) -> str | None:
     """The name ``SCHEDULERS`` gives the pipeline's scheduler, if it offers it."""
     return next((name for name, cls in SCHEDULERS.items() if cls == type(pipe.scheduler).__name__), None)
@@ -282,7 +296,7 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str, max_pixels: int |
                     samples = gr.Number(defaults["num_images_per_prompt"], label="samples", precision=0)
                     steps = gr.Number(defaults["num_inference_steps"], label="steps", precision=0)
                     strength = gr.Slider(0.05, 1.0, value=defaults["strength"], step=0.05, label="strength")
-                    scheduler = gr.Dropdown(list(SCHEDULERS), value=scheduler_name(pipe), label="scheduler")
+                    scheduler = gr.Dropdown(schedulers_for(pipe), value=scheduler_name(pipe), label="scheduler")
                     seed = gr.Number(BY_NAME["seed"].default, label="seed", precision=0)
                     mask_blur = gr.Number(defaults["mask_blur"], label="mask blur (pixels)")
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
