@@ -261,7 +261,7 @@ BAD_INPUTS = [
     ({"clip_guidance_scale": float("nan")}, ValueError, "finite"),
     ({"background_loss": "l1"}, ValueError, "background_loss"),
     ({"generator": [torch.Generator()]}, ValueError, "generators"),
-    ({"output_type": "latent"}, ValueError, "output_type"),
+    ({"output_type": "jpeg"}, ValueError, "output_type"),
     ({"num_images_per_prompt": 0}, ValueError, "num_images_per_prompt"),
     ({"num_augmentations": 0}, ValueError, "num_augmentations"),
     ({"clip_input": "x_t"}, ValueError, "clip_input"),
@@ -479,3 +479,15 @@ def test_crop_view_changes_the_edit_and_unknown_views_are_refused(pipe, image, m
         fast_call(pipe, image, mask, clip_view="zoom")
     pictures = torch.rand(1, 3, 8, 8)
     torch.testing.assert_close(crop_to_mask(pictures, torch.zeros(1, 1, 8, 8)), pictures)  # empty mask: all of it
+
+
+def test_latent_output_is_the_unprocessed_sample_at_the_unets_resolution(pipe, image, mask):
+    last = {}
+
+    def keep_last(pipeline, step_index, timestep, tensors):
+        last["latents"] = tensors["latents"].clone()
+        return tensors
+
+    out = fast_call(pipe, image, mask, output_type="latent", callback_on_step_end=keep_last)
+    assert out.scores is None and out.images.shape == (2, 3, 16, 16)
+    assert torch.equal(out.images, last["latents"])  # the final sample itself: not clamped, ranked or pasted

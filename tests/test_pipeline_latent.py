@@ -287,3 +287,38 @@ def test_a_ranking_clip_ranks_latent_results_in_place_of_the_clip_parts(latent_p
     ranked = edit(ranked_by, image, mask, num_images_per_prompt=3)
     assert sorted(np.asarray(p).tobytes() for p in own.images) == sorted(np.asarray(p).tobytes() for p in ranked.images)
     assert not np.allclose(sorted(own.scores), sorted(ranked.scores))
+
+
+def test_latent_output_is_the_final_latents_with_the_input_outside_the_latent_mask(latent_pipe, image, mask):
+    seen = {}
+
+    def keep_last(pipe, step, timestep, tensors):
+        seen.update({name: tensor.clone() for name, tensor in tensors.items()})
+        return {}
+
+    out = edit(
+        latent_pipe,
+        image,
+        mask,
+        output_type="latent",
+        callback_on_step_end=keep_last,
+        callback_on_step_end_tensor_inputs=["latents", "image", "mask"],
+    )
+    assert out.scores is None and out.images.shape == (2, 4, 8, 8) and torch.equal(out.images, seen["latents"])
+    keep = (seen["mask"] == 0).expand_as(out.images)
+    assert keep.any() and torch.equal(out.images[keep], seen["image"][keep])
+
+
+def test_a_step_callback_reads_and_changes_classifier_free_guidance(latent_pipe, image, mask):
+    seen = []
+
+    def lower_guidance(pipeline, step_index, timestep, tensors):
+        seen.append((pipeline.guidance_scale, pipeline.do_classifier_free_guidance))
+        if step_index == 0:
+            pipeline._guidance_scale = 1.0
+        return tensors
+
+    changed = edit(latent_pipe, image, mask, guidance_scale=5.0, callback_on_step_end=lower_guidance)
+    assert seen[:2] == [(5.0, True), (1.0, False)]
+    kept = edit(latent_pipe, image, mask, guidance_scale=5.0)
+    assert not np.array_equal(np.asarray(changed.images[0]), np.asarray(kept.images[0]))

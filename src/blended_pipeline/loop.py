@@ -183,7 +183,7 @@ class BlendedPipelineMixin:
             check_image_size(source.shape[-1], source.shape[-2], "image")
         blur, output_type = settings.mask_blur, settings.output_type
         loaded = [feather(load_mask(m, tuple(s.shape[-2:])), blur) for m, s in zip(masks, sources, strict=True)]
-        if output_type != "pil" and len({s.shape for s in sources}) > 1:
+        if output_type in ("np", "pt") and len({s.shape for s in sources}) > 1:
             raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")
         resolution = self._model_resolution()
         margin = settings.crop_margin
@@ -273,6 +273,14 @@ class BlendedPipelineMixin:
             if self.interrupt:
                 break
         return latents
+
+    def _latent_output(self, latents: torch.Tensor, settings: CallSettings, return_dict: bool) -> Any:
+        """``output_type="latent"``: the samples of the pipeline's space at the model's resolution, in generation
+        order (ranking and the paste need pixels), as diffusers' pipelines return them to chain another."""
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return latents, None
+        return BlendedPipelineOutput(images=latents, scores=None, settings=settings)
 
     def _ranked_output(
         self,

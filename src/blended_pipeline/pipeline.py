@@ -198,7 +198,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 ``num_images_per_prompt`` serve the first edit, and so on). With one per result, each edit's
                 results equal those of a call for that edit alone with its generators.
             output_type: "pil", "np" (floats in [0, 1], (n, H, W, 3)) or "pt" ((n, 3, H, W) in [0, 1]); "np" and
-                "pt" need every input of one size.
+                "pt" need every input of one size. "latent": the final samples at the UNet's resolution, in
+                generation order (not ranked, not pasted), scores None.
             return_dict: return a ``BlendedDiffusionPipelineOutput`` rather than a tuple.
             callback_on_step_end: called after every step as ``fn(pipe, step, t, tensors) -> tensors``: a plain
                 function (given ``callback_on_step_end_tensor_inputs``), a ``PipelineCallback`` or
@@ -269,6 +270,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         latents = self.denoise(predict, start, model_image, model_mask, timesteps, generator, settings.eta, callbacks)
 
         # 4. Rank each edit's results, then back to each input's size with its exact pixels outside the mask.
+        if settings.output_type == "latent":
+            return self._latent_output(latents, settings, return_dict)
         return self._ranked_output(latents.clamp(-1, 1), regions, sources, masks, settings, return_dict)
 
     def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:

@@ -56,6 +56,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     """
 
     kind = "latent"
+    _guidance_scale = LATENT_DEFAULTS.guidance_scale
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["clip_model", "clip_tokenizer", "feature_extractor", "ranking_clip_model"]
     _exclude_from_cpu_offload = ["clip_model", "ranking_clip_model"]
@@ -187,7 +188,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             guidance, target, target_prompts, settings, model_image, model_mask, self._decode
         )
 
-        # 2. The part of the schedule to run.
+        # 2. The part of the schedule to run; the guidance weight, which a step-end callback may change.
+        self._guidance_scale = settings.guidance_scale
         timesteps = self._timesteps(settings.num_inference_steps, settings.strength, device)
         self._num_timesteps = len(timesteps)
 
@@ -197,7 +199,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             with self._autocast(precision, device):
                 prediction = self.unet(model_input.to(self.unet.dtype), t, encoder_hidden_states=prompt_embeds).sample
             unconditional, conditional = prediction.float().chunk(2)
-            noise_pred = unconditional + settings.guidance_scale * (conditional - unconditional)
+            noise_pred = unconditional + self.guidance_scale * (conditional - unconditional)
             return noise_pred, self._predicted_original(sample, noise_pred, t)
 
         latents = self.denoise(
@@ -214,9 +216,21 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
         # 4. Decode (with a decoder fitted to the input's background, when asked); rank each edit's results, then
         #    back to each input's size with its exact pixels outside the mask.
+        if settings.output_type == "latent":
+            return self._latent_output(latents, settings, return_dict)
         with self._autocast(precision, device):
             results = self._decode(latents, model_image, model_mask, settings.reconstruction).clamp(-1, 1)
         return self._ranked_output(results, regions, sources, masks, settings, return_dict)
+
+    @property
+    def guidance_scale(self) -> float:
+        """The classifier-free guidance weight of the current call (a step-end callback may set ``_guidance_scale``,
+        as in diffusers' pipelines)."""
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1
 
     def _model_resolution(self) -> tuple[int, int]:
         """The pixels the UNet's latents decode to."""

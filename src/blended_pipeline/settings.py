@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Literal, get_args
 
 RankBy = Literal["masked", "whole", "both"]
-OutputType = Literal["pil", "np", "pt"]
+OutputType = Literal["pil", "np", "pt", "latent"]
 ClipInput = Literal["x0_hat", "mixed"]
 ClipView = Literal["masked", "crop"]
 MaskedStart = Literal["input", "surround"]
@@ -342,7 +342,13 @@ SETTINGS: tuple[Setting, ...] = (
         choices=get_args(MaskedStart),
     ),
     Setting("backprop_through_unet", "take the guidance gradient through the UNet", bool, True, PIXEL),
-    Setting("output_type", "pil, np or pt", str, "pil", choices=get_args(OutputType)),
+    Setting(
+        "output_type",
+        "pil, np or pt; latent: the final samples as they are, unranked and not pasted (for a refiner, say)",
+        str,
+        "pil",
+        choices=get_args(OutputType),
+    ),
     Setting("seed", "the generator's seed", int, 0, (), flag="--seed", bounds=">= 0", page="seed"),
     Setting(
         "extend_fill",
