@@ -88,9 +88,31 @@ def test_shrinking_schedule_gives_the_expected_mask_sizes_at_each_step():
     assert [callback.radius_at(step, 10) for step in range(10)] == [3, 3, 3, 2, 2, 1, 1, 1, 0, 0]
 
 
+def final_latents(pipe, image, mask, **options) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
+    """The output (pictures), and the last step's latents, clean input latents and latent mask as callbacks see them
+    after every other callback of the call (``options`` may bring one)."""
+    seen = {}
+
+    def keep_last(pipeline, step, timestep, tensors):
+        seen.update({name: tensor.clone() for name, tensor in tensors.items()})
+        return tensors
+
+    given = options.pop("callback_on_step_end", None)
+    chain = MultiPipelineCallbacks([given, keep_last] if given else [keep_last])
+    keep_last.tensor_inputs = ["latents", "image", "mask"]
+    out = edit(pipe, image, mask, callback_on_step_end=chain, **options)
+    return seen["latents"], seen["image"], seen["mask"], out.images
+
+
 def test_shrinking_callback_runs_in_the_pipeline_and_keeps_the_background(latent_pipe, image, mask):
-    out = edit(latent_pipe, image, mask, callback_on_step_end=ShrinkingMaskBlendCallback())
-    assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
+    latents, clean, region, pictures = final_latents(
+        latent_pipe, image, mask, callback_on_step_end=ShrinkingMaskBlendCallback()
+    )
+    plain, _, _, _ = final_latents(latent_pipe, image, mask)
+    keep = (region == 0).expand_as(latents)
+    assert torch.equal(latents[keep], clean[keep])  # the last blend (radius 0) puts the clean input back
+    assert not torch.equal(latents, plain)  # the wider early masks changed the edit: the callback ran
+    assert np.array_equal(np.asarray(pictures[0])[outside(mask)], np.asarray(image)[outside(mask)])
 
 
 def test_reconstruction_lowers_its_loss_and_leaves_the_pipeline_decoder_unchanged(latent_pipe, image, mask):
@@ -108,9 +130,13 @@ def test_reconstruction_lowers_its_loss_and_leaves_the_pipeline_decoder_unchange
 
 @pytest.mark.parametrize("scheduler_class", [EulerDiscreteScheduler, DPMSolverMultistepScheduler])
 def test_scheduler_swap_by_from_config(latent_pipe, image, mask, scheduler_class):
+    ddim, _, _, _ = final_latents(latent_pipe, image, mask)
     latent_pipe.scheduler = scheduler_class.from_config(latent_pipe.scheduler.config)
-    out = edit(latent_pipe, image, mask)
-    assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
+    latents, clean, region, pictures = final_latents(latent_pipe, image, mask)
+    assert type(latent_pipe.scheduler) is scheduler_class and not torch.equal(latents, ddim)
+    keep = (region == 0).expand_as(latents)
+    assert torch.equal(latents[keep], clean[keep])
+    assert np.array_equal(np.asarray(pictures[0])[outside(mask)], np.asarray(image)[outside(mask)])
 
 
 def test_two_call_schedulers_are_refused(latent_pipe, image, mask):
@@ -232,7 +258,11 @@ def test_one_generator_per_result_gives_each_edit_what_a_call_of_its_own_gives(l
 
 
 def test_bf16_autocast_keeps_the_background(latent_pipe, image, mask):
+    dtypes = []
+    hook = latent_pipe.unet.conv_out.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     out = edit(latent_pipe, image, mask, mixed_precision="bf16", num_inference_steps=4)
+    hook.remove()
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the UNet ran in bf16 at every step
     assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
 
 
