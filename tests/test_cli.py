@@ -151,6 +151,15 @@ def test_scheduler_and_ranking_options(files, tiny_model, flag, scheduler):
     assert cli.main([*arguments, *out, "--scheduler", flag, "--rank-by", "masked"]) == 0
     record = json.loads((files / "out-scores.json").read_text())
     assert (record["scheduler"], record["rank_by"]) == (scheduler, "masked")
+    whole = ["--out", str(files / "whole.png"), "--model", tiny_model, *FAST]
+    assert cli.main([*arguments, *whole, "--scheduler", flag, "--rank-by", "whole"]) == 0
+    by_whole = json.loads((files / "whole-scores.json").read_text())
+    assert [r["score"] for r in by_whole["results"]] != [r["score"] for r in record["results"]]
+    pictures = {
+        name: sorted(np.asarray(PIL.Image.open(p)).tobytes() for p in files.glob(f"{name}-[0-9].png"))
+        for name in ("out", "whole")
+    }
+    assert pictures["out"] == pictures["whole"]  # the same results, scored and ordered by what --rank-by names
     with pytest.raises(SystemExit) as refused:
         cli.main([*arguments, *out, "--rank-by", "crop"])
     assert refused.value.code == 2

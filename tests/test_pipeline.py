@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 import PIL.Image
@@ -207,9 +208,13 @@ def test_accelerator_sets_device_and_precision(pipe, image, mask):
 
     pipe.prepare_with(Accelerator(cpu=True, mixed_precision="bf16"))
     assert pipe.default_mixed_precision == "bf16"
-    assert np.array_equal(
-        fast_call(pipe, image, mask).images, fast_call(pipe, image, mask, mixed_precision="bf16").images
-    )
+    by_default = fast_call(pipe, image, mask)
+    assert np.array_equal(by_default.images, fast_call(pipe, image, mask, mixed_precision="bf16").images)
+    assert by_default.settings["mixed_precision"] == "bf16"
+    assert not np.array_equal(by_default.images, fast_call(pipe, image, mask, mixed_precision="no").images)
+    elsewhere = SimpleNamespace(device=torch.device("meta"), mixed_precision="fp16")  # a device that is not this one
+    moved = tiny_pipeline().prepare_with(elsewhere)
+    assert {p.device.type for p in [*moved.unet.parameters(), *moved.clip_model.parameters()]} == {"meta"}
 
 
 def test_rgba_and_grayscale_images_are_converted(pipe, image, mask):

@@ -232,7 +232,7 @@ def test_page_api_edits_and_refuses_through_gradio_client(page_url, image, tmp_p
         client.predict({**editor, "layers": []}, "a red ball", *options, api_name="/edit")
 
 
-def test_two_people_at_once_each_get_their_own_results(page_url, image, tmp_path):
+def test_two_people_at_once_each_get_their_own_results(page_url, pipe, image, tmp_path):
     from gradio_client import Client, handle_file
 
     image.save(tmp_path / "image.png")
@@ -247,9 +247,13 @@ def test_two_people_at_once_each_get_their_own_results(page_url, image, tmp_path
         person.submit(editor, prompt, "edit the region", "", 2, 4, 1.0, "ddpm", seed, 0, api_name="/edit")
         for person, prompt, seed in zip(people, ("a red ball", "a blue square"), (1, 2), strict=True)
     ]
-    messages = [job.result(timeout=120)[2] for job in jobs]
-    assert "'a red ball'" in messages[0] and "seed 1" in messages[0]
-    assert "'a blue square'" in messages[1] and "seed 2" in messages[1]
+    answers = [job.result(timeout=120) for job in jobs]
+    assert "'a red ball'" in answers[0][2] and "seed 1" in answers[0][2]
+    assert "'a blue square'" in answers[1][2] and "seed 2" in answers[1][2]
+    for (gallery, _, _), prompt, seed in zip(answers, ("a red ball", "a blue square"), (1, 2), strict=True):
+        alone = ui.edit_image(pipe, image, region_strokes(image), prompt, "edit", "", 2, 4, 1.0, "ddpm", seed, 0)
+        got = [np.asarray(PIL.Image.open(item["image"]).convert("RGB")) for item in gallery]
+        assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(got, alone.images, strict=True))
 
 
 def test_command_refuses_a_missing_model_in_one_line(capsys):
