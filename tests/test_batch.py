@@ -333,19 +333,28 @@ def children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the launcher's workers through /proc")
-def test_killed_worker_then_rerun_completes_every_edit_exactly_once(workspace, tmp_path):
-    lines = [
-        {"id": f"k{i}", "image": f"img{i % 6}.png", "mask": "mask.png", "prompt": "a red ball", "steps": 100}
-        for i in range(8)
-    ]
-    write_manifest(workspace / "slow.jsonl", lines)  # slow edits (100 steps): the kill lands mid-batch
-    out = tmp_path / "out"
-    launcher = launch(workspace, out, *two_processes(), manifest="slow.jsonl")
+def slow_edits(prefix: str) -> list[dict]:
+    """Eight slow edits (100 steps each), so that a kill lands mid-batch."""
+    line = {"mask": "mask.png", "prompt": "a red ball", "steps": 100}
+    return [{"id": f"{prefix}{i}", "image": f"img{i % 6}.png", **line} for i in range(8)]
+
+
+def launched_until_a_result(workspace: Path, out: Path, manifest: str) -> tuple[subprocess.Popen, list[int]]:
+    """A two-process run of ``manifest``, once its first edit is written, and its workers."""
+    launcher = launch(workspace, out, *two_processes(), manifest=manifest)
     deadline = time.monotonic() + 240
-    while not any(out.glob("k*/result.json")) and launcher.poll() is None and time.monotonic() < deadline:
+    while not any(out.glob("*/result.json")) and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     workers = children(launcher.pid)
     assert workers, "the launcher started no workers"
+    return launcher, workers
+
+
+def test_killed_worker_then_rerun_completes_every_edit_exactly_once(workspace, tmp_path):
+    lines = slow_edits("k")
+    write_manifest(workspace / "slow.jsonl", lines)  # slow edits (100 steps): the kill lands mid-batch
+    out = tmp_path / "out"
+    launcher, workers = launched_until_a_result(workspace, out, "slow.jsonl")
     os.kill(workers[-1], signal.SIGKILL)
     code, _, _ = finished(launcher)
     assert code != 0
@@ -394,18 +403,10 @@ def test_skip_invalid_runs_the_valid_lines_and_lists_the_refused_ones(workspace,
 
 
 def test_workers_end_with_a_launcher_killed_outright_and_a_rerun_completes_every_edit_once(workspace, tmp_path):
-    lines = [
-        {"id": f"w{i}", "image": f"img{i % 6}.png", "mask": "mask.png", "prompt": "a red ball", "steps": 100}
-        for i in range(8)
-    ]
+    lines = slow_edits("w")
     write_manifest(workspace / "launcher.jsonl", lines)
     out = tmp_path / "out"
-    launcher = launch(workspace, out, *two_processes(), manifest="launcher.jsonl")
-    deadline = time.monotonic() + 240
-    while not any(out.glob("w*/result.json")) and launcher.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    workers = children(launcher.pid)
-    assert workers, "the launcher started no workers"
+    launcher, workers = launched_until_a_result(workspace, out, "launcher.jsonl")
     os.kill(launcher.pid, signal.SIGKILL)
     launcher.wait()
     _, err = launcher.communicate()

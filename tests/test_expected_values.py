@@ -198,17 +198,24 @@ def run(variant: str) -> dict[str, list[float]]:
     return {"pixels": [round(float(v), 5) for v in pixels.flatten()], "scores": [round(s, 5) for s in out.scores]}
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_expected_values(variant):
-    got = run(variant)
-    expected = EXPECTED[variant]
+def assert_pinned(got: dict[str, list[float]], expected: dict[str, list[float]]) -> None:
     assert np.allclose(got["pixels"], expected["pixels"], atol=TOLERANCE), got["pixels"]
     assert np.allclose(got["scores"], expected["scores"], atol=TOLERANCE), got["scores"]
 
 
-if __name__ == "__main__":
+def print_expected(run_variant, variants: dict) -> None:
+    """The ``EXPECTED`` table of the current code, to paste into the file."""
     torch.set_num_threads(1)
     print("EXPECTED: dict[str, dict[str, list[float]]] = {")
-    for name in VARIANTS:
-        print(f"    {name!r}: {run(name)!r},")
+    for name in variants:
+        print(f"    {name!r}: {run_variant(name)!r},")
     print("}")
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_expected_values(variant):
+    assert_pinned(run(variant), EXPECTED[variant])
+
+
+if __name__ == "__main__":
+    print_expected(run, VARIANTS)

@@ -11,11 +11,10 @@ the numbers, and say which in the commit; a refactor must leave them as they are
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from helpers import tiny_latent_pipeline
-from test_expected_values import TOLERANCE, inputs
+from test_expected_values import assert_pinned, inputs, print_expected
 
 VARIANTS: dict[str, dict] = {
     "ddim": {},
@@ -223,15 +222,8 @@ def run(variant: str) -> dict[str, list[float]]:
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_expected_values(variant):
-    got = run(variant)
-    expected = EXPECTED[variant]
-    assert np.allclose(got["pixels"], expected["pixels"], atol=TOLERANCE), got["pixels"]
-    assert np.allclose(got["scores"], expected["scores"], atol=TOLERANCE), got["scores"]
+    assert_pinned(run(variant), EXPECTED[variant])
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
-    print("EXPECTED: dict[str, dict[str, list[float]]] = {")
-    for name in VARIANTS:
-        print(f"    {name!r}: {run(name)!r},")
-    print("}")
+    print_expected(run, VARIANTS)
