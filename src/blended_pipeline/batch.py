@@ -191,9 +191,10 @@ def plan(args: argparse.Namespace) -> Plan:
     """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
     check_model_directory(args.model)
     kind, steps = model_kind(args.model), trained_steps(args.model)
-    EditRequest(None, None, settings=asked_settings(args), names=FLAGS).check_for(kind, f"--model {args.model}", steps)
+    defaults = asked_settings(args)  # the batch's own options: every line's defaults
+    EditRequest(None, None, settings=defaults, names=FLAGS).check_for(kind, f"--model {args.model}", steps)
     try:
-        edits, refused = read_manifest(args.manifest, asked_settings(args)), []
+        edits, refused = read_manifest(args.manifest, defaults), []
     except ManifestError as error:
         if not (args.skip_invalid and error.edits):
             raise

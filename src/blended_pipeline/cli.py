@@ -39,7 +39,7 @@ from blended_pipeline.loading import (
 )
 from blended_pipeline.output import OutputSet
 from blended_pipeline.request import EditRequest, run_edit
-from blended_pipeline.settings import BY_NAME, InputWarning, UsageError, check_settings
+from blended_pipeline.settings import BY_NAME, InputWarning, UsageError, check_settings, steps_run
 
 INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT
 NAMES = {**FLAGS, "image": "--image", "mask": "--mask", "scribble": "--scribble", "extend": "--extend"}
@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         pipe.set_progress_bar_config(disable=args.quiet)
         warn_about_unknown_words(pipe, request.prompt, "blended-edit")
         planned = request.planned_settings(pipe)
-        steps, strength, run_steps = planned["num_inference_steps"], planned["strength"], request.steps_run(pipe)
+        steps, strength = planned["num_inference_steps"], planned["strength"]
+        run_steps = steps_run(steps, strength)
         say(
             args,
             f"editing to {request.prompt!r}: {run_steps} of {steps} steps, the first {steps - run_steps} skipped at "
@@ -121,13 +122,14 @@ def edit_request(args: argparse.Namespace) -> EditRequest:
             raise UsageError("--latent picks the shipped shapes latent model; drop --model (or drop --latent)")
         args.model = SHAPES_LATENT_CHECKPOINT
     settings = asked_settings(args)
-    check_settings(NAMES, **dataclasses.asdict(settings))
     if args.demo:
         if args.image or args.mask:
             raise UsageError("--demo makes its own image and mask; drop --image/--mask")
         if args.out.suffix:
             raise UsageError(f"--demo writes a directory of files: --out names that directory, got {args.out}")
-        image, mask, prompt = demo_inputs(args.seed or BY_NAME["seed"].default)
+        check_settings(NAMES, **dataclasses.asdict(settings))  # the scene is drawn from the seed: check it first
+        seed = BY_NAME["seed"].default if settings.seed is None else settings.seed
+        image, mask, prompt = demo_inputs(seed)
         return EditRequest(prompt, image, mask, settings=settings, names=NAMES)
     if args.out.suffix.lower() != ".png":
         raise UsageError(f"--out must be a .png file, got {args.out}")

@@ -186,7 +186,7 @@ def _file_problems(request: EditRequest) -> list[str]:
             continue
         try:
             with image_header(path, name) as image:
-                check_pixels(*image.size, request.max_pixels, f"{name} {path}", "--max-pixels")
+                check_pixels(*image.size, request.value("max_pixels"), f"{name} {path}", "--max-pixels")
                 sizes[name] = image.size
         except UsageError as error:
             problems.append(str(error))

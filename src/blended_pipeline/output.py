@@ -110,8 +110,7 @@ class OutputSet:
         set's files that this run does not write (more numbered results) are removed. ``record`` (the prompt and
         the settings) goes into the scores file beside the ranking (each score "not ranked" where ``scores`` is
         None: the results keep their generation order)."""
-        self.best.parent.mkdir(parents=True, exist_ok=True)
-        folder, stem = self.best.parent, self.best.stem
+        folder, stem = self.best.parent, self.best.stem  # the folder exists: ``claimed`` made it
         files: dict[Path, PIL.Image.Image] = {}
         if self.extras:
             files = {folder / "input.png": image.convert("RGB"), folder / "mask.png": mask.convert("L")}

@@ -137,8 +137,8 @@ class EditRequest:
             mask = self._open("mask") if self.mask is not None else None
             if self.application == "extend":
                 check_extension(*image.size, *self.extend, self.name("extend"))
-                fill = self.asked().get("extend_fill", BY_NAME["extend_fill"].default)
-                image, mask = extend_canvas(image, *self.extend, fill=fill, seed=self.seed)
+                fill, seed = self.value("extend_fill"), self.value("seed")
+                image, mask = extend_canvas(image, *self.extend, fill=fill, seed=seed)
                 check_image_size(*image.size, f"{self.name('extend')}'s canvas")
             if self.application == "scribble":
                 image, strokes_mask = apply_scribble(image, self._open("scribble"))
@@ -150,9 +150,10 @@ class EditRequest:
             raise UsageError(str(error)) from error
         return image, mask
 
-    @property
-    def seed(self) -> int:
-        return self.asked().get("seed", BY_NAME["seed"].default)
+    def value(self, name: str) -> Any:
+        """A setting that no pipeline resolves (the seed, the canvas fill, the pixel limit): as asked, else the
+        table's default."""
+        return self.asked().get(name, BY_NAME[name].default)
 
     def pipeline_arguments(self, kind: str, checkpoint: Any) -> dict[str, Any]:
         """The settings asked for that a ``kind`` pipeline takes, by its argument names, with the application's
@@ -169,20 +170,17 @@ class EditRequest:
         return arguments
 
     def planned_settings(self, pipe: Any) -> dict[str, Any]:
-        """The settings ``pipe`` will run this request with (as the pipeline resolves them), to say before it runs."""
+        """The settings ``pipe`` will run this request with (as the pipeline resolves them), to say before it runs;
+        refused, naming the settings as the front end does, when no step would run (a strength too small for the
+        checkpoint's steps is known only once its config is read)."""
         kind = pipeline_kind(pipe)
-        return resolve_settings(kind, pipe.config, self.pipeline_arguments(kind, pipe.config))
-
-    def steps_run(self, pipe: Any) -> int:
-        """The steps ``pipe`` will run, refused (naming the settings as the front end does) when none would run:
-        a strength too small for the checkpoint's steps is known only once its config is read."""
-        planned = self.planned_settings(pipe)
+        planned = resolve_settings(kind, pipe.config, self.pipeline_arguments(kind, pipe.config))
         names = {key: self.name(key) for key in ("strength", "num_inference_steps")}
         try:
             check_settings(names, strength=planned["strength"], num_inference_steps=planned["num_inference_steps"])
         except ValueError as error:
             raise UsageError(str(error)) from error
-        return steps_run(planned["num_inference_steps"], planned["strength"])
+        return planned
 
     def strength_source(self) -> str:
         """Where the strength comes from, in words."""
@@ -200,13 +198,9 @@ class EditRequest:
     def _open(self, key: str) -> PIL.Image.Image:
         source = getattr(self, key)
         if isinstance(source, PIL.Image.Image):
-            check_pixels(*source.size, self.max_pixels, self.name(key), self.name("max_pixels"))
+            check_pixels(*source.size, self.value("max_pixels"), self.name(key), self.name("max_pixels"))
             return source
-        return open_image(source, self.name(key), self.max_pixels, self.name("max_pixels"))
-
-    @property
-    def max_pixels(self) -> int:
-        return self.asked().get("max_pixels", BY_NAME["max_pixels"].default)
+        return open_image(source, self.name(key), self.value("max_pixels"), self.name("max_pixels"))
 
 
 def application_strength(application: str, checkpoint: Any) -> float:
@@ -281,7 +275,12 @@ class EditResult:
         """The prompt, seed, scheduler, model and every setting a front end can set, as used: the results' record."""
         taken = [s.argument_for(self.kind) for s in SETTINGS if s.flag and s.call and self.kind in s.pipelines]
         used = {argument: self.settings[argument] for argument in taken}
-        record = {"prompt": self.request.prompt, "seed": self.request.seed, "scheduler": self.scheduler, "model": model}
+        record = {
+            "prompt": self.request.prompt,
+            "seed": self.request.value("seed"),
+            "scheduler": self.scheduler,
+            "model": model,
+        }
         return {**record, **used, **({"ranking_clip": ranking_clip} if ranking_clip else {})}
 
 
@@ -311,7 +310,7 @@ def run_edit(
         prompt=request.prompt,
         image=image,
         mask_image=mask,
-        generator=torch.Generator().manual_seed(request.seed),
+        generator=torch.Generator().manual_seed(request.value("seed")),
         **request.pipeline_arguments(kind, pipe.config),
         **extra,
     )
