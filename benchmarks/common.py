@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -67,12 +68,39 @@ def upscale(array: np.ndarray, factor: int) -> np.ndarray:
 
 
 def provenance(script: str) -> dict:
-    """Machine, date and the exact command, recorded beside every published figure."""
+    """Machine, date, the exact command, the commit and the versions that matter, beside every published figure."""
+    import diffusers
+
     return {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
         "date": date.today().isoformat(),
         "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
+        "commit": commit(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
     }
+
+
+def heading(results: dict) -> str:
+    """A results table's first line: where, when, from which commit and by which command it was made."""
+    return (
+        f"Machine: {results['machine']}; commit {results['commit']} (torch {results['torch']}, diffusers "
+        f"{results['diffusers']}); date: {results['date']}; command: `{results['command']}`"
+    )
+
+
+def commit() -> str:
+    """The checkout's commit, with "+changes" when its tracked files differ from it; "unknown" outside git."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=True).stdout
+
+    try:
+        changed = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        return git("rev-parse", "--short", "HEAD").strip() + ("+changes" if changed else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def cpu_name() -> str:

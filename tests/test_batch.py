@@ -64,10 +64,12 @@ def write_manifest(path: Path, lines: list[dict]) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def launch(workspace: Path, out: Path, *launcher: str, manifest: str = "edits.jsonl") -> subprocess.Popen:
+def launch(
+    workspace: Path, out: Path, *launcher: str, manifest: str = "edits.jsonl", options: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """The batch in fresh processes, one thread each (two torch processes with two threads on two cores crawl)."""
     command = [*launcher, "-m", "blended_pipeline.batch", str(workspace / manifest), "--out", str(out)]
-    command += ["--model", str(workspace / "model"), *FAST, "--quiet"]
+    command += ["--model", str(workspace / "model"), *FAST, "--quiet", *options]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
         command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -75,6 +77,7 @@ def launch(workspace: Path, out: Path, *launcher: str, manifest: str = "edits.js
 
 
 ONE_PROCESS = (sys.executable,)
+OWN_WORKERS = ("--processes", "2")
 
 
 def free_port() -> int:
@@ -143,11 +146,14 @@ def run_two_machines(workspace: Path, out: Path, attempts: int = 2) -> None:
                 raise
 
 
-@pytest.mark.parametrize("how", ["accelerate", "torchrun", "two machines"])
+@pytest.mark.parametrize("how", ["--processes", "accelerate", "torchrun", "two machines"])
 def test_two_processes_do_each_edit_once_and_equal_one_process(workspace, one_process_run, tmp_path, how):
     out = tmp_path / "two"
     if how == "two machines":
         run_two_machines(workspace, out)
+    elif how == "--processes":
+        code, _, err = finished(launch(workspace, out, *ONE_PROCESS, options=OWN_WORKERS))
+        assert code == 0, err
     else:
         code, _, err = finished(launch(workspace, out, *(two_processes() if how == "accelerate" else torchrun())))
         assert code == 0, err
@@ -296,9 +302,8 @@ def bare_workers(workspace: Path, out: Path, manifest: str) -> list[tuple[int, s
     return [finished(process) for process in started]
 
 
-def test_each_process_of_a_distributed_run_exits_with_the_batch_status_and_its_output_flushed(workspace, tmp_path):
-    """A distributed run ends its processes without the interpreter's teardown: the status and what was printed
-    must still come through."""
+def write_one_failing_manifest(workspace: Path) -> None:
+    """``one-fails.jsonl``: a good edit, and one whose image is cut short past its header (it fails its edit)."""
     data = (workspace / "img0.png").read_bytes()
     (workspace / "cut.png").write_bytes(data[: len(data) // 2])
     lines = [
@@ -306,16 +311,55 @@ def test_each_process_of_a_distributed_run_exits_with_the_batch_status_and_its_o
         {"id": "bad", "image": "cut.png", "mask": "mask.png", "prompt": "a red ball"},
     ]
     write_manifest(workspace / "one-fails.jsonl", lines)
+
+
+def write_refused_manifest(workspace: Path) -> None:
+    """``refused.jsonl``: one line, its image missing (the manifest is refused)."""
+    write_manifest(
+        workspace / "refused.jsonl", [{"id": "x", "image": "missing.png", "mask": "mask.png", "prompt": "a"}]
+    )
+
+
+def test_each_process_of_a_distributed_run_exits_with_the_batch_status_and_its_output_flushed(workspace, tmp_path):
+    """A distributed run ends its processes without the interpreter's teardown: the status and what was printed
+    must still come through."""
+    write_one_failing_manifest(workspace)
     (main_code, printed, err), (other_code, _, _) = bare_workers(workspace, tmp_path / "out", "one-fails.jsonl")
     assert (main_code, other_code) == (batch.FAILED, batch.FAILED), err
     summary = json.loads(printed.strip().splitlines()[-1])
     assert (summary["done"], summary["failed"]) == (1, 1)
 
-    write_manifest(
-        workspace / "refused.jsonl", [{"id": "x", "image": "missing.png", "mask": "mask.png", "prompt": "a"}]
-    )
+    write_refused_manifest(workspace)
     (main_code, _, err), (other_code, _, _) = bare_workers(workspace, tmp_path / "refused", "refused.jsonl")
     assert (main_code, other_code) == (2, 2) and "missing.png: no such file" in err
+
+
+def test_own_workers_keep_the_statuses_and_a_refused_manifest_starts_none(workspace, tmp_path):
+    """``--processes`` checks the manifest before it starts a worker, and its status is the batch's own: no
+    launcher's traceback over the one-line errors."""
+    write_refused_manifest(workspace)
+    out = tmp_path / "refused"
+    code, printed, err = finished(launch(workspace, out, *ONE_PROCESS, manifest="refused.jsonl", options=OWN_WORKERS))
+    assert code == 2 and err.splitlines() == [
+        f"blended-edit-batch: error: {workspace / 'refused.jsonl'}:1: image {workspace / 'missing.png'}: no such file"
+    ]
+    assert not out.exists() and not printed
+
+    write_one_failing_manifest(workspace)
+    out = tmp_path / "one-fails"
+    code, printed, err = finished(launch(workspace, out, *ONE_PROCESS, manifest="one-fails.jsonl", options=OWN_WORKERS))
+    assert code == batch.FAILED and "Traceback" not in err, err
+    assert json.loads(printed.strip().splitlines()[-1])["failed"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["done"], summary["failed"], summary["processes"]) == (1, 1, 2)
+
+
+def test_processes_is_refused_under_another_launcher(workspace, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert run_batch(workspace, tmp_path / "out", "edits.jsonl", "--processes", "2") == 2
+    assert "--processes starts its own workers; drop it under accelerate launch" in capsys.readouterr().err
+    assert run_batch(workspace, tmp_path / "out", "edits.jsonl", "--processes", "0") == 2
+    assert "--processes must be >= 1, got 0" in capsys.readouterr().err
 
 
 def children(pid: int) -> list[int]:
@@ -339,9 +383,15 @@ def slow_edits(prefix: str) -> list[dict]:
     return [{"id": f"{prefix}{i}", "image": f"img{i % 6}.png", **line} for i in range(8)]
 
 
-def launched_until_a_result(workspace: Path, out: Path, manifest: str) -> tuple[subprocess.Popen, list[int]]:
-    """A two-process run of ``manifest``, once its first edit is written, and its workers."""
-    launcher = launch(workspace, out, *two_processes(), manifest=manifest)
+def launched_until_a_result(
+    workspace: Path, out: Path, manifest: str, how: str = "accelerate"
+) -> tuple[subprocess.Popen, list[int]]:
+    """A two-process run of ``manifest`` (by accelerate, or by ``--processes``), once its first edit is written,
+    and its workers."""
+    if how == "accelerate":
+        launcher = launch(workspace, out, *two_processes(), manifest=manifest)
+    else:
+        launcher = launch(workspace, out, *ONE_PROCESS, manifest=manifest, options=OWN_WORKERS)
     deadline = time.monotonic() + 240
     while not any(out.glob("*/result.json")) and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -402,11 +452,12 @@ def test_skip_invalid_runs_the_valid_lines_and_lists_the_refused_ones(workspace,
     assert (summary["done"], summary["refused"], summary["failed"]) == (2, 2, 0)
 
 
-def test_workers_end_with_a_launcher_killed_outright_and_a_rerun_completes_every_edit_once(workspace, tmp_path):
+@pytest.mark.parametrize("how", ["accelerate", "--processes"])
+def test_workers_end_with_a_launcher_killed_outright_and_a_rerun_completes_every_edit_once(workspace, tmp_path, how):
     lines = slow_edits("w")
     write_manifest(workspace / "launcher.jsonl", lines)
     out = tmp_path / "out"
-    launcher, workers = launched_until_a_result(workspace, out, "launcher.jsonl")
+    launcher, workers = launched_until_a_result(workspace, out, "launcher.jsonl", how)
     os.kill(launcher.pid, signal.SIGKILL)
     launcher.wait()
     _, err = launcher.communicate()

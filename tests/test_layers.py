@@ -26,7 +26,7 @@ LAYERS = {
         "shapes.tokenizer",
     },
     "loop": {"loop", "pipeline", "pipeline_latent", "convert_adm"},
-    "application": {"request", "loading", "output", "arguments", "manifest"},
+    "application": {"request", "loading", "output", "arguments", "manifest", "launcher"},
     "front ends": {"cli", "batch", "ui"},
     "shapes": {
         "shapes.train_clip",

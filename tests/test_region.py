@@ -65,3 +65,44 @@ def test_fill_from_surround_paints_the_mask_with_the_colour_around_it():
     assert torch.equal(filled[1], image[1])
     soft = fill_from_surround(image[:1], mask[:1] * 0.5)  # a soft mask mixes the fill in by its value
     torch.testing.assert_close(soft[0, :, 7, 7], (image[0, :, 7, 7] + torch.tensor([0.5, 0.0, 0.0])) / 2)
+
+
+def test_a_region_is_the_whole_feathered_mask_cut_to_its_crop():
+    """The region feathers only a window around the mask, yet equals feathering the whole mask and cutting the
+    square around its support, zero exactly where that is; near an image border too."""
+    from blended_pipeline.region import EditRegion, crop_box, feather
+
+    for box in ((60, 80, 75, 95), (0, 2, 9, 14), (110, 170, 120, 180)):
+        mask = torch.zeros(1, 1, 120, 180, dtype=torch.bool)
+        mask[..., box[0] : box[2], box[1] : box[3]] = True
+        for blur in (0.0, 0.4, 3.0, 7.5):
+            whole = feather(mask, blur)
+            region = EditRegion.around(torch.rand(1, 3, 120, 180), mask, (16, 16), 0.25, blur)
+            top, left, bottom, right = crop_box(whole, 16, 0.25)
+            assert region.crop == (..., slice(top, bottom), slice(left, right))
+            cut = whole[region.crop]  # a convolution over a smaller window may add in another order: 1e-7 apart
+            assert torch.equal(region.crop_mask == 0, cut == 0) and torch.allclose(region.crop_mask, cut, atol=1e-6)
+
+
+def test_an_8_bit_input_is_edited_as_its_floats_and_pasted_back_in_8_bits():
+    import numpy as np
+    import PIL.Image
+
+    from blended_pipeline.image_io import load_image, load_source
+    from blended_pipeline.region import EditRegion
+
+    picture = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    stored, floats = load_source(picture), load_image(picture)
+    assert stored.dtype == torch.uint8 and torch.equal(stored.float() / 255, floats)
+    mask = torch.zeros(1, 1, 50, 70, dtype=torch.bool)
+    mask[..., 20:30, 30:38] = True
+    from_bytes, from_floats = (EditRegion.around(s, mask, (16, 16), 0.25, 2.0) for s in (stored, floats))
+    assert torch.equal(from_bytes.image, from_floats.image) and torch.equal(from_bytes.mask, from_floats.mask)
+    results = torch.rand(3, 3, 16, 16) * 2 - 1
+    in_bytes, in_floats = from_bytes.paste(results, stored), from_floats.paste(results, floats)
+    assert in_bytes.dtype == torch.uint8 and torch.equal(in_bytes, (in_floats * 255).round().to(torch.uint8))
+    soft = torch.zeros(1, 1, 50, 70)
+    soft[from_bytes.crop] = from_bytes.crop_mask
+    keep = soft[0, 0] == 0
+    assert torch.equal(in_bytes[:, :, keep], stored[:, :, keep].expand(3, -1, -1))
+    assert not torch.equal(in_bytes[:, :, ~keep], stored[:, :, ~keep].expand(3, -1, -1))

@@ -1,6 +1,7 @@
 """``blended-edit-batch``: run a manifest of edits, spread over processes, GPUs and machines by accelerate.
 
     blended-edit-batch edits.jsonl --out results/                                   # one process
+    blended-edit-batch edits.jsonl --out results/ --processes 4                     # four, on this machine
     accelerate launch --multi_gpu --num_processes 4 -m blended_pipeline.batch edits.jsonl --out results/
 
 The main process reads and checks the whole manifest before any work (every bad line is named, exit status 2;
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blended_pipeline.arguments import FLAGS, OneLineParser, add_edit_options, add_model_options, asked_settings
+from blended_pipeline.launcher import FAILED, is_own_worker, launch_workers, under_other_launcher, watch_launcher
 from blended_pipeline.loading import (
     check_clip_options,
     check_model_directory,
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
 
     from blended_pipeline.pipeline import BlendedDiffusionPipeline
 
-FAILED = 1  # exit status when some edits failed (the others are done)
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="blended-edit-batch", description=__doc__.splitlines()[0])
@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-invalid",
         action="store_true",
         help="run the manifest's valid lines and list the refused ones in OUT/errors.jsonl (exit status 1)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes on this machine, started by the command once the manifest is checked (one per GPU; "
+        "on a CPU give each OMP_NUM_THREADS=1)",
     )
     add_model_options(parser)
     add_edit_options(parser)  # the batch's defaults; a manifest line may set its own
@@ -92,9 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_settings(FLAGS, **dataclasses.asdict(asked_settings(args)))
         if args.out.exists() and not args.out.is_dir():
             raise UsageError(f"--out {args.out}: exists and is not a directory")
+        if args.processes < 1:
+            raise UsageError(f"--processes must be >= 1, got {args.processes}")
+        if args.processes > 1 and under_other_launcher():
+            raise UsageError("--processes starts its own workers; drop it under accelerate launch or torchrun")
+        if args.processes > 1 and not is_own_worker():
+            checked_edits(args)  # a refused manifest: one line per bad line, exit 2, and no worker started
+            return launch_workers(args.processes, sys.argv[1:] if argv is None else argv)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InputWarning)  # per-edit warnings would flood a long batch
             return run(args, launcher)
+    except ManifestError as error:
+        for problem in error.problems:
+            print(f"blended-edit-batch: error: {problem}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError) as error:
         print(f"blended-edit-batch: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
@@ -116,25 +134,6 @@ def run(args: argparse.Namespace, launcher: int) -> int:
     if state.num_processes > 1:
         leave_now(code)
     return code
-
-
-def watch_launcher(launcher: int, process: int) -> None:
-    """End this worker, saying so, when the process that launched it is gone: a launcher killed outright (SIGKILL)
-    cannot stop its workers, and they must not go on editing and writing without it. An edit cut short leaves only
-    a temporary folder, which the next run removes."""
-
-    def watch() -> None:
-        while os.getppid() == launcher:
-            time.sleep(1)
-        print(
-            f"blended-edit-batch: process {process}: the launcher (pid {launcher}) is gone; stopping, the edits not "
-            "finished are left for a rerun",
-            file=sys.stderr,
-            flush=True,
-        )
-        os._exit(FAILED)
-
-    threading.Thread(target=watch, daemon=True, name="launcher-watch").start()
 
 
 def leave_now(code: int) -> None:
@@ -187,8 +186,9 @@ def edit_manifest(state: PartialState, args: argparse.Namespace) -> int:
     return FAILED if failed or decided.refused else 0
 
 
-def plan(args: argparse.Namespace) -> Plan:
-    """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
+def checked_edits(args: argparse.Namespace) -> tuple[list[ManifestEdit], list[tuple[int, str]]]:
+    """The manifest's edits that the model can run and its refused lines (line, reason), having written nothing;
+    a ``ManifestError`` naming every bad line unless ``--skip-invalid`` leaves edits to run."""
     check_model_directory(args.model)
     kind, steps = model_kind(args.model), trained_steps(args.model)
     defaults = asked_settings(args)  # the batch's own options: every line's defaults
@@ -208,6 +208,12 @@ def plan(args: argparse.Namespace) -> Plan:
     if refused and not (args.skip_invalid and edits):
         raise ManifestError([f"{args.manifest}:{line}: {reason}" for line, reason in sorted(refused)])
     check_clip_options(args.clip, args.ranking_clip)
+    return edits, refused
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Check the manifest and the model, clear what a killed run left, and list the edits still to do."""
+    edits, refused = checked_edits(args)
     args.out.mkdir(parents=True, exist_ok=True)
     for leftover in args.out.glob(f"{TEMPORARY_PREFIX}*"):
         shutil.rmtree(leftover, ignore_errors=True)

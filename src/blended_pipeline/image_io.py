@@ -35,11 +35,27 @@ def load_image(image: ImageInput) -> torch.Tensor:
     return tensor.contiguous()
 
 
+def load_source(image: ImageInput) -> torch.Tensor:
+    """The input as the crop path keeps it: an 8-bit RGB or gray image as (1, 3, H, W) uint8 (its own bytes; a
+    large image is then not copied as floats), any other as ``load_image``."""
+    if isinstance(image, PIL.Image.Image) and image.mode in ("RGB", "L"):
+        image = np.asarray(image)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (image.ndim == 2 or image.shape[-1:] == (3,)):
+        with warnings.catch_warnings():  # PIL's arrays are read-only; the source is only ever read
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            pixels = torch.from_numpy(np.ascontiguousarray(image))
+        return pixels.reshape(*image.shape[:2], -1).permute(2, 0, 1)[None].expand(-1, 3, -1, -1)
+    return load_image(image)
+
+
 def load_mask(mask: ImageInput, image_size: tuple[int, int]) -> torch.Tensor:
     """A mask as (1, 1, H, W) bool at ``image_size`` (H, W); white / 1 = edit, black / 0 = keep.
 
     A mask of another size but the image's aspect ratio is resized (nearest); any other size is an error.
     """
+    if isinstance(mask, PIL.Image.Image) and mask.mode in ("L", "1") and mask.size == image_size[::-1]:
+        array = np.asarray(mask)  # read as bytes: a large mask is not copied as floats
+        return _non_empty(torch.from_numpy(array if array.dtype == bool else array > 127)[None, None])
     tensor = _as_float_tensor(mask, "mask_image")
     colour_channels = {2: 1, 4: 3}.get(tensor.shape[1], tensor.shape[1])  # an alpha channel is not the mask
     tensor = tensor[:, :colour_channels].mean(dim=1, keepdim=True)
@@ -47,20 +63,26 @@ def load_mask(mask: ImageInput, image_size: tuple[int, int]) -> torch.Tensor:
     check_mask_size(width, height, image_size[1], image_size[0])
     if (height, width) != image_size:
         tensor = F.interpolate(tensor, size=image_size, mode="nearest")
-    binary = tensor > 0.5
+    return _non_empty(tensor > 0.5)
+
+
+def _non_empty(binary: torch.Tensor) -> torch.Tensor:
     if not binary.any():
         raise ValueError("mask_image is empty (all pixels are 0 = keep): there is nothing to edit; white = edit")
     return binary
 
 
 def to_output(images: torch.Tensor, output_type: OutputType) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
-    """(N, 3, H, W) in [0, 1] as PIL images, a (N, H, W, 3) float array, or the tensor itself."""
+    """(N, 3, H, W) in [0, 1] as PIL images, a (N, H, W, 3) float array, or the tensor itself; 8-bit images
+    (uint8, for PIL images only) as they are."""
     if output_type == "pt":
         return images
     array = images.permute(0, 2, 3, 1).cpu().numpy()
     if output_type == "np":
         return array
-    return [PIL.Image.fromarray(np.round(a * 255).astype(np.uint8)) for a in array]
+    if array.dtype != np.uint8:
+        array = np.round(array * 255).astype(np.uint8)
+    return [PIL.Image.fromarray(a) for a in array]
 
 
 def _as_float_tensor(value: ImageInput, name: str) -> torch.Tensor:

@@ -26,9 +26,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from blended_pipeline.blending import BlendCallback
 from blended_pipeline.guidance import Guidance
-from blended_pipeline.image_io import ImageInput, load_image, load_mask, to_output
+from blended_pipeline.image_io import ImageInput, load_mask, load_source, to_output
 from blended_pipeline.ranking import Ranking
-from blended_pipeline.region import EditRegion, feather
+from blended_pipeline.region import EditRegion, as_unit_float
 from blended_pipeline.restart import RestartFromBestCallback
 from blended_pipeline.settings import (
     BY_ARGUMENT,
@@ -175,20 +175,20 @@ class BlendedPipelineMixin:
 
     def _edit_regions(
         self, images: list[ImageInput], masks: list[ImageInput], settings: CallSettings
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[EditRegion]]:
-        """Each edit's input, (1, 3, H, W) in [0, 1], its (feathered) mask, checked, and its region at the
-        model's resolution (``_model_resolution``, which each pipeline defines)."""
-        sources = [load_image(picture) for picture in images]
+    ) -> tuple[list[torch.Tensor], list[EditRegion]]:
+        """Each edit's input as stored (``load_source``), checked, and its region: the (feathered) mask's crop at
+        the model's resolution (``_model_resolution``, which each pipeline defines)."""
+        sources = [load_source(picture) for picture in images]
         for source in sources:
             check_image_size(source.shape[-1], source.shape[-2], "image")
-        blur, output_type = settings.mask_blur, settings.output_type
-        loaded = [feather(load_mask(m, tuple(s.shape[-2:])), blur) for m, s in zip(masks, sources, strict=True)]
-        if output_type in ("np", "pt") and len({s.shape for s in sources}) > 1:
-            raise ValueError(f"output_type={output_type!r} needs every image of one size; use output_type='pil'")
-        resolution = self._model_resolution()
-        margin = settings.crop_margin
-        regions = [EditRegion.around(s, m, resolution, margin) for s, m in zip(sources, loaded, strict=True)]
-        return sources, loaded, regions
+        loaded = [load_mask(m, tuple(s.shape[-2:])) for m, s in zip(masks, sources, strict=True)]
+        if settings.output_type in ("np", "pt") and len({s.shape for s in sources}) > 1:
+            raise ValueError(
+                f"output_type={settings.output_type!r} needs every image of one size; use output_type='pil'"
+            )
+        resolution, margin, blur = self._model_resolution(), settings.crop_margin, settings.mask_blur
+        regions = [EditRegion.around(s, m, resolution, margin, blur) for s, m in zip(sources, loaded, strict=True)]
+        return sources, regions
 
     def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: dict[str, Any]) -> None:
         """The prompts, the steps against the schedule's training length, the generator count, the callbacks'
@@ -287,7 +287,6 @@ class BlendedPipelineMixin:
         results: torch.Tensor,
         regions: list[EditRegion],
         sources: list[torch.Tensor],
-        masks: list[torch.Tensor],
         settings: dict[str, Any],
         return_dict: bool,
     ) -> BlendedPipelineOutput | tuple:
@@ -300,7 +299,7 @@ class BlendedPipelineMixin:
             scores = [float(s) for s in ranked_scores]
         self.maybe_free_model_hooks()
         ranked = results[order].split(settings["num_images_per_prompt"])
-        outputs = self._pasted_output(regions, ranked, sources, masks, settings["output_type"])
+        outputs = self._pasted_output(regions, ranked, sources, settings["output_type"])
         if not return_dict:
             return outputs, scores
         return BlendedPipelineOutput(images=outputs, scores=scores, settings=settings)
@@ -381,17 +380,19 @@ class BlendedPipelineMixin:
 
     @staticmethod
     def _pasted_output(
-        regions: list[EditRegion],
-        ranked: Sequence[torch.Tensor],
-        sources: list[torch.Tensor],
-        masks: list[torch.Tensor],
-        output_type: OutputType,
+        regions: list[EditRegion], ranked: Sequence[torch.Tensor], sources: list[torch.Tensor], output_type: OutputType
     ) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
-        """Each edit's results (in [-1, 1], at the model's resolution) back in its input, as ``output_type``."""
-        edited = [region.paste(r, s, m) for region, r, s, m in zip(regions, ranked, sources, masks, strict=True)]
+        """Each edit's results (in [-1, 1], at the model's resolution) back in its input, as ``output_type``; PIL
+        images one at a time and in the input's 8 bits where it has them, so that a large input is not copied as
+        floats."""
         if output_type != "pil":
+            edited = [region.paste(r, as_unit_float(s)) for region, r, s in zip(regions, ranked, sources, strict=True)]
             return to_output(torch.cat(edited), output_type)
-        return [picture for edit in edited for picture in to_output(edit, "pil")]
+        return [
+            to_output(region.paste(result[None], source), "pil")[0]
+            for region, results, source in zip(regions, ranked, sources, strict=True)
+            for result in results
+        ]
 
 
 def check_ranking_clip(ranking_clip_model: Any, clip_model: Any) -> None:

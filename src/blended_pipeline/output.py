@@ -182,8 +182,8 @@ def current_umask() -> int:
 
 def grid(pictures: list[PIL.Image.Image], cell: int = 128) -> PIL.Image.Image:
     """Side by side, each scaled (nearest, so small images stay crisp) to ``cell`` pixels high."""
-    scaled = [
-        p.convert("RGB").resize((max(1, round(cell * p.width / p.height)), cell), PIL.Image.NEAREST) for p in pictures
+    scaled = [  # scaled first: a large picture is not copied whole
+        p.resize((max(1, round(cell * p.width / p.height)), cell), PIL.Image.NEAREST).convert("RGB") for p in pictures
     ]
     canvas = PIL.Image.new("RGB", (sum(p.width for p in scaled) + 4 * (len(scaled) - 1), cell), (255, 255, 255))
     x = 0

@@ -218,7 +218,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             settings.blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings.restart_at
         )
         self.check_inputs(prompts, generator, callbacks, settings)
-        sources, masks, regions = self._edit_regions(images, masks, settings)
+        sources, regions = self._edit_regions(images, masks, settings)
         precision, device = settings.mixed_precision, self._execution_device
         num_images_per_prompt, self._interrupt = settings.num_images_per_prompt, False
 
@@ -272,7 +272,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         # 4. Rank each edit's results, then back to each input's size with its exact pixels outside the mask.
         if settings.output_type == "latent":
             return self._latent_output(latents, settings, return_dict)
-        return self._ranked_output(latents.clamp(-1, 1), regions, sources, masks, settings, return_dict)
+        return self._ranked_output(latents.clamp(-1, 1), regions, sources, settings, return_dict)
 
     def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
         """The UNet and CLIP's image tower: each step runs both forward and backward."""

@@ -168,7 +168,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             settings.blend, callback_on_step_end, callback_on_step_end_tensor_inputs, settings.restart_at
         )
         self.check_inputs(prompts, negatives, generator, callbacks, settings)
-        sources, masks, regions = self._edit_regions(images, masks, settings)
+        sources, regions = self._edit_regions(images, masks, settings)
         precision, device = settings.mixed_precision, self._execution_device
         num_images_per_prompt, self._interrupt = settings.num_images_per_prompt, False
 
@@ -220,7 +220,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             return self._latent_output(latents, settings, return_dict)
         with self._autocast(precision, device):
             results = self._decode(latents, model_image, model_mask, settings.reconstruction).clamp(-1, 1)
-        return self._ranked_output(results, regions, sources, masks, settings, return_dict)
+        return self._ranked_output(results, regions, sources, settings, return_dict)
 
     @property
     def guidance_scale(self) -> float:

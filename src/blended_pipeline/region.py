@@ -16,32 +16,64 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class EditRegion:
-    """One edit's crop: the index of its box in the input, and the crop at the model's resolution.
+    """One edit's crop: its index in the input, the soft mask over it, and both at the model's resolution.
 
-    ``image`` is (1, 3, h, w) in [-1, 1], ``mask`` (1, 1, h, w) floats in [0, 1], both at the model's resolution.
+    ``crop_mask`` is (1, 1, H', W') floats in [0, 1] over the crop at the input's resolution; ``image`` is
+    (1, 3, h, w) in [-1, 1] and ``mask`` (1, 1, h, w) in [0, 1] at the model's. Only the crop is ever converted
+    to floats, so a large input costs its stored bytes and not a float copy of itself.
     """
 
     crop: tuple
+    crop_mask: torch.Tensor
     image: torch.Tensor
     mask: torch.Tensor
 
     @classmethod
-    def around(cls, source: torch.Tensor, mask: torch.Tensor, resolution: tuple[int, int], margin: float) -> EditRegion:
-        """The region of ``source`` (1, 3, H, W) in [0, 1] that the (soft) ``mask`` asks to edit."""
-        crop = _crop(crop_box(mask, max(resolution), margin))
-        return cls(crop, *to_resolution(source[crop], mask[crop], resolution))
+    def around(
+        cls, source: torch.Tensor, mask: torch.Tensor, resolution: tuple[int, int], margin: float, blur: float = 0.0
+    ) -> EditRegion:
+        """The region of ``source`` (1, 3, H, W), 8-bit or floats in [0, 1], that the (1, 1, H, W) bool ``mask``
+        feathered by ``blur`` pixels (``feather``) asks to edit."""
+        height, width = mask.shape[-2:]
+        reach = math.ceil(blur) if blur > 0 else 0
+        top, left, bottom, right = bounding_box(mask)
+        window = (max(0, top - reach), max(0, left - reach), min(height, bottom + reach), min(width, right + reach))
+        soft = feather(mask[_crop(window)], blur)  # exactly 0 farther than ``reach`` from the mask
+        inside = bounding_box(soft > 0)
+        support = (window[0] + inside[0], window[1] + inside[1], window[0] + inside[2], window[1] + inside[3])
+        box = square_around(support, (height, width), max(resolution), margin)
+        crop_mask = torch.zeros(1, 1, box[2] - box[0], box[3] - box[1])
+        crop_mask[_crop(_shifted(support, box))] = soft[_crop(inside)]
+        return cls(_crop(box), crop_mask, *to_resolution(as_unit_float(source[_crop(box)]), crop_mask, resolution))
 
-    def paste(self, results: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, 3, h, w) results in [-1, 1] put into the input: (N, 3, H, W) in [0, 1], the input where mask is 0."""
-        edited = source.to(results.device).repeat(results.shape[0], 1, 1, 1)
-        edited[self.crop] = paste(results, source[self.crop], mask[self.crop])
-        return edited
+    def paste(self, results: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) results in [-1, 1] put into the input ``source`` (1, 3, H, W): (N, 3, H, W) of the
+        source's type (8-bit results rounded), the input's exact pixels wherever the mask is 0."""
+        edited = paste(results, as_unit_float(source[self.crop]), self.crop_mask)
+        if source.dtype == torch.uint8:
+            edited = (edited * 255).round()
+        count, channels, height, width = results.shape[0], *source.shape[1:]
+        whole = torch.empty(count, height, width, channels, dtype=source.dtype, device=results.device)
+        whole = whole.permute(0, 3, 1, 2)  # laid out as images are stored: no copy on the way out
+        whole.copy_(source.expand(count, -1, -1, -1))
+        whole[self.crop] = edited.to(source.dtype)
+        return whole
 
 
 def _crop(box: tuple[int, int, int, int]) -> tuple:
     """The index that cuts the (top, left, bottom, right) box out of a (..., H, W) tensor."""
     top, left, bottom, right = box
     return (..., slice(top, bottom), slice(left, right))
+
+
+def _shifted(box: tuple[int, int, int, int], origin: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """``box`` in the coordinates of the box ``origin``."""
+    return box[0] - origin[0], box[1] - origin[1], box[2] - origin[0], box[3] - origin[1]
+
+
+def as_unit_float(image: torch.Tensor) -> torch.Tensor:
+    """An 8-bit image as floats in [0, 1]; floats as they are."""
+    return image.float() / 255 if image.dtype == torch.uint8 else image
 
 
 def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
@@ -58,17 +90,34 @@ def feather(mask: torch.Tensor, radius: float) -> torch.Tensor:
     return torch.maximum(hard, blurred)
 
 
-def crop_box(mask: torch.Tensor, resolution: int, margin: float) -> tuple[int, int, int, int]:
-    """The square (top, left, bottom, right) to edit an image larger than the model on.
+def bounding_box(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """The (top, left, bottom, right) box of a non-empty (..., H, W) mask's set pixels."""
+    plane = mask.reshape(-1, *mask.shape[-2:]).any(0)
+    rows, cols = torch.nonzero(plane.any(-1)), torch.nonzero(plane.any(-2))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
-    The mask's bounding box, grown by ``margin`` times its longer side on every side for context, made square by
-    growing within the image. The whole image when it is no larger than the model, or too narrow for a square.
-    """
+
+def crop_box(mask: torch.Tensor, resolution: int, margin: float) -> tuple[int, int, int, int]:
+    """The square (top, left, bottom, right) to edit an image larger than the model on (``square_around`` the
+    bounding box of the mask's set pixels; the whole image when it is no larger than the model)."""
     height, width = mask.shape[-2:]
     if max(height, width) <= resolution:
         return 0, 0, height, width
-    rows, cols = torch.nonzero(mask[0, 0] > 0, as_tuple=True)
-    top, bottom, left, right = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    return square_around(bounding_box(mask > 0), (height, width), resolution, margin)
+
+
+def square_around(
+    box: tuple[int, int, int, int], size: tuple[int, int], resolution: int, margin: float
+) -> tuple[int, int, int, int]:
+    """The square (top, left, bottom, right) to edit a region ``box`` of an image of ``size`` (H, W) on.
+
+    The box grown by ``margin`` times its longer side on every side for context, made square by growing within
+    the image. The whole image when it is no larger than the model, or too narrow for a square.
+    """
+    height, width = size
+    if max(height, width) <= resolution:
+        return 0, 0, height, width
+    top, left, bottom, right = box
     side = int(round(max(bottom - top, right - left) * (1 + 2 * margin)))
     side = max(side, resolution)
     if side > min(height, width):
