@@ -89,9 +89,10 @@ def heading(results: dict) -> str:
     )
 
 
-def commit() -> str:
-    """The checkout's commit, with "+changes" when its tracked files differ from it; "unknown" outside git."""
-    root = Path(__file__).resolve().parents[1]
+def commit(root: Path | None = None) -> str:
+    """The commit of the checkout at ``root`` (this one by default), with "+changes" when its tracked files differ
+    from it; "unknown" outside git."""
+    root = root or Path(__file__).resolve().parents[1]
 
     def git(*arguments: str) -> str:
         return subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=True).stdout
