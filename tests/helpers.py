@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 from diffusers.callbacks import PipelineCallback
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
@@ -100,26 +100,29 @@ def fast_call(pipe: BlendedDiffusionPipeline, image, mask_image, **kwargs):
     return pipe(**arguments)
 
 
-def tiny_latent_parts() -> dict:
-    """A tiny Stable Diffusion: a VAE (16 px to 8x8x4), a CLIP text encoder and a text-conditioned UNet."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
+def tiny_vae(latent_channels: int = 4, **config) -> AutoencoderKL:
+    """A tiny VAE: 16 px to 8x8 latents of ``latent_channels``."""
     torch.manual_seed(0)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        latent_channels=4,
+        latent_channels=latent_channels,
         block_out_channels=(8, 16),
         down_block_types=("DownEncoderBlock2D",) * 2,
         up_block_types=("UpDecoderBlock2D",) * 2,
         layers_per_block=1,
         norm_num_groups=4,
         sample_size=16,
+        **config,
     )
-    clip = tiny_clip_parts()
-    text_encoder = CLIPTextModel(CLIPTextConfig(**clip["clip_model"].config.text_config.to_dict()))
-    unet = UNet2DConditionModel(
+    return vae.eval()
+
+
+def tiny_text_unet(**config) -> torch.nn.Module:
+    """A tiny text-conditioned UNet on 8x8x4 latents."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
@@ -127,13 +130,24 @@ def tiny_latent_parts() -> dict:
         block_out_channels=(8, 16),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
         attention_head_dim=4,
         norm_num_groups=4,
+        **config,
     )
+
+
+def tiny_latent_parts() -> dict:
+    """A tiny Stable Diffusion: a VAE (16 px to 8x8x4), a CLIP text encoder and a text-conditioned UNet."""
+    from diffusers import DDIMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    vae = tiny_vae()
+    clip = tiny_clip_parts()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**clip["clip_model"].config.text_config.to_dict()))
+    unet = tiny_text_unet(cross_attention_dim=16)
     scheduler = DDIMScheduler(num_train_timesteps=100, beta_schedule="scaled_linear", clip_sample=False)
     return dict(
-        vae=vae.eval(),
+        vae=vae,
         text_encoder=text_encoder.eval(),
         tokenizer=clip["tokenizer"],
         unet=unet.eval(),
@@ -144,13 +158,51 @@ def tiny_latent_parts() -> dict:
     )
 
 
-def tiny_latent_pipeline(with_clip: bool = True):
-    from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
+def tiny_sdxl_parts(refiner: bool = False) -> dict:
+    """A tiny Stable Diffusion XL: the tiny VAE, two CLIP text encoders (the second with a projection), a UNet
+    with SDXL's added time conditioning, Euler; and the CLIP parts that rank. A ``refiner`` has the second encoder
+    only and aesthetic scores in its time ids."""
+    from diffusers import EulerDiscreteScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    parts = tiny_latent_parts()
+    vae = tiny_vae()
+    clip = tiny_clip_parts()
+    text = {**clip["clip_model"].config.text_config.to_dict(), "num_hidden_layers": 2}
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**{**text, "projection_dim": 8}))
+    time_ids = 5 if refiner else 6
+    unet = tiny_text_unet(
+        cross_attention_dim=16 if refiner else 32,  # the encoders' hidden states side by side
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=4,
+        projection_class_embeddings_input_dim=4 * time_ids + 8,
+    )
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=100, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    return dict(
+        vae=vae,
+        text_encoder=None if refiner else text_encoder.eval(),
+        tokenizer=None if refiner else clip["tokenizer"],
+        text_encoder_2=text_encoder_2.eval(),
+        tokenizer_2=clip["tokenizer"],
+        unet=unet.eval(),
+        scheduler=scheduler,
+        clip_model=clip["clip_model"],
+        clip_tokenizer=clip["tokenizer"],
+        feature_extractor=clip["feature_extractor"],
+    )
+
+
+def tiny_latent_pipeline(with_clip: bool = True, family: str = "sd"):
+    """A latent pipeline of ``family`` ("sd", "sdxl") on tiny random components."""
+    from blended_pipeline.families import latent_pipeline_class
+
+    parts = {"sd": tiny_latent_parts, "sdxl": tiny_sdxl_parts}[family]()
     if not with_clip:
         parts.update(clip_model=None, clip_tokenizer=None, feature_extractor=None)
-    pipe = BlendedLatentDiffusionPipeline(**parts)
+    pipe = latent_pipeline_class(family)(**parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -206,3 +258,26 @@ def ideal_edit(
     image = case.image.copy()
     image[shape_mask(shape or case.shape, center, size, resolution) & case.mask] = PALETTE[colour or case.colour]
     return image
+
+
+DIFFUSERS_PIPELINES = {
+    "sd": ("StableDiffusionPipeline", ("vae", "text_encoder", "tokenizer", "unet", "scheduler")),
+    "sdxl": (
+        "StableDiffusionXLPipeline",
+        ("vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "unet", "scheduler"),
+    ),
+}
+"""Each family's diffusers text-to-image pipeline and the components it saves."""
+
+
+def save_as_diffusers(family: str, path, pipeline: str | None = None) -> dict:
+    """The tiny components of ``family`` saved by diffusers' own ``pipeline`` (default: its text-to-image one), as
+    a user's download is laid out (no CLIP parts); returns the components."""
+    import diffusers
+
+    name, names = DIFFUSERS_PIPELINES[family]
+    parts = {"sd": tiny_latent_parts, "sdxl": tiny_sdxl_parts}[family]()
+    components = {n: parts[n] for n in names}
+    extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False) if family == "sd" else {}
+    getattr(diffusers, pipeline or name)(**components, **extra).save_pretrained(path)
+    return components

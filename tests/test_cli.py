@@ -276,20 +276,15 @@ def test_a_broken_model_index_is_named(files, tiny_model, capsys):
     assert f"{index} is not valid JSON" in err and err.count("\n") == 1
 
 
-def test_a_plain_stable_diffusion_directory_edits_with_results_not_ranked(files, image, mask):
-    from diffusers import StableDiffusionPipeline
-    from helpers import tiny_latent_parts
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_a_plain_diffusers_directory_of_each_family_edits_with_results_not_ranked(files, image, mask, family):
+    from helpers import save_as_diffusers
 
-    parts = tiny_latent_parts()
-    components = {name: parts[name] for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
-    plain = StableDiffusionPipeline(
-        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-    )
-    plain.save_pretrained(files / "sd")
+    save_as_diffusers(family, files / family)
     out = files / "result.png"
     arguments = ["--image", str(files / "in.png"), "--mask", str(files / "mask.png"), "--prompt", "a red ball"]
     assert (
-        cli.main([*arguments, "--model", str(files / "sd"), "--samples", "2", "--steps", "4", "--out", str(out)]) == 0
+        cli.main([*arguments, "--model", str(files / family), "--samples", "2", "--steps", "4", "--out", str(out)]) == 0
     )
     record = json.loads((files / "result-scores.json").read_text())
     assert [r["score"] for r in record["results"]] == ["not ranked", "not ranked"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
+from blended_pipeline.families import LATENT_FAMILIES, family_of
 from blended_pipeline.settings import UsageError
 
 
@@ -66,8 +67,8 @@ def trained_steps(model: str) -> int | None:
 
 
 def model_kind(model: str) -> str:
-    """ "latent" for a latent diffusion checkpoint (Stable Diffusion format: a vae and a text encoder), else
-    "pixel"; read from the directory's (or the hub repository's) model_index.json before anything loads."""
+    """ "latent" for a latent diffusion checkpoint of a known family (``families.family_of``), else "pixel"; read
+    from the directory's (or the hub repository's) model_index.json before anything loads."""
     path = Path(model) / "model_index.json"
     if path.is_file():
         index = read_json(path, "--model", model)
@@ -80,8 +81,15 @@ def model_kind(model: str) -> str:
             raise UsageError(
                 f"--model {model}: cannot read its model_index.json ({str(error).splitlines()[0]})"
             ) from error
-    latent = index.get("_class_name") == "BlendedLatentDiffusionPipeline" or "text_encoder" in index
-    return "latent" if latent else "pixel"
+    try:
+        family = family_of(index)
+    except ValueError as error:
+        raise UsageError(f"--model {model}: {error}") from error
+    if family != "pixel" and family not in LATENT_FAMILIES:
+        raise UsageError(
+            f"--model {model}: a {family} checkpoint; blended editing runs {', '.join(LATENT_FAMILIES)} checkpoints"
+        )
+    return "pixel" if family == "pixel" else "latent"
 
 
 def check_clip_options(clip: str | None, ranking_clip: str | None) -> None:

@@ -133,15 +133,22 @@ class BlendedPipelineMixin:
         return {"unet": self.unet}
 
     def _register(self, arguments: dict[str, Any]) -> None:
-        """Keep the constructor's ``arguments`` (its ``locals()``): the components as modules, the checkpoint's own
-        defaults checked and in the config (saved in ``model_index.json``: how much of the input a strength keeps,
-        and what works, depend on the model and its noise schedule)."""
+        """Keep the constructor's ``arguments`` (its ``locals()``): the components as modules; the checkpoint's own
+        defaults (checked) and any other plain value (a family's flags) in the config, saved in
+        ``model_index.json``: how much of the input a strength keeps, and what works, depend on the model and its
+        noise schedule."""
         check_ranking_clip(arguments["ranking_clip_model"], arguments["clip_model"])
-        config = {name: value for name, value in arguments.items() if name in BY_CHECKPOINT}
-        for name, value in config.items():
-            BY_CHECKPOINT[name].check(value, name)
-        self.register_to_config(**config)
         components = inspect.signature(type(self).__init__).parameters
+        plain = (bool, int, float, str)
+        config = {
+            name: arguments[name]
+            for name in components
+            if name in BY_CHECKPOINT or (name in arguments and isinstance(arguments[name], plain))
+        }
+        for name, value in config.items():
+            if name in BY_CHECKPOINT:
+                BY_CHECKPOINT[name].check(value, name)
+        self.register_to_config(**config)
         self.register_modules(
             **{
                 name: arguments[name]
@@ -248,12 +255,15 @@ class BlendedPipelineMixin:
         generator: Generators,
         eta: float,
         callbacks: list[tuple[StepEndCallback, list[str]]],
+        blend_noise: str = "fresh",
         **tensors: torch.Tensor,
     ) -> torch.Tensor:
         """Algorithm 2's loop: ``start`` noised to the first timestep, then for each step the model's prediction,
         the scheduler's step and the step-end callbacks (blending with ``clean`` noised to the new level where
-        ``mask`` is 0, first). ``tensors`` are offered to the callbacks beside the loop's own."""
+        ``mask`` is 0, first; with fresh noise, or the start's for ``blend_noise="initial"``). ``tensors`` are
+        offered to the callbacks beside the loop's own."""
         noise = randn_tensor(tuple(start.shape), generator=generator, device=start.device)
+        reused = noise if blend_noise == "initial" else None
         latents = self.scheduler.add_noise(start, noise, timesteps[:1].repeat(start.shape[0]))
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)
         for i, t in enumerate(self.progress_bar(timesteps)):
@@ -262,7 +272,7 @@ class BlendedPipelineMixin:
             if callbacks:
                 offered = {
                     "latents": latents,
-                    "noised_image": self._noised_input(clean, timesteps, i, generator),
+                    "noised_image": self._noised_input(clean, timesteps, i, generator, reused),
                     "mask": mask,
                     "image": clean,
                     "noise_pred": noise_pred,
@@ -299,7 +309,8 @@ class BlendedPipelineMixin:
             scores = [float(s) for s in ranked_scores]
         self.maybe_free_model_hooks()
         ranked = results[order].split(settings["num_images_per_prompt"])
-        outputs = self._pasted_output(regions, ranked, sources, settings["output_type"])
+        exact = settings.get("reconstruction") != "none"
+        outputs = self._pasted_output(regions, ranked, sources, settings["output_type"], exact)
         if not return_dict:
             return outputs, scores
         return BlendedPipelineOutput(images=outputs, scores=scores, settings=settings)
@@ -313,12 +324,19 @@ class BlendedPipelineMixin:
         return self.scheduler.timesteps[begin:]
 
     def _noised_input(
-        self, clean: torch.Tensor, timesteps: torch.Tensor, step_index: int, generator: Generators
+        self,
+        clean: torch.Tensor,
+        timesteps: torch.Tensor,
+        step_index: int,
+        generator: Generators,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The input at the noise level of the sample after step ``step_index``; the clean input after the last."""
+        """The input at the noise level of the sample after step ``step_index`` (with ``noise``, else fresh
+        noise); the clean input after the last."""
         if step_index + 1 == len(timesteps):
             return clean
-        noise = randn_tensor(tuple(clean.shape), generator=generator, device=clean.device, dtype=clean.dtype)
+        if noise is None:
+            noise = randn_tensor(tuple(clean.shape), generator=generator, device=clean.device, dtype=clean.dtype)
         return self.scheduler.add_noise(clean, noise, timesteps[step_index + 1 : step_index + 2])
 
     def _extra_step_kwargs(self, generator: Generators, eta: float) -> dict[str, Any]:
@@ -380,16 +398,22 @@ class BlendedPipelineMixin:
 
     @staticmethod
     def _pasted_output(
-        regions: list[EditRegion], ranked: Sequence[torch.Tensor], sources: list[torch.Tensor], output_type: OutputType
+        regions: list[EditRegion],
+        ranked: Sequence[torch.Tensor],
+        sources: list[torch.Tensor],
+        output_type: OutputType,
+        exact: bool = True,
     ) -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
-        """Each edit's results (in [-1, 1], at the model's resolution) back in its input, as ``output_type``; PIL
-        images one at a time and in the input's 8 bits where it has them, so that a large input is not copied as
-        floats."""
+        """Each edit's results (in [-1, 1], at the model's resolution) back in its input (by the mask, or the whole
+        crop when not ``exact``), as ``output_type``; PIL images one at a time and in the input's 8 bits where it
+        has them, so that a large input is not copied as floats."""
         if output_type != "pil":
-            edited = [region.paste(r, as_unit_float(s)) for region, r, s in zip(regions, ranked, sources, strict=True)]
+            edited = [
+                region.paste(r, as_unit_float(s), exact) for region, r, s in zip(regions, ranked, sources, strict=True)
+            ]
             return to_output(torch.cat(edited), output_type)
         return [
-            to_output(region.paste(result[None], source), "pil")[0]
+            to_output(region.paste(result[None], source, exact), "pil")[0]
             for region, results, source in zip(regions, ranked, sources, strict=True)
             for result in results
         ]

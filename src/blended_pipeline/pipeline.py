@@ -37,6 +37,7 @@ from blended_pipeline.settings import (
     DEFAULTS,
     SCRIBBLE_STRENGTH,
     BackgroundLossName,
+    BlendNoise,
     ClipInput,
     ClipView,
     MaskedStart,
@@ -120,6 +121,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         background_loss_scale: float = DEFAULTS.background_loss_scale,
         background_loss: BackgroundLossName | BackgroundLoss = DEFAULTS.background_loss,
         blend: bool = True,
+        blend_noise: BlendNoise = DEFAULTS.blend_noise,
         backprop_through_unet: bool = True,
         clip_input: ClipInput = DEFAULTS.clip_input,
         clip_view: ClipView = DEFAULTS.clip_view,
@@ -165,6 +167,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             background_loss: ``D_bg``: "lpips" (the paper's ``0.5 * (MSE + LPIPS)``; LPIPS's backbone is
                 downloaded on first use), "mse" (offline), or a callable ``(source, images, mask) -> (N,)``.
             blend: blend with the noised input after every step (Algorithm 2); False gives Algorithm 1.
+            blend_noise: "fresh" noise brings the input to each level (the paper's), or "initial" reuses the
+                start's (diffusers' inpaint pipelines').
             backprop_through_unet: take the guidance gradient through the UNet (exact); False treats the
                 UNet's output as constant, which skips the UNet's backward pass (cheaper, less faithful).
             clip_input: "x0_hat" (the paper) or "mixed", ``x0_hat * sqrt(1 - abar) + x_t * (1 - sqrt(1 - abar))``
@@ -267,7 +271,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 )
             return noise_pred[:, :channels_stepped], pred_original_sample
 
-        latents = self.denoise(predict, start, model_image, model_mask, timesteps, generator, settings.eta, callbacks)
+        latents = self.denoise(
+            predict, start, model_image, model_mask, timesteps, generator, settings.eta, callbacks, settings.blend_noise
+        )
 
         # 4. Rank each edit's results, then back to each input's size with its exact pixels outside the mask.
         if settings.output_type == "latent":

@@ -12,6 +12,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, PreTrainedTokenizerBase
 
+from blended_pipeline.families import family_of, latent_pipeline_class
 from blended_pipeline.guidance import CLIPGuidance
 from blended_pipeline.image_io import ImageInput
 from blended_pipeline.loop import (
@@ -26,6 +27,7 @@ from blended_pipeline.region import latent_region_mask
 from blended_pipeline.settings import (
     LATENT_DEFAULTS,
     SCRIBBLE_STRENGTH,
+    BlendNoise,
     LatentMask,
     MixedPrecision,
     OutputType,
@@ -88,18 +90,41 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
+        self._check_denoiser(unet, vae)
+        self._register(locals())
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: Any) -> BlendedLatentDiffusionPipeline:
+        """Load a checkpoint as diffusers does; from this class, a directory (or hub repository) of another
+        family (SDXL, ...) loads as that family's pipeline, read from its ``model_index.json``."""
+        if cls is BlendedLatentDiffusionPipeline:
+            hub = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
+            index = cls.load_config(pretrained_model_name_or_path, **{k: v for k, v in kwargs.items() if k in hub})
+            family = family_of(index)
+            if family != "sd":
+                return latent_pipeline_class(family).from_pretrained(pretrained_model_name_or_path, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    base_models = "stable-diffusion-v1-5/stable-diffusion-v1-5 or stabilityai/stable-diffusion-2-1-base"
+    """The family's text-to-image checkpoints, named where an inpainting checkpoint is refused."""
+
+    def _check_denoiser(self, unet: Any, vae: AutoencoderKL) -> None:
+        """Refuse a denoiser that is not the family's text-to-image one: a pixel UNet, or an inpainting one (its
+        extra input channels take the mask and the masked image, which blending replaces)."""
         if not isinstance(unet, UNet2DConditionModel):
             raise TypeError(
                 f"unet must be a text-conditioned UNet2DConditionModel (a latent diffusion model's), got "
                 f"{type(unet).__name__}; a pixel UNet2DModel belongs in BlendedDiffusionPipeline"
             )
-        if unet.config.in_channels != vae.config.latent_channels:
+        channels, latent = unet.config.in_channels, vae.config.latent_channels
+        if channels == 2 * latent + 1:
             raise ValueError(
-                f"unet takes {unet.config.in_channels} input channels but the vae's latents have "
-                f"{vae.config.latent_channels}; an inpainting UNet (9 channels) is not a text-to-image one"
+                f"unet takes {channels} input channels: it is an inpainting model's (latents, mask and masked "
+                f"image); blended editing needs the text-to-image model it was made from, e.g. {self.base_models}"
             )
-        self._register(locals())
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        if channels != latent:
+            raise ValueError(f"unet takes {channels} input channels but the vae's latents have {latent}")
 
     @torch.no_grad()
     def __call__(
@@ -115,6 +140,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         latent_mask: LatentMask = LATENT_DEFAULTS.latent_mask,
         reconstruction: Reconstruction = LATENT_DEFAULTS.reconstruction,
         blend: bool = True,
+        blend_noise: BlendNoise = LATENT_DEFAULTS.blend_noise,
         mask_blur: float = LATENT_DEFAULTS.mask_blur,
         crop_margin: float = LATENT_DEFAULTS.crop_margin,
         rank_by: RankBy = LATENT_DEFAULTS.rank_by,
@@ -145,8 +171,12 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             latent_mask: how the mask reaches latent resolution: "conservative" (a latent cell is edited if any
                 of its pixels is) or "nearest" (Blended Latent Diffusion's resize and threshold).
             reconstruction: "paste" (decode, then paste the input outside the mask) or "decoder" (first fit a
-                copy of the decoder per result so that it decodes the input outside the mask: a smaller seam).
+                copy of the decoder per result so that it decodes the input outside the mask: a smaller seam);
+                "none" returns the decoder's pixels as they are, outside the mask too (diffusers' inpaint
+                pipelines' output: for comparisons).
             blend: blend with the noised input latents after every step; False runs plain img2img in the crop.
+            blend_noise: "fresh" noise brings the input to each level (the paper's), or "initial" reuses the
+                start's (diffusers' inpaint pipelines').
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
                 edge when the CLIP parts rank them (0: by CLIP alone); needs the CLIP parts. Default: the
                 checkpoint's ``default_rank_border_weight``.
@@ -178,7 +208,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
         with self._autocast(precision, device):
             source_latents = self._encode(model_image).repeat_interleave(num_images_per_prompt, 0)
-            prompt_embeds = self._encode_prompts(prompts, negatives, num_images_per_prompt, device)
+            conditioning = self._prompt_conditioning(prompts, negatives, num_images_per_prompt, device)
         region_mask = latent_region_mask(model_mask, tuple(source_latents.shape[-2:]), settings.latent_mask)
         model_image = model_image.repeat_interleave(num_images_per_prompt, 0)
         target_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
@@ -197,7 +227,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         def predict(sample: torch.Tensor, t: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
             model_input = self.scheduler.scale_model_input(torch.cat([sample] * 2), t)
             with self._autocast(precision, device):
-                prediction = self.unet(model_input.to(self.unet.dtype), t, encoder_hidden_states=prompt_embeds).sample
+                prediction = self._denoiser_prediction(model_input, t, conditioning)
             unconditional, conditional = prediction.float().chunk(2)
             noise_pred = unconditional + self.guidance_scale * (conditional - unconditional)
             return noise_pred, self._predicted_original(sample, noise_pred, t)
@@ -211,7 +241,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             generator,
             eta,
             callbacks,
-            prompt_embeds=prompt_embeds,
+            settings.blend_noise,
+            prompt_embeds=conditioning["encoder_hidden_states"],
         )
 
         # 4. Decode (with a decoder fitted to the input's background, when asked); rank each edit's results, then
@@ -239,9 +270,10 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         return height * self.vae_scale_factor, width * self.vae_scale_factor
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
-        """The posterior mean of ``images`` (in [-1, 1]) times the VAE's scaling factor (the method's z_init)."""
+        """The posterior mean of ``images`` (in [-1, 1]) in the denoiser's latent space (the method's z_init)."""
         posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
-        return posterior.mean.float() * self.vae.config.scaling_factor
+        shift, scale = self._latent_normalization(images.device)
+        return (posterior.mean.float() - shift) * scale
 
     def _decode(
         self,
@@ -252,14 +284,27 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     ) -> torch.Tensor:
         """Pixels of each row of ``latents``; with "decoder", each from its own decoder fitted to ``source``
         outside ``mask``."""
-        scaled = latents / self.vae.config.scaling_factor
-        if reconstruction == "paste":
-            return self.vae.decode(scaled.to(self.vae.dtype)).sample.float()
+        shift, scale = self._latent_normalization(latents.device)
+        unscaled = latents / scale + shift
+        if reconstruction != "decoder":
+            return self.vae.decode(unscaled.to(self.vae.dtype)).sample.float()
         rows = [
-            fit_decoder(self.vae, scaled[i : i + 1], source[i : i + 1], mask[i : i + 1]).image
+            fit_decoder(self.vae, unscaled[i : i + 1], source[i : i + 1], mask[i : i + 1]).image
             for i in range(latents.shape[0])
         ]
         return torch.cat(rows)
+
+    def _latent_normalization(self, device: torch.device) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+        """The shift and scale from the VAE's latents to the denoiser's: per-channel ``latents_mean`` and
+        ``latents_std`` where the VAE's config has them, else its ``shift_factor`` (SD3, Flux; 0 elsewhere) and
+        ``scaling_factor``."""
+        config = self.vae.config
+        mean, std = config.get("latents_mean"), config.get("latents_std")
+        if mean is not None and std is not None:
+            shape = (1, -1, 1, 1)
+            std = torch.tensor(std, device=device).view(shape)
+            return torch.tensor(mean, device=device).view(shape), config.scaling_factor / std
+        return config.get("shift_factor") or 0.0, config.scaling_factor
 
     def _predicted_original(
         self, sample: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor
@@ -284,39 +329,41 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         return CLIPGuidance(clip_model, self.clip_tokenizer or self.tokenizer, self.feature_extractor)
 
     @staticmethod
-    def _negative_prompts(negative_prompt: str | list[str] | None, count: int) -> list[str]:
+    def _negative_prompts(negative_prompt: str | list[str] | None, count: int) -> list[str] | None:
+        """One negative prompt per edit; None when none is given (a family may then use zeros)."""
         if negative_prompt is None:
-            return [""] * count
+            return None
         if isinstance(negative_prompt, str):
             return [negative_prompt] * count
         if len(negative_prompt) != count:
             raise ValueError(f"got {len(negative_prompt)} negative prompts for {count} edit(s); give one, or one each")
         return list(negative_prompt)
 
-    def _encode_prompts(
-        self, prompts: list[str], negatives: list[str], num_images_per_prompt: int, device: torch.device
-    ) -> torch.Tensor:
-        """(2 N, L, D): the negative prompts' embeddings, then the prompts', one row per result."""
-        tokens = self.tokenizer(
-            [*negatives, *prompts],
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
+    def _prompt_conditioning(
+        self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
+    ) -> dict[str, Any]:
+        """The denoiser's keyword arguments for classifier-free guidance, rows [negatives, prompts], one per result:
+        here the text encoder's last hidden states (a family with more encoders overrides this)."""
+        texts = [*(negatives or [""] * len(prompts)), *prompts]
+        length = self.tokenizer.model_max_length
+        tokens = self.tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         embeddings = self.text_encoder(tokens.input_ids.to(device)).last_hidden_state
-        return embeddings.repeat_interleave(num_images_per_prompt, 0).to(self.unet.dtype)
+        return {"encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0).to(self.unet.dtype)}
+
+    def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
+        """The denoiser's output for ``sample`` (already scaled for the scheduler) at ``t``."""
+        return self.unet(sample.to(self.unet.dtype), t, **conditioning).sample
 
     def check_inputs(
         self,
         prompts: list[Any],
-        negative_prompts: list[Any],
+        negative_prompts: list[Any] | None,
         generator: Generators,
         callbacks: list[tuple[StepEndCallback, list[str]]],
         settings: dict[str, Any],
     ) -> None:
         """Raise ``ValueError``/``TypeError`` saying what is wrong and what is expected (``check_settings``)."""
-        for negative in negative_prompts:
+        for negative in negative_prompts or []:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
         for name in ("rank_border_weight", "restart_at"):

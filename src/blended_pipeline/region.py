@@ -46,10 +46,12 @@ class EditRegion:
         crop_mask[_crop(_shifted(support, box))] = soft[_crop(inside)]
         return cls(_crop(box), crop_mask, *to_resolution(as_unit_float(source[_crop(box)]), crop_mask, resolution))
 
-    def paste(self, results: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    def paste(self, results: torch.Tensor, source: torch.Tensor, exact: bool = True) -> torch.Tensor:
         """(N, 3, h, w) results in [-1, 1] put into the input ``source`` (1, 3, H, W): (N, 3, H, W) of the
-        source's type (8-bit results rounded), the input's exact pixels wherever the mask is 0."""
-        edited = paste(results, as_unit_float(source[self.crop]), self.crop_mask)
+        source's type (8-bit results rounded), the input's exact pixels wherever the mask is 0 (``exact``; else
+        the results fill their whole crop)."""
+        mask = self.crop_mask if exact else torch.ones_like(self.crop_mask)
+        edited = paste(results, as_unit_float(source[self.crop]), mask)
         if source.dtype == torch.uint8:
             edited = (edited * 255).round()
         count, channels, height, width = results.shape[0], *source.shape[1:]

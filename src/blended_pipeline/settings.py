@@ -22,7 +22,8 @@ MaskedStart = Literal["input", "surround"]
 BackgroundLossName = Literal["lpips", "mse"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 LatentMask = Literal["conservative", "nearest"]
-Reconstruction = Literal["paste", "decoder"]
+Reconstruction = Literal["paste", "decoder", "none"]
+BlendNoise = Literal["fresh", "initial"]
 Kind = Literal["pixel", "latent"]
 
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -278,7 +279,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "reconstruction",
-        "paste, or decoder (fit a copy of the decoder to the background first)",
+        "paste, or decoder (fit a copy of the decoder to the background first); none: the decoder's pixels as they "
+        "are, outside the mask too, as diffusers' inpaint pipelines give them",
         str,
         "paste",
         LATENT,
@@ -340,6 +342,14 @@ SETTINGS: tuple[Setting, ...] = (
         "input",
         PIXEL,
         choices=get_args(MaskedStart),
+    ),
+    Setting(
+        "blend_noise",
+        "the noise the input is brought to each level with: fresh at each step (the paper's), or the start's "
+        "reused (diffusers' inpaint pipelines')",
+        str,
+        "fresh",
+        choices=get_args(BlendNoise),
     ),
     Setting("backprop_through_unet", "take the guidance gradient through the UNet", bool, True, PIXEL),
     Setting(

@@ -1,0 +1,114 @@
+"""``BlendedLatentDiffusionXLPipeline``: blended latent editing on Stable Diffusion XL checkpoints.
+
+Only the prompt's conditioning differs from Stable Diffusion 1.x/2.x: two text encoders (the penultimate hidden
+states of both, side by side; the second's projected pooled output), and the added time ids that tell the UNet
+the image's size and crop. The loop, the region, blending, ranking and the paste are the latent pipeline's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers.schedulers import SchedulerMixin
+from transformers import (
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    PreTrainedTokenizerBase,
+)
+
+from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
+from blended_pipeline.settings import LATENT_DEFAULTS, SCRIBBLE_STRENGTH
+
+AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5  # the refiner's time ids, as SDXL's own pipelines set them
+
+
+class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
+    r"""Blended latent editing with a Stable Diffusion XL checkpoint (base or refiner).
+
+    Components (an SDXL directory loads with ``from_pretrained``): ``vae``, ``text_encoder`` and ``tokenizer``
+    (CLIP ViT-L; None in a refiner), ``text_encoder_2`` (``CLIPTextModelWithProjection``) and ``tokenizer_2``,
+    ``unet``, ``scheduler``, and the optional CLIP parts that rank the results, as in
+    ``BlendedLatentDiffusionPipeline``.
+
+    Config, beside the checkpoint defaults: ``requires_aesthetics_score`` (the refiner's time ids carry an
+    aesthetic score in place of the target size) and ``force_zeros_for_empty_prompt`` (no negative prompt: zero
+    embeddings, as SDXL base was trained), both read from the checkpoint's ``model_index.json``.
+    """
+
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->unet->vae"
+    _optional_components = ["text_encoder", "tokenizer", *BlendedLatentDiffusionPipeline._optional_components]
+    base_models = "stabilityai/stable-diffusion-xl-base-1.0"
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel | None,
+        tokenizer: PreTrainedTokenizerBase | None,
+        text_encoder_2: CLIPTextModelWithProjection,
+        tokenizer_2: PreTrainedTokenizerBase,
+        unet: UNet2DConditionModel,
+        scheduler: SchedulerMixin,
+        clip_model: CLIPModel | None = None,
+        clip_tokenizer: PreTrainedTokenizerBase | None = None,
+        feature_extractor: CLIPImageProcessor | None = None,
+        ranking_clip_model: CLIPModel | None = None,
+        requires_aesthetics_score: bool = False,
+        force_zeros_for_empty_prompt: bool = True,
+        default_strength: float = LATENT_DEFAULTS.strength,
+        scribble_strength: float = SCRIBBLE_STRENGTH,
+        default_num_inference_steps: int = LATENT_DEFAULTS.num_inference_steps,
+        default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
+        default_restart_at: float = LATENT_DEFAULTS.restart_at,
+    ) -> None:
+        super(BlendedLatentDiffusionPipeline, self).__init__()
+        self._check_denoiser(unet, vae)
+        self._register(locals())
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    def _prompt_conditioning(
+        self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
+    ) -> dict[str, Any]:
+        """Both encoders' penultimate hidden states side by side, the second's pooled projection and the time ids,
+        rows [negatives, prompts]; no negative prompt gives zeros where the checkpoint asks for them."""
+        embeddings, pooled = self._encoded(prompts, device)
+        if negatives is None and self.config.force_zeros_for_empty_prompt:
+            negative, negative_pooled = torch.zeros_like(embeddings), torch.zeros_like(pooled)
+        else:
+            negative, negative_pooled = self._encoded(negatives or [""] * len(prompts), device)
+        rows = len(prompts) * num_images_per_prompt
+        embeddings = torch.cat([negative, embeddings]).to(self.text_encoder_2.dtype)
+        time_ids = torch.tensor(self._time_ids(), dtype=embeddings.dtype, device=device)
+        return {
+            "encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0),
+            "added_cond_kwargs": {
+                "text_embeds": torch.cat([negative_pooled, pooled]).repeat_interleave(num_images_per_prompt, 0),
+                "time_ids": time_ids.repeat_interleave(rows, 0),
+            },
+        }
+
+    def _encoded(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, L, D1 + D2) penultimate hidden states of the encoders there are, and (N, P) the pooled projection."""
+        states, pooled = [], None
+        encoders = [(self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)]
+        for tokenizer, encoder in encoders:
+            if encoder is None:
+                continue
+            length = tokenizer.model_max_length
+            tokens = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+            output = encoder(tokens.input_ids.to(device), output_hidden_states=True)
+            if output[0].ndim == 2:  # the projection's output: the pooled prompt
+                pooled = output[0]
+            states.append(output.hidden_states[-2])
+        return torch.cat(states, dim=-1), pooled
+
+    def _time_ids(self) -> list[list[float]]:
+        """The negative and the positive rows of SDXL's micro-conditioning: the model's size, no crop, and the
+        target size (or the refiner's aesthetic scores)."""
+        size = self._model_resolution()
+        if self.config.requires_aesthetics_score:
+            return [[*size, 0, 0, NEGATIVE_AESTHETIC_SCORE], [*size, 0, 0, AESTHETIC_SCORE]]
+        return [[*size, 0, 0, *size]] * 2

@@ -1,0 +1,170 @@
+"""Model families: each family's pipeline equals diffusers' own inpaint pipeline of that family when this
+project's extras are off, loads from the directories diffusers writes, and refuses what it cannot edit with.
+
+The equality is the proof that conditioning, guidance and schedules are right on real checkpoints, which cannot
+be downloaded here. What it needs, on either side:
+- one result, no CLIP parts (no ranking), ``reconstruction="none"`` (no final paste: diffusers returns the
+  decoder's pixels), ``latent_mask="nearest"`` (diffusers' nearest resize of the binarized mask), and
+  ``blend_noise="initial"`` (diffusers blends with the start's noise at every step; the paper draws fresh noise);
+- an image at the model's resolution (diffusers resizes with its own filter) and a strength whose steps both
+  sides round alike;
+- diffusers encodes the input by sampling the VAE's posterior, this project by its mean: the test VAE's posterior
+  has a standard deviation of exp(-15), so the sample is the mean within 1e-6, and the test draws the sample's
+  noise from our generator first, as diffusers does before its initial noise.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from helpers import DIFFUSERS_PIPELINES, save_as_diffusers, tiny_latent_parts, tiny_sdxl_parts
+
+from blended_pipeline import BlendedLatentDiffusionPipeline
+from blended_pipeline.families import family_of, latent_pipeline_class
+from blended_pipeline.pipeline_sdxl import BlendedLatentDiffusionXLPipeline
+
+EXTRAS_OFF = dict(
+    num_images_per_prompt=1,
+    latent_mask="nearest",
+    reconstruction="none",
+    blend_noise="initial",
+    restart_at=0.0,
+    rank_border_weight=0.0,
+)
+
+
+def near_deterministic(vae):
+    """``vae`` with a posterior standard deviation of exp(-15): its sample is its mean within 1e-6."""
+    channels = vae.config.latent_channels
+    with torch.no_grad():
+        vae.quant_conv.weight[channels:] = 0
+        vae.quant_conv.bias[channels:] = -30
+    return vae
+
+
+def model_sized_inputs() -> tuple[PIL.Image.Image, PIL.Image.Image]:
+    rng = np.random.default_rng(0)
+    image = PIL.Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 6:14] = 255
+    return image, PIL.Image.fromarray(mask)
+
+
+CASES = {
+    "sd": dict(),
+    "sdxl": dict(),
+    "sdxl, a negative prompt": dict(negative_prompt="a blue ball"),
+    "sdxl refiner (the second encoder only, aesthetic scores)": dict(refiner=True),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case):
+    import diffusers
+
+    family = case.split(",")[0].split(" ")[0]
+    options = dict(CASES[case])
+    refiner = options.pop("refiner", False)
+    config = {"requires_aesthetics_score": refiner} if family == "sdxl" else {}
+    parts = tiny_latent_parts() if family == "sd" else tiny_sdxl_parts(refiner)
+    near_deterministic(parts["vae"])
+    if family == "sd":  # diffusers' SD inpaint pipeline sets steps_offset=1 on the scheduler it is given
+        parts["scheduler"] = type(parts["scheduler"]).from_config({**parts["scheduler"].config, "steps_offset": 1})
+    components = {name: parts[name] for name in DIFFUSERS_PIPELINES[family][1]}
+    if family == "sd":
+        reference = diffusers.StableDiffusionInpaintPipeline(
+            **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+    else:
+        reference = diffusers.StableDiffusionXLInpaintPipeline(**components, **config, add_watermarker=False)
+    ours = latent_pipeline_class(family)(**components, **config)
+    for pipe in (reference, ours):
+        pipe.set_progress_bar_config(disable=True)
+    image, mask = model_sized_inputs()
+    call = dict(prompt="a red ball", image=image, mask_image=mask, num_inference_steps=10, strength=0.5)
+    call.update(guidance_scale=7.5, output_type="np", **options)
+    expected = reference(**call, generator=torch.Generator().manual_seed(0)).images
+    generator = torch.Generator().manual_seed(0)
+    torch.randn((1, 4, 8, 8), generator=generator)  # diffusers' posterior sample, drawn before its noise
+    got = ours(**call, **EXTRAS_OFF, generator=generator).images
+    assert got.shape == expected.shape == (1, 16, 16, 3)
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(expected - np.asarray(image) / 255).max() > 0.1  # an edit, not the input
+
+
+@pytest.mark.parametrize(
+    ("family", "writer"),
+    [
+        ("sd", "StableDiffusionPipeline"),
+        ("sd", "StableDiffusionInpaintPipeline"),
+        ("sdxl", "StableDiffusionXLPipeline"),
+        ("sdxl", "StableDiffusionXLInpaintPipeline"),
+        ("sdxl", "StableDiffusionXLImg2ImgPipeline"),
+    ],
+)
+def test_a_directory_written_by_diffusers_loads_its_family_and_edits(tmp_path, image, mask, family, writer):
+    save_as_diffusers(family, tmp_path, writer)
+    pipe = BlendedLatentDiffusionPipeline.from_pretrained(tmp_path)
+    assert type(pipe) is latent_pipeline_class(family)
+    assert set(pipe.components) == set(type(pipe)._get_signature_keys(pipe)[0]) | set(pipe._optional_components)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("a red ball", image, mask, num_inference_steps=4, num_images_per_prompt=2)
+    keep = np.asarray(mask) == 0
+    assert out.scores is None and len(out.images) == 2
+    assert all(np.array_equal(np.asarray(p)[keep], np.asarray(image)[keep]) for p in out.images)
+
+
+def test_an_sdxl_refiner_directory_loads_and_edits(tmp_path, image, mask):
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    parts = tiny_sdxl_parts(refiner=True)
+    names = DIFFUSERS_PIPELINES["sdxl"][1]
+    StableDiffusionXLImg2ImgPipeline(**{n: parts[n] for n in names}, requires_aesthetics_score=True).save_pretrained(
+        tmp_path
+    )
+    pipe = BlendedLatentDiffusionPipeline.from_pretrained(tmp_path)
+    assert type(pipe) is BlendedLatentDiffusionXLPipeline and pipe.text_encoder is None
+    assert pipe.config.requires_aesthetics_score and len(pipe._time_ids()[0]) == 5
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("a red ball", image, mask, num_inference_steps=4)
+    keep = np.asarray(mask) == 0
+    assert np.array_equal(np.asarray(out.images[0])[keep], np.asarray(image)[keep])
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_an_inpainting_unet_is_refused_naming_the_base_model(family):
+    from diffusers import UNet2DConditionModel
+
+    parts = tiny_latent_parts() if family == "sd" else tiny_sdxl_parts()
+    unet = UNet2DConditionModel.from_config({**parts["unet"].config, "in_channels": 9})
+    base = "stable-diffusion-v1-5/stable-diffusion-v1-5" if family == "sd" else "stable-diffusion-xl-base-1.0"
+    with pytest.raises(ValueError, match=f"9 input channels: it is an inpainting model's.*{base}"):
+        latent_pipeline_class(family)(**{**parts, "unet": unet})
+
+
+def test_the_family_is_read_from_the_components_a_directory_names():
+    clip = ["transformers", "CLIPTextModel"]
+    assert family_of({"unet": ["diffusers", "UNet2DModel"]}) == "pixel"
+    assert family_of({"unet": ["diffusers", "UNet2DConditionModel"], "text_encoder": clip}) == "sd"
+    refiner = {"text_encoder": [None, None], "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}
+    assert family_of({"unet": ["diffusers", "UNet2DConditionModel"], **refiner}) == "sdxl"
+    assert family_of({"transformer": ["diffusers", "SD3Transformer2DModel"]}) == "sd3"
+    assert family_of({"transformer": ["diffusers", "FluxTransformer2DModel"]}) == "flux"
+    with pytest.raises(ValueError, match="its transformer is a HunyuanDiT2DModel"):
+        family_of({"transformer": ["diffusers", "HunyuanDiT2DModel"]})
+
+
+def test_the_cli_refuses_a_family_it_cannot_run_before_loading(tmp_path, capsys):
+    from blended_pipeline import cli
+
+    (tmp_path / "model_index.json").write_text(json.dumps({"transformer": ["diffusers", "SD3Transformer2DModel"]}))
+    (tmp_path / "transformer").mkdir()
+    PIL.Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
+    PIL.Image.new("L", (16, 16), 255).save(tmp_path / "mask.png")
+    arguments = ["--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--prompt", "a ball"]
+    assert cli.main([*arguments, "--model", str(tmp_path), "--out", str(tmp_path / "o.png")]) == 2
+    assert "a sd3 checkpoint; blended editing runs sd, sdxl checkpoints" in capsys.readouterr().err
