@@ -199,7 +199,7 @@ def tiny_latent_pipeline(with_clip: bool = True, family: str = "sd"):
     """A latent pipeline of ``family`` ("sd", "sdxl") on tiny random components."""
     from blended_pipeline.families import latent_pipeline_class
 
-    parts = {"sd": tiny_latent_parts, "sdxl": tiny_sdxl_parts}[family]()
+    parts = TINY_PARTS[family]()
     if not with_clip:
         parts.update(clip_model=None, clip_tokenizer=None, feature_extractor=None)
     pipe = latent_pipeline_class(family)(**parts)
@@ -260,11 +260,81 @@ def ideal_edit(
     return image
 
 
+def tiny_t5() -> tuple:
+    """A T5 tokenizer (a Unigram model over the shapes words) and a tiny T5 encoder, built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    vocabulary = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *[(f"\u2581{word}", -1.0) for word in WORDS]]
+    model = Tokenizer(models.Unigram(vocabulary, unk_id=2))
+    model.pre_tokenizer, model.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    tokenizer = T5TokenizerFast(tokenizer_object=model, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=len(vocabulary), d_model=32, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    return tokenizer, T5EncoderModel(config).eval()
+
+
+def tiny_sd3_parts(with_t5: bool = True) -> dict:
+    """A tiny Stable Diffusion 3: a 16-channel VAE with a shift factor, two CLIP text encoders with projections,
+    an optional T5, a transformer (patch size 1) and a flow-matching scheduler (shift 3); and the CLIP parts that
+    rank."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    vae = tiny_vae(16, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.06, scaling_factor=1.5)
+    clip = tiny_clip_parts()
+    text = {**clip["clip_model"].config.text_config.to_dict(), "num_hidden_layers": 2, "projection_dim": 8}
+    encoders = [CLIPTextModelWithProjection(CLIPTextConfig(**text)).eval() for _ in range(2)]
+    tokenizer_3, text_encoder_3 = tiny_t5() if with_t5 else (None, None)
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(
+        sample_size=8,
+        patch_size=1,
+        in_channels=16,
+        out_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=32,  # T5's width, and more than both CLIP encoders' (16 + 16)
+        caption_projection_dim=16,
+        pooled_projection_dim=16,  # both CLIP projections (8 + 8)
+        pos_embed_max_size=8,
+    )
+    return dict(
+        transformer=transformer.eval(),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae,
+        text_encoder=encoders[0],
+        tokenizer=clip["tokenizer"],
+        text_encoder_2=encoders[1],
+        tokenizer_2=clip["tokenizer"],
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=tokenizer_3,
+        clip_model=clip["clip_model"],
+        clip_tokenizer=clip["tokenizer"],
+        feature_extractor=clip["feature_extractor"],
+    )
+
+
 DIFFUSERS_PIPELINES = {
     "sd": ("StableDiffusionPipeline", ("vae", "text_encoder", "tokenizer", "unet", "scheduler")),
     "sdxl": (
         "StableDiffusionXLPipeline",
         ("vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "unet", "scheduler"),
+    ),
+    "sd3": (
+        "StableDiffusion3Pipeline",
+        (
+            "transformer",
+            "scheduler",
+            "vae",
+            "text_encoder",
+            "tokenizer",
+            "text_encoder_2",
+            "tokenizer_2",
+            "text_encoder_3",
+            "tokenizer_3",
+        ),
     ),
 }
 """Each family's diffusers text-to-image pipeline and the components it saves."""
@@ -276,8 +346,12 @@ def save_as_diffusers(family: str, path, pipeline: str | None = None) -> dict:
     import diffusers
 
     name, names = DIFFUSERS_PIPELINES[family]
-    parts = {"sd": tiny_latent_parts, "sdxl": tiny_sdxl_parts}[family]()
+    parts = TINY_PARTS[family]()
     components = {n: parts[n] for n in names}
     extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False) if family == "sd" else {}
     getattr(diffusers, pipeline or name)(**components, **extra).save_pretrained(path)
     return components
+
+
+TINY_PARTS = {"sd": tiny_latent_parts, "sdxl": tiny_sdxl_parts, "sd3": tiny_sd3_parts}
+"""Each latent family's tiny components."""

@@ -480,3 +480,20 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3"])
+def test_a_diffusers_directory_of_another_family_runs_a_batch(workspace, tmp_path, family):
+    from helpers import save_as_diffusers
+
+    save_as_diffusers(family, tmp_path / family)
+    (workspace / "one.jsonl").write_text(
+        json.dumps({"id": "f0", "image": "img0.png", "mask": "mask.png", "prompt": "a red ball"}) + "\n"
+    )
+    out = tmp_path / "out"
+    code = batch.main([str(workspace / "one.jsonl"), "--out", str(out), "--model", str(tmp_path / family), *FAST[:4]])
+    assert code == 0
+    pictures, record = results(out, "f0")
+    assert [r["score"] for r in record["results"]] == ["not ranked", "not ranked"]
+    keep = np.asarray(PIL.Image.open(workspace / "mask.png")) == 0
+    assert np.array_equal(pictures[0][keep], np.asarray(PIL.Image.open(workspace / "img0.png"))[keep])

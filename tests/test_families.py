@@ -10,7 +10,10 @@ be downloaded here. What it needs, on either side:
   sides round alike;
 - diffusers encodes the input by sampling the VAE's posterior, this project by its mean: the test VAE's posterior
   has a standard deviation of exp(-15), so the sample is the mean within 1e-6, and the test draws the sample's
-  noise from our generator first, as diffusers does before its initial noise.
+  noise from our generator first, as diffusers does before its initial noise;
+- diffusers 0.42's SD3 inpaint pipeline decodes without adding the VAE's ``shift_factor`` back (its encode
+  subtracts it; diffusers issue 13611): the SD3 comparison runs on a VAE whose shift is 0, and
+  ``test_encode_and_decode_undo_each_other_with_a_shift`` checks this project's decode with one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers import DIFFUSERS_PIPELINES, save_as_diffusers, tiny_latent_parts, tiny_sdxl_parts
+from helpers import (
+    DIFFUSERS_PIPELINES,
+    TINY_PARTS,
+    save_as_diffusers,
+    tiny_latent_parts,
+    tiny_sd3_parts,
+    tiny_sdxl_parts,
+)
 
 from blended_pipeline import BlendedLatentDiffusionPipeline
 from blended_pipeline.families import family_of, latent_pipeline_class
@@ -39,10 +49,10 @@ EXTRAS_OFF = dict(
 
 def near_deterministic(vae):
     """``vae`` with a posterior standard deviation of exp(-15): its sample is its mean within 1e-6."""
-    channels = vae.config.latent_channels
+    channels, moments = vae.config.latent_channels, vae.quant_conv or vae.encoder.conv_out
     with torch.no_grad():
-        vae.quant_conv.weight[channels:] = 0
-        vae.quant_conv.bias[channels:] = -30
+        moments.weight[channels:] = 0
+        moments.bias[channels:] = -30
     return vae
 
 
@@ -59,6 +69,14 @@ CASES = {
     "sdxl": dict(),
     "sdxl, a negative prompt": dict(negative_prompt="a blue ball"),
     "sdxl refiner (the second encoder only, aesthetic scores)": dict(refiner=True),
+    "sd3": dict(),
+    "sd3 at strength 1": dict(strength=1.0),
+    "sd3 without T5": dict(with_t5=False),
+}
+REFERENCES = {
+    "sd": "StableDiffusionInpaintPipeline",
+    "sdxl": "StableDiffusionXLInpaintPipeline",
+    "sd3": "StableDiffusion3InpaintPipeline",
 }
 
 
@@ -68,19 +86,22 @@ def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case)
 
     family = case.split(",")[0].split(" ")[0]
     options = dict(CASES[case])
-    refiner = options.pop("refiner", False)
+    refiner, with_t5 = options.pop("refiner", False), options.pop("with_t5", True)
     config = {"requires_aesthetics_score": refiner} if family == "sdxl" else {}
-    parts = tiny_latent_parts() if family == "sd" else tiny_sdxl_parts(refiner)
+    parts = {"sd": tiny_latent_parts, "sdxl": lambda: tiny_sdxl_parts(refiner), "sd3": lambda: tiny_sd3_parts(with_t5)}
+    parts = parts[family]()
     near_deterministic(parts["vae"])
     if family == "sd":  # diffusers' SD inpaint pipeline sets steps_offset=1 on the scheduler it is given
         parts["scheduler"] = type(parts["scheduler"]).from_config({**parts["scheduler"].config, "steps_offset": 1})
+    if family == "sd3":  # diffusers' SD3 inpaint decode leaves the shift out (see above)
+        parts["vae"].register_to_config(shift_factor=0.0)
     components = {name: parts[name] for name in DIFFUSERS_PIPELINES[family][1]}
-    if family == "sd":
-        reference = diffusers.StableDiffusionInpaintPipeline(
-            **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-        )
-    else:
-        reference = diffusers.StableDiffusionXLInpaintPipeline(**components, **config, add_watermarker=False)
+    extra = {
+        "sd": dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
+        "sdxl": dict(add_watermarker=False),
+        "sd3": {},
+    }[family]
+    reference = getattr(diffusers, REFERENCES[family])(**components, **config, **extra)
     ours = latent_pipeline_class(family)(**components, **config)
     for pipe in (reference, ours):
         pipe.set_progress_bar_config(disable=True)
@@ -89,7 +110,7 @@ def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case)
     call.update(guidance_scale=7.5, output_type="np", **options)
     expected = reference(**call, generator=torch.Generator().manual_seed(0)).images
     generator = torch.Generator().manual_seed(0)
-    torch.randn((1, 4, 8, 8), generator=generator)  # diffusers' posterior sample, drawn before its noise
+    torch.randn((1, parts["vae"].config.latent_channels, 8, 8), generator=generator)  # diffusers' posterior sample
     got = ours(**call, **EXTRAS_OFF, generator=generator).images
     assert got.shape == expected.shape == (1, 16, 16, 3)
     assert np.abs(got - expected).max() < 1e-4
@@ -104,6 +125,9 @@ def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case)
         ("sdxl", "StableDiffusionXLPipeline"),
         ("sdxl", "StableDiffusionXLInpaintPipeline"),
         ("sdxl", "StableDiffusionXLImg2ImgPipeline"),
+        ("sd3", "StableDiffusion3Pipeline"),
+        ("sd3", "StableDiffusion3InpaintPipeline"),
+        ("sd3", "StableDiffusion3Img2ImgPipeline"),
     ],
 )
 def test_a_directory_written_by_diffusers_loads_its_family_and_edits(tmp_path, image, mask, family, writer):
@@ -139,11 +163,31 @@ def test_an_sdxl_refiner_directory_loads_and_edits(tmp_path, image, mask):
 def test_an_inpainting_unet_is_refused_naming_the_base_model(family):
     from diffusers import UNet2DConditionModel
 
-    parts = tiny_latent_parts() if family == "sd" else tiny_sdxl_parts()
+    parts = TINY_PARTS[family]()
     unet = UNet2DConditionModel.from_config({**parts["unet"].config, "in_channels": 9})
     base = "stable-diffusion-v1-5/stable-diffusion-v1-5" if family == "sd" else "stable-diffusion-xl-base-1.0"
     with pytest.raises(ValueError, match=f"9 input channels: it is an inpainting model's.*{base}"):
         latent_pipeline_class(family)(**{**parts, "unet": unet})
+
+
+def test_an_inpainting_transformer_is_refused_naming_the_base_model():
+    from diffusers import SD3Transformer2DModel
+
+    parts = tiny_sd3_parts()
+    transformer = SD3Transformer2DModel.from_config({**parts["transformer"].config, "in_channels": 33})
+    with pytest.raises(ValueError, match="takes 33 input channels.*stable-diffusion-3.5-medium"):
+        latent_pipeline_class("sd3")(**{**parts, "transformer": transformer})
+
+
+def test_encode_and_decode_undo_each_other_with_a_shift():
+    pipe = latent_pipeline_class("sd3")(**tiny_sd3_parts())
+    assert pipe.vae.config.shift_factor != 0
+    images = torch.rand(1, 3, 16, 16) * 2 - 1
+    mean = pipe.vae.encode(images).latent_dist.mean
+    latents = pipe._encode(images)
+    config = pipe.vae.config
+    assert torch.allclose(latents, (mean - config.shift_factor) * config.scaling_factor, atol=1e-6)
+    assert torch.allclose(pipe._decode(latents), pipe.vae.decode(mean).sample, atol=1e-5)
 
 
 def test_the_family_is_read_from_the_components_a_directory_names():
@@ -161,10 +205,10 @@ def test_the_family_is_read_from_the_components_a_directory_names():
 def test_the_cli_refuses_a_family_it_cannot_run_before_loading(tmp_path, capsys):
     from blended_pipeline import cli
 
-    (tmp_path / "model_index.json").write_text(json.dumps({"transformer": ["diffusers", "SD3Transformer2DModel"]}))
+    (tmp_path / "model_index.json").write_text(json.dumps({"transformer": ["diffusers", "FluxTransformer2DModel"]}))
     (tmp_path / "transformer").mkdir()
     PIL.Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
     PIL.Image.new("L", (16, 16), 255).save(tmp_path / "mask.png")
     arguments = ["--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--prompt", "a ball"]
     assert cli.main([*arguments, "--model", str(tmp_path), "--out", str(tmp_path / "o.png")]) == 2
-    assert "a sd3 checkpoint; blended editing runs sd, sdxl checkpoints" in capsys.readouterr().err
+    assert "a flux checkpoint; blended editing runs sd, sdxl, sd3 checkpoints" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from diffusers import (
     DDPMScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    FlowMatchLCMScheduler,
     HeunDiscreteScheduler,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
@@ -24,7 +25,7 @@ from blended_pipeline import BlendedLatentDiffusionPipeline, RestartFromBestCall
 from blended_pipeline.reconstruction import fit_decoder
 from blended_pipeline.region import latent_region_mask
 
-FAMILIES = ["sd", "sdxl"]
+FAMILIES = ["sd", "sdxl", "sd3"]
 
 
 @pytest.fixture(params=FAMILIES)
@@ -129,7 +130,9 @@ def test_reconstruction_lowers_its_loss_and_leaves_the_pipeline_decoder_unchange
     source = torch.rand(1, 3, 16, 16) * 2 - 1
     region = torch.zeros(1, 1, 16, 16)
     region[..., 4:12, 4:12] = 1
-    fitted = fit_decoder(latent_pipe.vae, torch.randn(1, 4, 8, 8), source, region, steps=30, lr=1e-3)
+    fitted = fit_decoder(
+        latent_pipe.vae, torch.randn(1, latent_pipe.vae.config.latent_channels, 8, 8), source, region, steps=30, lr=1e-3
+    )
     assert fitted.losses[-1] < 0.5 * fitted.losses[0]
     out = edit(latent_pipe, image, mask, reconstruction="decoder")
     assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
@@ -137,10 +140,19 @@ def test_reconstruction_lowers_its_loss_and_leaves_the_pipeline_decoder_unchange
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
-@pytest.mark.parametrize("scheduler_class", [DDPMScheduler, DPMSolverMultistepScheduler])
-def test_scheduler_swap_by_from_config(latent_pipe, image, mask, scheduler_class):
+FLOW = dict(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0)
+SWAPS = {
+    "sd": [(DDPMScheduler, {}), (DPMSolverMultistepScheduler, {})],
+    "sdxl": [(DDPMScheduler, {}), (DPMSolverMultistepScheduler, {})],
+    "sd3": [(FlowMatchLCMScheduler, {}), (DPMSolverMultistepScheduler, FLOW)],  # flow matching, as the model
+}
+
+
+@pytest.mark.parametrize("swap", [0, 1])
+def test_scheduler_swap_by_from_config(latent_pipe, image, mask, swap):
     ddim, _, _, _ = final_latents(latent_pipe, image, mask)
-    latent_pipe.scheduler = scheduler_class.from_config(latent_pipe.scheduler.config)
+    scheduler_class, options = SWAPS[latent_pipe.family][swap]
+    latent_pipe.scheduler = scheduler_class.from_config(latent_pipe.scheduler.config, **options)
     latents, clean, region, pictures = final_latents(latent_pipe, image, mask)
     assert type(latent_pipe.scheduler) is scheduler_class and not torch.equal(latents, ddim)
     keep = (region == 0).expand_as(latents)
@@ -213,7 +225,7 @@ def test_prompt_lists_edit_each_image_and_negative_prompts_are_taken(latent_pipe
 
 def counting_unet_calls(pipe) -> list:
     calls = []
-    pipe.unet.register_forward_pre_hook(lambda module, arguments: calls.append(1))
+    pipe.denoiser.register_forward_pre_hook(lambda module, arguments: calls.append(1))
     return calls
 
 
@@ -228,7 +240,7 @@ def counting_unet_calls(pipe) -> list:
         (dict(latent_mask="bilinear"), ValueError, "latent_mask must be one of"),
         (dict(reconstruction="inpaint"), ValueError, "reconstruction must be one of"),
         (dict(prompt=""), ValueError, "prompt is empty"),
-        (dict(num_inference_steps=500), ValueError, "more than the 100 timesteps"),
+        (dict(num_inference_steps=5000), ValueError, r"more than the (100|1000) timesteps"),
         (dict(rank_border_weight=-1.0), ValueError, "rank_border_weight must be >= 0"),
     ],
 )
@@ -268,10 +280,11 @@ def test_one_generator_per_result_gives_each_edit_what_a_call_of_its_own_gives(l
 
 def test_bf16_autocast_keeps_the_background(latent_pipe, image, mask):
     dtypes = []
-    hook = latent_pipe.unet.conv_out.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    last = getattr(latent_pipe.denoiser, "conv_out", None) or latent_pipe.denoiser.proj_out
+    hook = last.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     out = edit(latent_pipe, image, mask, mixed_precision="bf16", num_inference_steps=4)
     hook.remove()
-    assert dtypes and set(dtypes) == {torch.bfloat16}  # the UNet ran in bf16 at every step
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # the denoiser ran in bf16 at every step
     assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
 
 
@@ -288,15 +301,16 @@ class DecodedBest(PipelineCallback):
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
         self.seen.append(callback_kwargs["latents"].clone())
-        scaled = callback_kwargs["pred_original_sample"] / pipeline.vae.config.scaling_factor
         ranking = pipeline.ranking
-        pasted = pipeline.vae.decode(scaled).sample.clamp(-1, 1) * ranking.mask + ranking.image * (1 - ranking.mask)
+        decoded = pipeline._decode(callback_kwargs["pred_original_sample"]).clamp(-1, 1)
+        pasted = decoded * ranking.mask + ranking.image * (1 - ranking.mask)
         self.best.append(int(ranking(pasted, ranking.mask)[0][0]))
         return callback_kwargs
 
 
 def test_restart_from_best_copies_the_best_decoded_sample_at_its_step(latent_pipe, image, mask):
-    latent_pipe.scheduler = DDIMScheduler.from_config(latent_pipe.scheduler.config)  # SDXL's Euler: no x0_hat
+    if getattr(latent_pipe.scheduler, "init_noise_sigma", 1) != 1:  # SDXL's Euler gives no x0_hat
+        latent_pipe.scheduler = DDIMScheduler.from_config(latent_pipe.scheduler.config)
     before, after = DecodedBest(), DecodedBest()
     chain = MultiPipelineCallbacks([before, RestartFromBestCallback(at=0.5), after])
     out = edit(latent_pipe, image, mask, num_images_per_prompt=3, callback_on_step_end=chain)
@@ -344,7 +358,11 @@ def test_latent_output_is_the_final_latents_with_the_input_outside_the_latent_ma
         callback_on_step_end=keep_last,
         callback_on_step_end_tensor_inputs=["latents", "image", "mask"],
     )
-    assert out.scores is None and out.images.shape == (2, 4, 8, 8) and torch.equal(out.images, seen["latents"])
+    assert (
+        out.scores is None
+        and out.images.shape == (2, latent_pipe.vae.config.latent_channels, 8, 8)
+        and torch.equal(out.images, seen["latents"])
+    )
     keep = (seen["mask"] == 0).expand_as(out.images)
     assert keep.any() and torch.equal(out.images[keep], seen["image"][keep])
 

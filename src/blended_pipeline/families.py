@@ -14,6 +14,7 @@ from typing import Any
 LATENT_FAMILIES = {
     "sd": "blended_pipeline.pipeline_latent.BlendedLatentDiffusionPipeline",
     "sdxl": "blended_pipeline.pipeline_sdxl.BlendedLatentDiffusionXLPipeline",
+    "sd3": "blended_pipeline.pipeline_sd3.BlendedLatentDiffusion3Pipeline",
 }
 """Each latent family's pipeline class."""
 

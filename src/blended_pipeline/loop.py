@@ -264,7 +264,7 @@ class BlendedPipelineMixin:
         offered to the callbacks beside the loop's own."""
         noise = randn_tensor(tuple(start.shape), generator=generator, device=start.device)
         reused = noise if blend_noise == "initial" else None
-        latents = self.scheduler.add_noise(start, noise, timesteps[:1].repeat(start.shape[0]))
+        latents = self._noised(start, noise, timesteps[:1].repeat(start.shape[0]))
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)
         for i, t in enumerate(self.progress_bar(timesteps)):
             noise_pred, pred_original_sample = predict(latents, t, i)
@@ -337,7 +337,14 @@ class BlendedPipelineMixin:
             return clean
         if noise is None:
             noise = randn_tensor(tuple(clean.shape), generator=generator, device=clean.device, dtype=clean.dtype)
-        return self.scheduler.add_noise(clean, noise, timesteps[step_index + 1 : step_index + 2])
+        return self._noised(clean, noise, timesteps[step_index + 1 : step_index + 2])
+
+    def _noised(self, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """``clean`` brought to the noise level of ``timesteps`` with ``noise``: ``scale_noise`` for a flow-matching
+        scheduler (which mixes toward the noise), ``add_noise`` for the others."""
+        if hasattr(self.scheduler, "scale_noise"):
+            return self.scheduler.scale_noise(clean, timesteps, noise)
+        return self.scheduler.add_noise(clean, noise, timesteps)
 
     def _extra_step_kwargs(self, generator: Generators, eta: float) -> dict[str, Any]:
         """The generator, DDIM's ``eta`` and ``use_clipped_model_output=True``, as far as ``step`` takes them.

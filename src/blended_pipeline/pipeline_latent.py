@@ -58,6 +58,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     """
 
     kind = "latent"
+    family = "sd"
     _guidance_scale = LATENT_DEFAULTS.guidance_scale
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["clip_model", "clip_tokenizer", "feature_extractor", "ranking_clip_model"]
@@ -92,7 +93,6 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         super().__init__()
         self._check_denoiser(unet, vae)
         self._register(locals())
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str, **kwargs: Any) -> BlendedLatentDiffusionPipeline:
@@ -125,6 +125,19 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             )
         if channels != latent:
             raise ValueError(f"unet takes {channels} input channels but the vae's latents have {latent}")
+
+    def _check_transformer(self, transformer: Any, kind: type, vae: AutoencoderKL, packed: int = 1) -> None:
+        """Refuse a transformer of another family, or an inpainting or fill one (its extra input channels take the
+        mask and the masked image, which blending replaces); ``packed`` latent channels make one token's."""
+        if not isinstance(transformer, kind):
+            raise TypeError(f"transformer must be a {kind.__name__}, got {type(transformer).__name__}")
+        channels, latent = transformer.config.in_channels, vae.config.latent_channels * packed
+        if channels != latent:
+            raise ValueError(
+                f"transformer takes {channels} input channels but the vae's latents make {latent}: an inpainting or "
+                f"fill model's takes the mask and the masked image too; blended editing needs the text-to-image "
+                f"model, e.g. {self.base_models}"
+            )
 
     @torch.no_grad()
     def __call__(
@@ -225,7 +238,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
         # 3. Denoise from the input's latents, with classifier-free guidance; blended, the callbacks after.
         def predict(sample: torch.Tensor, t: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-            model_input = self.scheduler.scale_model_input(torch.cat([sample] * 2), t)
+            model_input = torch.cat([sample] * 2)
+            if hasattr(self.scheduler, "scale_model_input"):  # flow-matching schedulers take the sample as it is
+                model_input = self.scheduler.scale_model_input(model_input, t)
             with self._autocast(precision, device):
                 prediction = self._denoiser_prediction(model_input, t, conditioning)
             unconditional, conditional = prediction.float().chunk(2)
@@ -263,9 +278,19 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     def do_classifier_free_guidance(self) -> bool:
         return self._guidance_scale > 1
 
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell on a side."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The network that denoises the latents: the UNet here, a transformer in SD3 and Flux."""
+        return self.unet
+
     def _model_resolution(self) -> tuple[int, int]:
-        """The pixels the UNet's latents decode to."""
-        size = self.unet.config.sample_size
+        """The pixels the denoiser's latents decode to: the checkpoint's own resolution."""
+        size = self.denoiser.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         return height * self.vae_scale_factor, width * self.vae_scale_factor
 
@@ -309,7 +334,11 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     def _predicted_original(
         self, sample: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor | None:
-        """``x0_hat`` of a variance-preserving scheduler's sample (None for sigma-scaled ones, such as Euler's)."""
+        """``x0_hat`` of a variance-preserving or flow-matching scheduler's sample (None for sigma-scaled ones, such
+        as Euler's)."""
+        flow = self.scheduler.config.get("prediction_type") == "flow_prediction"
+        if flow or hasattr(self.scheduler, "scale_noise"):  # x_t = (1 - sigma) x0 + sigma noise; v = noise - x0
+            return sample - t.float() / self.scheduler.config.num_train_timesteps * prediction
         if float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             return None
         alpha_bar = self.scheduler.alphas_cumprod.to(sample.device)[t].float()
@@ -348,7 +377,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         length = self.tokenizer.model_max_length
         tokens = self.tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         embeddings = self.text_encoder(tokens.input_ids.to(device)).last_hidden_state
-        return {"encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0).to(self.unet.dtype)}
+        return {"encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0).to(self.denoiser.dtype)}
 
     def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
         """The denoiser's output for ``sample`` (already scaled for the scheduler) at ``t``."""
@@ -375,7 +404,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         if settings["restart_at"] > 0 and float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(
                 f"restart_at ranks each sample's x0_hat, which {type(self.scheduler).__name__}'s sigma-scaled samples "
-                "do not give here; use a variance-preserving scheduler (DDIM, DDPM, DPM-Solver++) or restart_at=0"
+                "do not give here; use a variance-preserving (DDIM, DDPM, DPM-Solver++) or flow-matching scheduler, or "
+                "restart_at=0"
             )
         self._check_call(prompts, generator, callbacks, settings)
 
@@ -387,6 +417,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 f"{type(scheduler).__name__} takes {scheduler.order} model calls per step, between which the sample "
                 "may not be blended; use a first-order or multistep scheduler (DDIM, DDPM, Euler, DPM-Solver++)"
             )
-        for attribute in ("add_noise", "step", "set_timesteps", "scale_model_input"):
+        for attribute in ("step", "set_timesteps"):
             if not hasattr(scheduler, attribute):
                 raise ValueError(f"{type(scheduler).__name__} has no `{attribute}`; use a diffusers scheduler")
+        if not (hasattr(scheduler, "add_noise") or hasattr(scheduler, "scale_noise")):
+            raise ValueError(f"{type(scheduler).__name__} cannot noise an input (no add_noise or scale_noise)")

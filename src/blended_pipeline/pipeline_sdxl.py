@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.schedulers import SchedulerMixin
 from transformers import (
     CLIPImageProcessor,
@@ -39,6 +39,7 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
     embeddings, as SDXL base was trained), both read from the checkpoint's ``model_index.json``.
     """
 
+    family = "sdxl"
     model_cpu_offload_seq = "text_encoder->text_encoder_2->unet->vae"
     _optional_components = ["text_encoder", "tokenizer", *BlendedLatentDiffusionPipeline._optional_components]
     base_models = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -64,10 +65,9 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
         default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
     ) -> None:
-        super(BlendedLatentDiffusionPipeline, self).__init__()
+        DiffusionPipeline.__init__(self)  # the components differ from the base family's
         self._check_denoiser(unet, vae)
         self._register(locals())
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
     def _prompt_conditioning(
         self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
