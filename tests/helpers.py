@@ -316,6 +316,45 @@ def tiny_sd3_parts(with_t5: bool = True) -> dict:
     )
 
 
+def tiny_flux_parts(guidance_embeds: bool = True) -> dict:
+    """A tiny Flux.1: a 16-channel VAE with a shift factor, CLIP (pooled) and T5 text encoders, a transformer
+    (patch size 1, on 2x2 packed latents; guidance-distilled like dev, or not like schnell) and a flow-matching
+    scheduler with dynamic shifting; and the CLIP parts that rank."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    vae = tiny_vae(16, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.1, scaling_factor=0.4)
+    clip = tiny_clip_parts()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**clip["clip_model"].config.text_config.to_dict())).eval()
+    tokenizer_2, text_encoder_2 = tiny_t5()
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,  # 2x2 patches of 16 channels
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,  # T5's width
+        pooled_projection_dim=16,  # CLIP's
+        axes_dims_rope=(4, 4, 8),
+        guidance_embeds=guidance_embeds,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)
+    return dict(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip["tokenizer"],
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer.eval(),
+        clip_model=clip["clip_model"],
+        clip_tokenizer=clip["tokenizer"],
+        feature_extractor=clip["feature_extractor"],
+    )
+
+
 DIFFUSERS_PIPELINES = {
     "sd": ("StableDiffusionPipeline", ("vae", "text_encoder", "tokenizer", "unet", "scheduler")),
     "sdxl": (
@@ -336,6 +375,10 @@ DIFFUSERS_PIPELINES = {
             "tokenizer_3",
         ),
     ),
+    "flux": (
+        "FluxPipeline",
+        ("scheduler", "vae", "text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "transformer"),
+    ),
 }
 """Each family's diffusers text-to-image pipeline and the components it saves."""
 
@@ -353,5 +396,5 @@ def save_as_diffusers(family: str, path, pipeline: str | None = None) -> dict:
     return components
 
 
-TINY_PARTS = {"sd": tiny_latent_parts, "sdxl": tiny_sdxl_parts, "sd3": tiny_sd3_parts}
+TINY_PARTS = {"sd": tiny_latent_parts, "sdxl": tiny_sdxl_parts, "sd3": tiny_sd3_parts, "flux": tiny_flux_parts}
 """Each latent family's tiny components."""

@@ -482,7 +482,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("family", ["sdxl", "sd3"])
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
 def test_a_diffusers_directory_of_another_family_runs_a_batch(workspace, tmp_path, family):
     from helpers import save_as_diffusers
 

@@ -276,7 +276,7 @@ def test_a_broken_model_index_is_named(files, tiny_model, capsys):
     assert f"{index} is not valid JSON" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3"])
+@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3", "flux"])
 def test_a_plain_diffusers_directory_of_each_family_edits_with_results_not_ranked(files, image, mask, family):
     from helpers import save_as_diffusers
 

@@ -28,6 +28,7 @@ from helpers import (
     DIFFUSERS_PIPELINES,
     TINY_PARTS,
     save_as_diffusers,
+    tiny_flux_parts,
     tiny_latent_parts,
     tiny_sd3_parts,
     tiny_sdxl_parts,
@@ -72,11 +73,15 @@ CASES = {
     "sd3": dict(),
     "sd3 at strength 1": dict(strength=1.0),
     "sd3 without T5": dict(with_t5=False),
+    "flux dev (guidance-distilled)": dict(),
+    "flux dev at strength 1": dict(strength=1.0),
+    "flux schnell (no guidance input)": dict(guidance_embeds=False),
 }
 REFERENCES = {
     "sd": "StableDiffusionInpaintPipeline",
     "sdxl": "StableDiffusionXLInpaintPipeline",
     "sd3": "StableDiffusion3InpaintPipeline",
+    "flux": "FluxInpaintPipeline",
 }
 
 
@@ -87,9 +92,14 @@ def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case)
     family = case.split(",")[0].split(" ")[0]
     options = dict(CASES[case])
     refiner, with_t5 = options.pop("refiner", False), options.pop("with_t5", True)
+    guidance_embeds = options.pop("guidance_embeds", True)
     config = {"requires_aesthetics_score": refiner} if family == "sdxl" else {}
-    parts = {"sd": tiny_latent_parts, "sdxl": lambda: tiny_sdxl_parts(refiner), "sd3": lambda: tiny_sd3_parts(with_t5)}
-    parts = parts[family]()
+    parts = {
+        "sd": tiny_latent_parts,
+        "sdxl": lambda: tiny_sdxl_parts(refiner),
+        "sd3": lambda: tiny_sd3_parts(with_t5),
+        "flux": lambda: tiny_flux_parts(guidance_embeds),
+    }[family]()
     near_deterministic(parts["vae"])
     if family == "sd":  # diffusers' SD inpaint pipeline sets steps_offset=1 on the scheduler it is given
         parts["scheduler"] = type(parts["scheduler"]).from_config({**parts["scheduler"].config, "steps_offset": 1})
@@ -99,8 +109,7 @@ def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case)
     extra = {
         "sd": dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
         "sdxl": dict(add_watermarker=False),
-        "sd3": {},
-    }[family]
+    }.get(family, {})
     reference = getattr(diffusers, REFERENCES[family])(**components, **config, **extra)
     ours = latent_pipeline_class(family)(**components, **config)
     for pipe in (reference, ours):
@@ -108,7 +117,8 @@ def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case)
     image, mask = model_sized_inputs()
     call = dict(prompt="a red ball", image=image, mask_image=mask, num_inference_steps=10, strength=0.5)
     call.update(guidance_scale=7.5, output_type="np", **options)
-    expected = reference(**call, generator=torch.Generator().manual_seed(0)).images
+    size = dict(height=16, width=16) if family == "flux" else {}  # diffusers' Flux size is fixed, 128 cells
+    expected = reference(**call, **size, generator=torch.Generator().manual_seed(0)).images
     generator = torch.Generator().manual_seed(0)
     torch.randn((1, parts["vae"].config.latent_channels, 8, 8), generator=generator)  # diffusers' posterior sample
     got = ours(**call, **EXTRAS_OFF, generator=generator).images
@@ -128,6 +138,9 @@ def test_with_the_extras_off_each_family_equals_diffusers_inpaint_pipeline(case)
         ("sd3", "StableDiffusion3Pipeline"),
         ("sd3", "StableDiffusion3InpaintPipeline"),
         ("sd3", "StableDiffusion3Img2ImgPipeline"),
+        ("flux", "FluxPipeline"),
+        ("flux", "FluxInpaintPipeline"),
+        ("flux", "FluxImg2ImgPipeline"),
     ],
 )
 def test_a_directory_written_by_diffusers_loads_its_family_and_edits(tmp_path, image, mask, family, writer):
@@ -179,6 +192,18 @@ def test_an_inpainting_transformer_is_refused_naming_the_base_model():
         latent_pipeline_class("sd3")(**{**parts, "transformer": transformer})
 
 
+def test_a_flux_fill_transformer_is_refused_and_a_negative_prompt_too(image, mask):
+    from diffusers import FluxTransformer2DModel
+
+    parts = tiny_flux_parts()
+    fill = FluxTransformer2DModel.from_config({**parts["transformer"].config, "in_channels": 384})
+    with pytest.raises(ValueError, match="takes 384 input channels.*FLUX.1-dev"):
+        latent_pipeline_class("flux")(**{**parts, "transformer": fill})
+    pipe = latent_pipeline_class("flux")(**parts)
+    with pytest.raises(ValueError, match="negative_prompt needs classifier-free guidance"):
+        pipe("a red ball", image, mask, negative_prompt="a blue ball", num_inference_steps=4)
+
+
 def test_encode_and_decode_undo_each_other_with_a_shift():
     pipe = latent_pipeline_class("sd3")(**tiny_sd3_parts())
     assert pipe.vae.config.shift_factor != 0
@@ -202,13 +227,14 @@ def test_the_family_is_read_from_the_components_a_directory_names():
         family_of({"transformer": ["diffusers", "HunyuanDiT2DModel"]})
 
 
-def test_the_cli_refuses_a_family_it_cannot_run_before_loading(tmp_path, capsys):
+def test_the_cli_refuses_a_model_of_no_known_family_before_loading(tmp_path, capsys):
     from blended_pipeline import cli
 
-    (tmp_path / "model_index.json").write_text(json.dumps({"transformer": ["diffusers", "FluxTransformer2DModel"]}))
+    (tmp_path / "model_index.json").write_text(json.dumps({"transformer": ["diffusers", "HunyuanDiT2DModel"]}))
     (tmp_path / "transformer").mkdir()
     PIL.Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
     PIL.Image.new("L", (16, 16), 255).save(tmp_path / "mask.png")
     arguments = ["--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--prompt", "a ball"]
     assert cli.main([*arguments, "--model", str(tmp_path), "--out", str(tmp_path / "o.png")]) == 2
-    assert "a flux checkpoint; blended editing runs sd, sdxl, sd3 checkpoints" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "its transformer is a HunyuanDiT2DModel; blended editing knows SD3Transformer2DModel" in err

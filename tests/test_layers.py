@@ -25,7 +25,16 @@ LAYERS = {
         "shapes.edits",
         "shapes.tokenizer",
     },
-    "loop": {"loop", "families", "pipeline", "pipeline_latent", "pipeline_sdxl", "pipeline_sd3", "convert_adm"},
+    "loop": {
+        "loop",
+        "families",
+        "pipeline",
+        "pipeline_latent",
+        "pipeline_sdxl",
+        "pipeline_sd3",
+        "pipeline_flux",
+        "convert_adm",
+    },
     "application": {"request", "loading", "output", "arguments", "manifest", "launcher"},
     "front ends": {"cli", "batch", "ui"},
     "shapes": {

@@ -25,7 +25,7 @@ from blended_pipeline import BlendedLatentDiffusionPipeline, RestartFromBestCall
 from blended_pipeline.reconstruction import fit_decoder
 from blended_pipeline.region import latent_region_mask
 
-FAMILIES = ["sd", "sdxl", "sd3"]
+FAMILIES = ["sd", "sdxl", "sd3", "flux"]
 
 
 @pytest.fixture(params=FAMILIES)
@@ -145,6 +145,7 @@ SWAPS = {
     "sd": [(DDPMScheduler, {}), (DPMSolverMultistepScheduler, {})],
     "sdxl": [(DDPMScheduler, {}), (DPMSolverMultistepScheduler, {})],
     "sd3": [(FlowMatchLCMScheduler, {}), (DPMSolverMultistepScheduler, FLOW)],  # flow matching, as the model
+    "flux": [(FlowMatchLCMScheduler, {}), (DPMSolverMultistepScheduler, FLOW)],
 }
 
 
@@ -208,19 +209,22 @@ def test_rank_border_weight_without_clip_parts_is_refused_before_any_work(image,
 
 
 def test_prompt_lists_edit_each_image_and_negative_prompts_are_taken(latent_pipe, image, mask):
+    """Flux runs no classifier-free guidance: it refuses any negative prompt (``test_families``)."""
     other = PIL.Image.fromarray(np.asarray(image)[::-1].copy())
+    negatives = dict(negative_prompt=["a blue ball", "a red circle"]) if latent_pipe.classifier_free_guidance else {}
     out = latent_pipe(
         ["a red ball", "a blue square"],
         [image, other],
         mask,
         num_inference_steps=4,
         num_images_per_prompt=2,
-        negative_prompt=["a blue ball", "a red circle"],
+        **negatives,
     )
     assert len(out.images) == 4
     assert np.array_equal(np.asarray(out.images[3])[outside(mask)], np.asarray(other)[outside(mask)])
-    with pytest.raises(ValueError, match="negative prompts"):
-        edit(latent_pipe, image, mask, negative_prompt=["a", "b"])
+    if latent_pipe.classifier_free_guidance:
+        with pytest.raises(ValueError, match="negative prompts"):
+            edit(latent_pipe, image, mask, negative_prompt=["a", "b"])
 
 
 def counting_unet_calls(pipe) -> list:

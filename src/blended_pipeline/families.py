@@ -15,6 +15,7 @@ LATENT_FAMILIES = {
     "sd": "blended_pipeline.pipeline_latent.BlendedLatentDiffusionPipeline",
     "sdxl": "blended_pipeline.pipeline_sdxl.BlendedLatentDiffusionXLPipeline",
     "sd3": "blended_pipeline.pipeline_sd3.BlendedLatentDiffusion3Pipeline",
+    "flux": "blended_pipeline.pipeline_flux.BlendedLatentFluxPipeline",
 }
 """Each latent family's pipeline class."""
 

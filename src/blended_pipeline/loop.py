@@ -316,12 +316,16 @@ class BlendedPipelineMixin:
         return BlendedPipelineOutput(images=outputs, scores=scores, settings=settings)
 
     def _timesteps(self, num_inference_steps: int, strength: float, device: torch.device) -> torch.Tensor:
-        """The last ``strength`` of the schedule."""
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        """The last ``strength`` of the schedule (``_schedule``'s)."""
+        self.scheduler.set_timesteps(**self._schedule(num_inference_steps), device=device)
         begin = (num_inference_steps - steps_run(num_inference_steps, strength)) * self.scheduler.order
         if hasattr(self.scheduler, "set_begin_index"):
             self.scheduler.set_begin_index(begin)
         return self.scheduler.timesteps[begin:]
+
+    def _schedule(self, num_inference_steps: int) -> dict[str, Any]:
+        """The scheduler's ``set_timesteps`` arguments for a run of ``num_inference_steps``."""
+        return {"num_inference_steps": num_inference_steps}
 
     def _noised_input(
         self,

@@ -59,6 +59,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
     kind = "latent"
     family = "sd"
+    classifier_free_guidance = True
+    """False for a guidance-distilled family (Flux), whose denoiser takes the guidance weight as an input."""
     _guidance_scale = LATENT_DEFAULTS.guidance_scale
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["clip_model", "clip_tokenizer", "feature_extractor", "ranking_clip_model"]
@@ -236,15 +238,17 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         timesteps = self._timesteps(settings.num_inference_steps, settings.strength, device)
         self._num_timesteps = len(timesteps)
 
-        # 3. Denoise from the input's latents, with classifier-free guidance; blended, the callbacks after.
+        # 3. Denoise from the input's latents, with classifier-free guidance (where the family runs it); blended,
+        #    the callbacks after.
         def predict(sample: torch.Tensor, t: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-            model_input = torch.cat([sample] * 2)
+            model_input = torch.cat([sample] * 2) if self.classifier_free_guidance else sample
             if hasattr(self.scheduler, "scale_model_input"):  # flow-matching schedulers take the sample as it is
                 model_input = self.scheduler.scale_model_input(model_input, t)
             with self._autocast(precision, device):
-                prediction = self._denoiser_prediction(model_input, t, conditioning)
-            unconditional, conditional = prediction.float().chunk(2)
-            noise_pred = unconditional + self.guidance_scale * (conditional - unconditional)
+                noise_pred = self._denoiser_prediction(model_input, t, conditioning).float()
+            if self.classifier_free_guidance:
+                unconditional, conditional = noise_pred.chunk(2)
+                noise_pred = unconditional + self.guidance_scale * (conditional - unconditional)
             return noise_pred, self._predicted_original(sample, noise_pred, t)
 
         latents = self.denoise(
@@ -277,6 +281,23 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     @property
     def do_classifier_free_guidance(self) -> bool:
         return self._guidance_scale > 1
+
+    def _schedule(self, num_inference_steps: int) -> dict[str, Any]:
+        """The steps, and for a flow-matching scheduler with dynamic shifting the shift ``mu`` for the image's
+        token count, as diffusers' pipelines compute it."""
+        config = self.scheduler.config
+        if not config.get("use_dynamic_shifting"):
+            return {"num_inference_steps": num_inference_steps}
+        base, most = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+        slope = (config.get("max_shift", 1.15) - config.get("base_shift", 0.5)) / (most - base)
+        intercept = config.get("base_shift", 0.5) - slope * base
+        return {"num_inference_steps": num_inference_steps, "mu": self._image_tokens() * slope + intercept}
+
+    def _image_tokens(self) -> int:
+        """How many tokens (patches of latent cells) the denoiser sees of an image at the model's resolution."""
+        patch = self.denoiser.config.get("patch_size", 1) or 1
+        height, width = (side // self.vae_scale_factor // patch for side in self._model_resolution())
+        return height * width
 
     @property
     def vae_scale_factor(self) -> int:

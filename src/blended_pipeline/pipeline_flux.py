@@ -1,0 +1,145 @@
+"""``BlendedLatentFluxPipeline``: blended latent editing on Flux.1 checkpoints.
+
+Flux is a flow-matching transformer on 16-channel latents that it reads as 2x2 patches ("packed"), conditioned
+on T5's token embeddings and CLIP's pooled output; a guidance-distilled checkpoint (dev) takes the guidance
+weight as an input instead of running classifier-free guidance. The latents stay unpacked in the shared loop
+(the scheduler's step and the blend act on each number alike); only the transformer's call packs them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, FluxTransformer2DModel
+from diffusers.schedulers import SchedulerMixin
+from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, PreTrainedTokenizerBase
+
+from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
+from blended_pipeline.settings import LATENT_DEFAULTS, SCRIBBLE_STRENGTH
+
+T5_TOKENS = 512  # the prompt's T5 tokens, as Flux's own pipelines default
+
+
+class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
+    r"""Blended latent editing with a Flux.1 checkpoint (dev, schnell).
+
+    Components (a Flux directory loads with ``from_pretrained``): ``scheduler`` (flow matching), ``vae`` (16
+    latent channels), ``text_encoder`` (CLIP) and ``tokenizer``, ``text_encoder_2`` (T5) and ``tokenizer_2``,
+    ``transformer`` (``FluxTransformer2DModel``), and the optional CLIP parts that rank the results, as in
+    ``BlendedLatentDiffusionPipeline``.
+
+    The model's resolution is the VAE's ``sample_size`` (1024 px; the transformer names none). ``guidance_scale``
+    is the distilled guidance of a dev checkpoint (schnell takes none); there is no negative prompt.
+    """
+
+    family = "flux"
+    classifier_free_guidance = False
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
+    base_models = "black-forest-labs/FLUX.1-dev"
+
+    def __init__(
+        self,
+        scheduler: SchedulerMixin,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: PreTrainedTokenizerBase,
+        text_encoder_2: Any,
+        tokenizer_2: PreTrainedTokenizerBase,
+        transformer: FluxTransformer2DModel,
+        clip_model: CLIPModel | None = None,
+        clip_tokenizer: PreTrainedTokenizerBase | None = None,
+        feature_extractor: CLIPImageProcessor | None = None,
+        ranking_clip_model: CLIPModel | None = None,
+        default_strength: float = LATENT_DEFAULTS.strength,
+        scribble_strength: float = SCRIBBLE_STRENGTH,
+        default_num_inference_steps: int = LATENT_DEFAULTS.num_inference_steps,
+        default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
+        default_restart_at: float = LATENT_DEFAULTS.restart_at,
+    ) -> None:
+        DiffusionPipeline.__init__(self)  # the components differ from the base family's
+        self._check_transformer(transformer, FluxTransformer2DModel, vae, packed=4)
+        self._register(locals())
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.transformer
+
+    def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
+        return {"transformer": self.transformer}
+
+    def _model_resolution(self) -> tuple[int, int]:
+        """The VAE's ``sample_size`` (the transformer names no size of its own)."""
+        side = self.vae.config.sample_size
+        return side, side
+
+    def _image_tokens(self) -> int:
+        height, width = (side // self.vae_scale_factor // 2 for side in self._model_resolution())
+        return height * width
+
+    def _schedule(self, num_inference_steps: int) -> dict[str, Any]:
+        """Flux's sigmas, from 1 down to 1 / steps, where the scheduler takes sigmas (shifted for the image's
+        token count where it shifts dynamically); the steps alone for one that does not."""
+        arguments = super()._schedule(num_inference_steps)
+        if "sigmas" not in inspect.signature(self.scheduler.set_timesteps).parameters:
+            return arguments
+        del arguments["num_inference_steps"]
+        return {**arguments, "sigmas": np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)}
+
+    def _prompt_conditioning(
+        self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
+    ) -> dict[str, Any]:
+        """T5's token embeddings, CLIP's pooled output and the text's (zero) position ids, one row per result."""
+        length = self.tokenizer.model_max_length
+        tokens = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        pooled = self.text_encoder(tokens.input_ids.to(device), output_hidden_states=False).pooler_output
+        pooled = pooled.to(self.text_encoder.dtype)
+        tokens = self.tokenizer_2(
+            prompts, padding="max_length", max_length=T5_TOKENS, truncation=True, return_tensors="pt"
+        )
+        embeddings = self.text_encoder_2(tokens.input_ids.to(device), output_hidden_states=False)[0]
+        embeddings = embeddings.to(self.text_encoder_2.dtype)
+        return {
+            "encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0),
+            "pooled_projections": pooled.repeat_interleave(num_images_per_prompt, 0),
+            "txt_ids": torch.zeros(embeddings.shape[1], 3, device=device, dtype=self.text_encoder.dtype),
+        }
+
+    def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
+        """The transformer's velocity for (B, C, H, W) latents, read as 2x2 patches; the guidance weight as its
+        input where the checkpoint is guidance-distilled."""
+        batch, channels, height, width = sample.shape
+        packed = sample.view(batch, channels, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
+        packed = packed.reshape(batch, height // 2 * (width // 2), channels * 4)
+        guidance = None
+        if self.transformer.config.guidance_embeds:
+            guidance = torch.full([1], self.guidance_scale, device=sample.device, dtype=torch.float32).expand(batch)
+        velocity = self.transformer(
+            hidden_states=packed.to(self.transformer.dtype),
+            timestep=t.expand(batch).to(sample.dtype) / 1000,
+            guidance=guidance,
+            img_ids=_patch_positions(height // 2, width // 2, sample.device, conditioning["encoder_hidden_states"]),
+            return_dict=False,
+            **conditioning,
+        )[0]
+        velocity = velocity.view(batch, height // 2, width // 2, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
+        return velocity.reshape(batch, channels, height, width)
+
+    def check_inputs(self, prompts: list[Any], negative_prompts: list[Any] | None, *rest: Any) -> None:
+        """As every family's, and no negative prompt: Flux runs no classifier-free guidance to take one."""
+        if negative_prompts is not None:
+            raise ValueError(
+                "negative_prompt needs classifier-free guidance, which Flux's guidance-distilled checkpoints do not "
+                "run; describe what the region should show in the prompt instead"
+            )
+        super().check_inputs(prompts, negative_prompts, *rest)
+
+
+def _patch_positions(rows: int, columns: int, device: torch.device, like: torch.Tensor) -> torch.Tensor:
+    """(rows * columns, 3) position ids of the packed patches: (0, row, column), in ``like``'s dtype."""
+    positions = torch.zeros(rows, columns, 3, device=device)
+    positions[..., 1] += torch.arange(rows, device=device)[:, None]
+    positions[..., 2] += torch.arange(columns, device=device)[None, :]
+    return positions.reshape(rows * columns, 3).to(like.dtype)
