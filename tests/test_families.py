@@ -238,3 +238,14 @@ def test_the_cli_refuses_a_model_of_no_known_family_before_loading(tmp_path, cap
     assert cli.main([*arguments, "--model", str(tmp_path), "--out", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
     assert "its transformer is a HunyuanDiT2DModel; blended editing knows SD3Transformer2DModel" in err
+
+
+@pytest.mark.parametrize("family", list(TINY_PARTS))
+def test_the_offload_sequence_runs_the_family_components_in_order(family):
+    """``enable_model_cpu_offload`` (a GPU's) moves the models in this order; each must be a component, the
+    denoiser among them, and the ranking CLIPs stay where they are (they run after the denoiser)."""
+    pipe = latent_pipeline_class(family)(**TINY_PARTS[family]())
+    sequence = pipe.model_cpu_offload_seq.split("->")
+    assert set(sequence) <= set(pipe.components) and sequence[-1] == "vae"
+    assert pipe.components[sequence[-2]] is pipe.denoiser
+    assert set(pipe._exclude_from_cpu_offload) == {"clip_model", "ranking_clip_model"}

@@ -381,6 +381,23 @@ def test_a_step_callback_reads_and_changes_classifier_free_guidance(latent_pipe,
         return tensors
 
     changed = edit(latent_pipe, image, mask, guidance_scale=5.0, callback_on_step_end=lower_guidance)
-    assert seen[:2] == [(5.0, True), (1.0, False)]
+    guided = latent_pipe.classifier_free_guidance  # Flux's guidance is its transformer's input, not two passes
+    assert seen[:2] == [(5.0, guided), (1.0, False)]
     kept = edit(latent_pipe, image, mask, guidance_scale=5.0)
     assert not np.array_equal(np.asarray(changed.images[0]), np.asarray(kept.images[0]))
+
+
+def test_weights_in_bf16_and_a_tiled_sliced_vae_keep_the_background(latent_pipe, image, mask):
+    vae = latent_pipe.vae
+    vae.enable_tiling()
+    vae.tile_sample_min_size, vae.tile_latent_min_size = 8, 4  # tiles smaller than the tiny model's 16 px
+    vae.enable_slicing()
+    tiled = []
+    original = vae.tiled_decode
+    vae.tiled_decode = lambda *a, **k: tiled.append(1) or original(*a, **k)
+    latent_pipe.to(torch.bfloat16)
+    out = edit(latent_pipe, image, mask, num_inference_steps=4)
+    assert latent_pipe.denoiser.dtype == torch.bfloat16 and tiled
+    for picture in out.images:
+        assert np.array_equal(np.asarray(picture)[outside(mask)], np.asarray(image)[outside(mask)])
+        assert not np.array_equal(np.asarray(picture), np.asarray(image))

@@ -280,7 +280,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale > 1
+        """Whether the current call runs classifier-free guidance (never, in a guidance-distilled family)."""
+        return self.classifier_free_guidance and self._guidance_scale > 1
 
     def _schedule(self, num_inference_steps: int) -> dict[str, Any]:
         """The steps, and for a flow-matching scheduler with dynamic shifting the shift ``mu`` for the image's
