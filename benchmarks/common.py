@@ -81,6 +81,22 @@ def provenance(script: str) -> dict:
     }
 
 
+QUIET_LOAD = 0.5
+"""The one-minute load average above which a timing comparison refuses to start: another job on the cores."""
+
+
+def quiet_machine(allow_busy: bool = False) -> float:
+    """The one-minute load average, checked: a timing comparison is only valid with nothing else running, so a
+    busy machine stops it unless ``allow_busy`` (the load is then recorded beside the figures)."""
+    load = os.getloadavg()[0]
+    if load > QUIET_LOAD and not allow_busy:
+        raise SystemExit(
+            f"the one-minute load average is {load:.2f} (> {QUIET_LOAD}): something else is running; wait for it, "
+            "or pass --allow-busy to measure anyway with the load recorded"
+        )
+    return load
+
+
 def heading(results: dict) -> str:
     """A results table's first line: where, when, from which commit and by which command it was made."""
     return (

@@ -379,3 +379,11 @@ def test_clip_regions_draws_what_the_judge_accepts_and_reports_each_kind(tmp_pat
     _, results = run_benchmark(tmp_path, "clip_regions.py", "--models", "shipped=SHIPPED", "--cases", "3")
     assert set(results["accuracy"]["shipped"]) == {"small", "wide", "ellipse", "replace", "standard"}
     assert all(0 <= value <= 1 for value in results["accuracy"]["shipped"].values())
+
+
+def test_families_vs_diffusers_smoke(tmp_path):
+    _, results = run_smoke(tmp_path, "families_vs_diffusers.py", "--families", "sdxl", "flux")
+    assert list(results["families"]) == ["sdxl", "flux"]
+    for family in results["families"].values():
+        assert family["per_step"]["diffusers"] and family["per_step"]["ours"]
+        assert family["extras"]["reconstruction_seconds"] > 0  # fitting a decoder costs more than pasting
