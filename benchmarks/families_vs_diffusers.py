@@ -195,7 +195,7 @@ def per_step(reference, ours, image, mask, steps: tuple[int, int], repeats: int)
     size = dict(height=side, width=side) if type(ours).family == "flux" else {}
 
     def run(pipe, count):
-        extra = size if pipe is reference else {}
+        extra = size if pipe is reference else {"num_images_per_prompt": 1}  # diffusers' default: one result
         return lambda: pipe(
             prompt="a red ball",
             image=image,
