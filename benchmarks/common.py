@@ -81,8 +81,9 @@ def provenance(script: str) -> dict:
     }
 
 
-QUIET_LOAD = 0.5
-"""The one-minute load average above which a timing comparison refuses to start: another job on the cores."""
+QUIET_LOAD = 1.0
+"""The one-minute load average above which a timing comparison refuses to start: more than this process (which
+counts itself while it imports) is running."""
 
 
 def quiet_machine(allow_busy: bool = False) -> float:
