@@ -6,9 +6,10 @@ on identical weights and settings, in one run; and what the ranking and the deco
 Per family (SD, SDXL, SD3, Flux) the script builds small random components (seeded; a denoiser of a few million
 parameters, so that a step costs tens of milliseconds on a CPU), and times both pipelines at two step counts,
 alternating, each a number of times: the seconds per step are the difference of the medians over the difference
-of the steps, so that the fixed costs (prompt encoding, the VAE, the paste) drop out. This pipeline runs at its
-defaults without CLIP parts (no ranking: fresh blending noise, the exact paste); the target is at most 3% more
-per step than diffusers'. Then the ranking (CLIP parts loaded, 4 results against 4) and the decoder
+of the steps, so that the fixed costs (prompt encoding, the VAE, the paste) drop out. This pipeline runs without
+CLIP parts (no ranking) and blends with the start's noise as diffusers does (``SAME_WORK``; its default draws
+fresh noise each step, one ``randn`` of the latents' size more); the target is at most 3% more per step than
+diffusers'. Then the ranking (CLIP parts loaded, 4 results against 4) and the decoder
 reconstruction (``reconstruction="decoder"`` against "paste") are timed alone, as whole calls.
 
 The machine must be idle (``common.quiet_machine``); its load is recorded. ``--smoke`` checks the code in seconds.
@@ -32,6 +33,8 @@ from benchmarks.common import heading, provenance, quiet_machine, write_results
 
 TARGET_OVERHEAD = 0.03
 WORDS = ("a", "red", "ball")
+SAME_WORK = dict(num_images_per_prompt=1, blend_noise="initial")
+"""This pipeline's settings for the same sampling work as diffusers': one result, the start's noise reused."""
 DIFFUSERS_INPAINT = {
     "sd": "StableDiffusionInpaintPipeline",
     "sdxl": "StableDiffusionXLInpaintPipeline",
@@ -195,7 +198,7 @@ def per_step(reference, ours, image, mask, steps: tuple[int, int], repeats: int)
     size = dict(height=side, width=side) if type(ours).family == "flux" else {}
 
     def run(pipe, count):
-        extra = size if pipe is reference else {"num_images_per_prompt": 1}  # diffusers' default: one result
+        extra = size if pipe is reference else SAME_WORK
         return lambda: pipe(
             prompt="a red ball",
             image=image,

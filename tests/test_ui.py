@@ -283,3 +283,18 @@ def test_a_refused_runs_error_marks_go_with_the_next_input_and_extend_shows_only
         page.get_by_label("extend the canvas").check()
         page.locator("#extend").wait_for(state="visible", timeout=60_000)
         browser.close()
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
+def test_the_page_edits_with_a_diffusers_directory_of_each_family(tmp_path, image, family):
+    from helpers import save_as_diffusers
+
+    from blended_pipeline.loading import load_pipeline
+
+    save_as_diffusers(family, tmp_path / family)
+    pipe = load_pipeline(str(tmp_path / family), "cpu")
+    assert pipe.family == family and ui.build_app(pipe, str(tmp_path / family)) is not None
+    edit = ui.edit_image(pipe, image, region_strokes(image), "a red ball", "edit", **fast())
+    keep = np.asarray(edit.mask) == 0
+    assert edit.scores is None and len(edit.images) == 2
+    assert all(np.array_equal(np.asarray(picture)[keep], np.asarray(image)[keep]) for picture in edit.images)

@@ -91,7 +91,8 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
     def _prompt_conditioning(
         self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
-        """T5's token embeddings, CLIP's pooled output and the text's (zero) position ids, one row per result."""
+        """T5's token embeddings, CLIP's pooled output, the text's (zero) position ids and the image patches'
+        positions, one row per result."""
         length = self.tokenizer.model_max_length
         tokens = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         pooled = self.text_encoder(tokens.input_ids.to(device), output_hidden_states=False).pooler_output
@@ -101,10 +102,12 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         )
         embeddings = self.text_encoder_2(tokens.input_ids.to(device), output_hidden_states=False)[0]
         embeddings = embeddings.to(self.text_encoder_2.dtype)
+        rows, columns = (side // self.vae_scale_factor // 2 for side in self._model_resolution())
         return {
             "encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0),
             "pooled_projections": pooled.repeat_interleave(num_images_per_prompt, 0),
             "txt_ids": torch.zeros(embeddings.shape[1], 3, device=device, dtype=self.text_encoder.dtype),
+            "img_ids": _patch_positions(rows, columns, embeddings),
         }
 
     def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
@@ -117,10 +120,9 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         if self.transformer.config.guidance_embeds:
             guidance = torch.full([1], self.guidance_scale, device=sample.device, dtype=torch.float32).expand(batch)
         velocity = self.transformer(
-            hidden_states=packed.to(self.transformer.dtype),
-            timestep=t.expand(batch).to(sample.dtype) / 1000,
+            hidden_states=packed,
+            timestep=t.expand(batch).to(conditioning["encoder_hidden_states"].dtype) / 1000,
             guidance=guidance,
-            img_ids=_patch_positions(height // 2, width // 2, sample.device, conditioning["encoder_hidden_states"]),
             return_dict=False,
             **conditioning,
         )[0]
@@ -137,9 +139,9 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         super().check_inputs(prompts, negative_prompts, *rest)
 
 
-def _patch_positions(rows: int, columns: int, device: torch.device, like: torch.Tensor) -> torch.Tensor:
-    """(rows * columns, 3) position ids of the packed patches: (0, row, column), in ``like``'s dtype."""
-    positions = torch.zeros(rows, columns, 3, device=device)
-    positions[..., 1] += torch.arange(rows, device=device)[:, None]
-    positions[..., 2] += torch.arange(columns, device=device)[None, :]
+def _patch_positions(rows: int, columns: int, like: torch.Tensor) -> torch.Tensor:
+    """(rows * columns, 3) position ids of the packed patches: (0, row, column), on ``like``'s device and dtype."""
+    positions = torch.zeros(rows, columns, 3, device=like.device)
+    positions[..., 1] += torch.arange(rows, device=like.device)[:, None]
+    positions[..., 2] += torch.arange(columns, device=like.device)[None, :]
     return positions.reshape(rows * columns, 3).to(like.dtype)

@@ -240,16 +240,19 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
         # 3. Denoise from the input's latents, with classifier-free guidance (where the family runs it); blended,
         #    the callbacks after.
+        dtype = self.denoiser.dtype  # read once: the property walks every module
+        wants_x0 = any("pred_original_sample" in names for _, names in callbacks)
+
         def predict(sample: torch.Tensor, t: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
             model_input = torch.cat([sample] * 2) if self.classifier_free_guidance else sample
             if hasattr(self.scheduler, "scale_model_input"):  # flow-matching schedulers take the sample as it is
                 model_input = self.scheduler.scale_model_input(model_input, t)
             with self._autocast(precision, device):
-                noise_pred = self._denoiser_prediction(model_input, t, conditioning).float()
+                noise_pred = self._denoiser_prediction(model_input.to(dtype), t, conditioning).float()
             if self.classifier_free_guidance:
                 unconditional, conditional = noise_pred.chunk(2)
                 noise_pred = unconditional + self.guidance_scale * (conditional - unconditional)
-            return noise_pred, self._predicted_original(sample, noise_pred, t)
+            return noise_pred, self._predicted_original(sample, noise_pred, t) if wants_x0 else None
 
         latents = self.denoise(
             predict,
@@ -402,8 +405,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         return {"encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0).to(self.denoiser.dtype)}
 
     def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
-        """The denoiser's output for ``sample`` (already scaled for the scheduler) at ``t``."""
-        return self.unet(sample.to(self.unet.dtype), t, **conditioning).sample
+        """The denoiser's output for ``sample`` (scaled for the scheduler, in the denoiser's dtype) at ``t``."""
+        return self.unet(sample, t, **conditioning).sample
 
     def check_inputs(
         self,

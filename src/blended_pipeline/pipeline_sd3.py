@@ -107,4 +107,4 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
     def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
         """The transformer's velocity at ``t`` (timesteps as the scheduler gives them, in [0, 1000])."""
         timestep = t.expand(sample.shape[0])
-        return self.transformer(hidden_states=sample.to(self.transformer.dtype), timestep=timestep, **conditioning)[0]
+        return self.transformer(hidden_states=sample, timestep=timestep, **conditioning)[0]
