@@ -43,9 +43,10 @@ DIFFUSERS_INPAINT = {
 }
 
 
-def small_parts(family: str, width: int) -> dict:
-    """Random components of ``family`` (seeded), the denoiser ``width`` channels wide at 32x32 latents; the VAE
-    small (4x downsampling) and the text encoders tiny, as both pipelines share their fixed costs."""
+def small_parts(family: str, width: int, depth: int = 1) -> dict:
+    """Random components of ``family`` (seeded), the denoiser ``width`` channels wide at 32x32 latents (a
+    transformer ``depth`` times its base number of blocks, so that its step costs about a UNet's); the VAE small
+    (4x downsampling) and the text encoders tiny, as both pipelines share their fixed costs."""
     import diffusers
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -116,7 +117,7 @@ def small_parts(family: str, width: int) -> dict:
             patch_size=2,
             in_channels=16,
             out_channels=16,
-            num_layers=2,
+            num_layers=2 * depth,
             attention_head_dim=width // 2,
             num_attention_heads=2,
             joint_attention_dim=64,
@@ -139,8 +140,8 @@ def small_parts(family: str, width: int) -> dict:
     transformer = diffusers.FluxTransformer2DModel(
         patch_size=1,
         in_channels=64,
-        num_layers=1,
-        num_single_layers=2,
+        num_layers=depth,
+        num_single_layers=2 * depth,
         attention_head_dim=width // 2,
         num_attention_heads=2,
         joint_attention_dim=64,
@@ -160,13 +161,13 @@ def small_parts(family: str, width: int) -> dict:
     )
 
 
-def pipelines(family: str, width: int) -> tuple:
+def pipelines(family: str, width: int, depth: int) -> tuple:
     """diffusers' inpaint pipeline and this project's, on the same components."""
     import diffusers
 
     from blended_pipeline.families import latent_pipeline_class
 
-    parts = small_parts(family, width)
+    parts = small_parts(family, width, depth)
     extra = {
         "sd": dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False),
         "sdxl": dict(add_watermarker=False),
@@ -222,7 +223,7 @@ def per_step(reference, ours, image, mask, steps: tuple[int, int], repeats: int)
     return result
 
 
-def extras_cost(family: str, width: int, image, mask, steps: int, repeats: int, results: int = 4) -> dict:
+def extras_cost(family: str, width: int, depth: int, image, mask, steps: int, repeats: int, results: int) -> dict:
     """Whole-call seconds of this pipeline: ranking (CLIP parts, 4 results) against none, and the decoder
     reconstruction against the paste."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
@@ -257,7 +258,7 @@ def extras_cost(family: str, width: int, image, mask, steps: int, repeats: int, 
         )
     ).eval()
     features = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
-    parts = small_parts(family, width)
+    parts = small_parts(family, width, depth)
     plain = latent_pipeline_class(family)(**parts)
     ranked = latent_pipeline_class(family)(
         **parts, clip_model=clip, clip_tokenizer=tokenizer, feature_extractor=features
@@ -325,19 +326,21 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=list(DIFFUSERS_INPAINT))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--width", type=int, default=64, help="the denoiser's channels")
+    parser.add_argument("--depth", type=int, default=4, help="the transformers' blocks, in multiples of the base")
     parser.add_argument("--allow-busy", action="store_true", help="measure on a busy machine (the load is recorded)")
     parser.add_argument("--smoke", action="store_true", help="tiny and once: checks the code, not the speed")
     args = parser.parse_args()
     steps, extras_steps, repeats, width = ((2, 3), 2, 1, 16) if args.smoke else ((5, 25), 10, args.repeats, args.width)
+    depth = 1 if args.smoke else args.depth
     load_before = quiet_machine(args.allow_busy or args.smoke)
     side = 128  # 32x32 latents through the 4x VAE
     image, mask = inputs(side)
     families = {}
     for family in args.families:
-        reference, ours = pipelines(family, width)
+        reference, ours = pipelines(family, width, depth)
         families[family] = {
             "per_step": per_step(reference, ours, image, mask, steps, repeats),
-            "extras": extras_cost(family, width, image, mask, extras_steps, repeats, 1 if args.smoke else 4),
+            "extras": extras_cost(family, width, depth, image, mask, extras_steps, repeats, 1 if args.smoke else 4),
         }
         print(family, families[family], flush=True)
     results = {
@@ -350,6 +353,7 @@ def main() -> None:
         "repeats": repeats,
         "side": side,
         "width": width,
+        "depth": depth,
         "families": families,
     }
     write_results(args.out, results, markdown(results))

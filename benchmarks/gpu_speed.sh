@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The speed figures that need a GPU, in one call of a few minutes (issues 18 and 13): where one guided step of the
-# paper's configuration spends its time, that configuration eager (the UNet in NCHW, then channels-last) and compiled
-# in fp32 and bf16 (the same run, so before and after compare), and Stable Diffusion 2 base beside it. Run from the
-# repository root on the GPU machine:
+# The speed figures that need a GPU, in one run of a few minutes: where one guided step of the paper's
+# configuration spends its time, that configuration eager (the UNet in NCHW, then channels-last) and compiled in
+# fp32 and bf16 (the same run, so before and after compare), and Stable Diffusion 2 base beside it. Run from the
+# repository root on a machine with a CUDA GPU:
 #
-#     bash benchmarks/gpu_speed.sh "$OUT"
+#     bash benchmarks/gpu_speed.sh OUT_DIR
 #
-# The machine needs diffusers and lpips; where they are missing, carry their wheels in wheels/ (ignored by git):
-# here `pip download --no-deps -d wheels diffusers==0.42.1 lpips==0.1.4`, then the device tool's run with
-# carry ["wheels"] and the command `bash benchmarks/gpu_speed.sh "$OUT"` (timeout 600 s).
+# The machine needs diffusers and lpips; on one without a package index, put their wheels in wheels/ (ignored by
+# git; `pip download --no-deps -d wheels diffusers==0.42.1 lpips==0.1.4` where there is one) and the script
+# installs them from there.
 set -euo pipefail
 out=${1:?give the folder the figures go to}
 mkdir -p "$out"

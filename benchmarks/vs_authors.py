@@ -21,6 +21,7 @@ are reported. Their code also needs ``pip install kornia ftfy``.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -36,7 +37,7 @@ import PIL.Image
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-from benchmarks.common import provenance, write_results
+from benchmarks.common import heading, provenance, quiet_machine, write_results
 from benchmarks.paper_models import VIT_B_16
 from blended_pipeline import BlendedDiffusionPipeline
 from blended_pipeline.convert_adm import ADMConfig, convert, scheduler_for
@@ -197,7 +198,9 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each side, alternating")
     parser.add_argument("--compile", action="store_true", help="also time ours with pipe.compile()")
+    parser.add_argument("--allow-busy", action="store_true", help="measure on a busy machine (the load is recorded)")
     args = parser.parse_args()
+    load_before = quiet_machine(args.allow_busy)  # a timing comparison is only valid with nothing else running
     theirs = authors_modules(args.authors_dir.resolve())
 
     adm = ADMConfig(**ADM_64)
@@ -272,6 +275,8 @@ def main() -> None:
     per_sample = {name: statistics.median(values) / args.samples for name, values in seconds.items()}
     results = {
         **provenance("vs_authors.py"),
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
         "steps": args.steps,
         "samples": args.samples,
         "views": args.views,
@@ -282,7 +287,7 @@ def main() -> None:
         "compile_seconds": compile_seconds if args.compile else None,
     }
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results) + f"; load average before {results['load_before']:.2f}, after {results['load_after']:.2f}",
         f"ADM UNet {results['unet_parameters'] / 1e6:.2f}M parameters at {adm.image_size} px (the same weights on both "
         f"sides), CLIP ViT-B/16 (image towers equal to {tower_difference:.1e}); DDPM, {args.steps} guided steps, "
         f"{args.samples} samples, {args.views} views; {args.repeats} runs each, alternating.",
