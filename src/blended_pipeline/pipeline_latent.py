@@ -1,5 +1,7 @@
 """``BlendedLatentDiffusionPipeline``: Blended Latent Diffusion (Avrahami, Fried, Lischinski, SIGGRAPH 2023) on
-Stable Diffusion-format checkpoints, sharing the pixel pipeline's loop, region, blending, ranking and image I/O."""
+Stable Diffusion 1.x/2.x checkpoints, and the latent loop every model family shares (SDXL, SD3 and Flux override
+the prompt's conditioning, the denoiser's call and the schedule: ``docs/models.md``); the pixel pipeline's loop,
+region, blending, ranking and image I/O underneath."""
 
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     r"""Edit the masked region of an image to match a prompt in a latent diffusion model's latent space; every
     pixel outside the mask is the input's.
 
-    Components (a Stable Diffusion 1.x/2.x directory loads with ``from_pretrained``; its ``safety_checker`` entry
-    is ignored):
+    Components (a Stable Diffusion 1.x/2.x directory loads with ``from_pretrained``, its ``safety_checker`` entry
+    ignored; from this class, a directory of another family loads as that family's pipeline):
         vae: the ``AutoencoderKL`` whose latents the UNet denoises.
         text_encoder, tokenizer: the prompt's encoder (``CLIPTextModel``).
         unet: a text-conditioned ``UNet2DConditionModel``.
