@@ -18,6 +18,7 @@ The machine must be idle (``common.quiet_machine``); its load is recorded. ``--s
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -346,7 +347,7 @@ def main() -> None:
     results = {
         **provenance("families_vs_diffusers.py"),
         "load_before": load_before,
-        "load_after": __import__("os").getloadavg()[0],
+        "load_after": os.getloadavg()[0],
         "steps": steps,
         "extras_steps": extras_steps,
         "extras_results": 1 if args.smoke else 4,

@@ -62,12 +62,12 @@ def main() -> None:
         f"Tuning edits `edit_cases({EDIT_SETS['tuning']}, {args.edits}, 32)`, "
         f"{defaults['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}.",
         "",
-        "| steps | strength | guidance scale | top-1 | batch precision | s per image |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| steps | strength | guidance scale | top-1 | batch precision | diversity | s per image |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
         f"| {r['num_inference_steps']} | {r['strength']} | {r['guidance_scale']} | {r['top1_success']:.0%} | "
-        f"{r['batch_precision']:.0%} | {r['seconds_per_image']:.2f} |"
+        f"{r['batch_precision']:.0%} | {r['diversity']:.1f} | {r['seconds_per_image']:.2f} |"
         for r in rows
     ]
     write_results(args.out, results, "\n".join(lines) + "\n")

@@ -104,13 +104,14 @@ def markdown(results: dict) -> str:
         f"Judged edit set `edit_cases({EDIT_SETS['judged']}, {results['pixel']['edits']}, 32)`, each pipeline at the "
         "CLI's defaults for its shipped checkpoint, alternating edit by edit.",
         "",
-        "| pipeline | top-1 | batch precision | s / image | seam step | background exact |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| pipeline | top-1 | batch precision | diversity | s / image | seam step | background exact |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("pixel", "latent"):
         row = results[name]
         lines.append(
-            f"| {name} | {row['top1_success']:.0%} | {row['batch_precision']:.0%} | {row['seconds_per_image']:.2f} | "
+            f"| {name} | {row['top1_success']:.0%} | {row['batch_precision']:.0%} | {row['diversity']:.1f} | "
+            f"{row['seconds_per_image']:.2f} | "
             f"{row['seam_step']:.1f} | {row['background_exact']:.0%} |"
         )
     rec = results["reconstruction"]

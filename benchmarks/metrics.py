@@ -71,16 +71,19 @@ def judged_edit(pipe, case: EditCase, seed: int, settings: dict) -> dict:
         "seconds_per_image": edit.seconds / len(edit.results),
         "seam_step": border_step(edit.results[0], case.mask),
         "background_exact": all(np.array_equal(r[~case.mask], case.image[~case.mask]) for r in edit.results),
+        "diversity": diversity(edit.results, case.mask),
     }
 
 
 def summary(per_edit: list[dict]) -> dict:
-    """Top-1 success, batch precision, seconds per image, seam step, background exactness and the refused results by
+    """Top-1 success, batch precision with the results' diversity beside it (four near-copies must not read as
+    four independent successes), seconds per image, seam step, background exactness and the refused results by
     reason, over ``judged_edit``'s edits."""
     return {
         "edits": len(per_edit),
         "top1_success": float(np.mean([e["verdicts"][0] for e in per_edit])),
         "batch_precision": float(np.mean([np.mean(e["verdicts"]) for e in per_edit])),
+        "diversity": float(np.mean([e["diversity"] for e in per_edit])),
         "seconds_per_image": float(np.mean([e["seconds_per_image"] for e in per_edit])),
         "seam_step": float(np.mean([e["seam_step"] for e in per_edit])),
         "background_exact": float(np.mean([e["background_exact"] for e in per_edit])),

@@ -3,9 +3,10 @@
     python benchmarks/model_sizes.py --out docs/figures/model_sizes
 
 Each model is built on PyTorch's meta device (no memory, no download) from its published configuration, written
-out below, and its parameters counted; the weights' memory follows at 2 bytes a parameter (bf16/fp16) and 4
-(fp32). Activations come on top and grow with the resolution; offloading (``enable_model_cpu_offload``) keeps
-only the running model on the GPU, so the largest single model bounds its peak.
+out below, and what its checkpoint holds counted (parameters and persistent buffers); the weights' memory follows
+at 2 bytes a number (bf16/fp16) and 4 (fp32). Activations come on top and grow with the resolution; offloading
+(``enable_model_cpu_offload``) keeps only the running model on the GPU, so the largest single model bounds its
+peak.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ FAMILIES = {
 
 
 def parameters(class_name: str, config: dict) -> int:
-    """The parameter count of ``class_name`` built from ``config`` on the meta device."""
+    """The numbers ``class_name`` built from ``config`` on the meta device saves: its parameters and persistent
+    buffers (SD3's position embedding is one)."""
     import diffusers
     import transformers
 
@@ -132,7 +134,7 @@ def parameters(class_name: str, config: dict) -> int:
         else:
             config_class = transformers.T5Config if class_name.startswith("T5") else transformers.CLIPTextConfig
             model = getattr(transformers, class_name)(config_class(**config))
-    return sum(p.numel() for p in model.parameters())
+    return sum(tensor.numel() for tensor in model.state_dict().values())
 
 
 def markdown(results: dict) -> str:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import kinds_in, load_for_edits, load_kept, provenance, with_all_hard, write_results
+from benchmarks.metrics import diversity
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
 from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values
@@ -87,11 +88,19 @@ def top1_by_weight(
     row = {
         "edits": len(hits[weights[0]]),
         "batch_precision": float(kept[f"{kind}/verdicts"].mean()),
+        "diversity": kept_diversity(kept, kind),
         "top1_by_weight": {str(weight): float(np.mean(found)) for weight, found in hits.items()},
     }
     if best:
         row["best_precision_by_weight"] = {str(weight): float(np.mean(share)) for weight, share in shown.items()}
     return row
+
+
+def kept_diversity(kept: dict[str, np.ndarray], kind: str) -> float:
+    """The mean diversity of the kept edits of ``kind``: beside batch precision, it tells near-copies (a
+    restart) from independent results."""
+    pairs = zip(kept[f"{kind}/results"], kept[f"{kind}/mask"], strict=True)
+    return float(np.mean([diversity(list(results), mask) for results, mask in pairs]))
 
 
 def by_edge_weight(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[dict, list[str]]:
@@ -107,15 +116,19 @@ def by_edge_weight(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     results = {**provenance("rerank.py"), "kept": str(args.kept), "weights": weights, "best": args.best, "rows": rows}
     best_columns = [f"precision of the {args.best} best, weight {w:g}" for w in weights] if args.best else []
     lines = [
-        "| kind | edits | batch precision | "
+        "| kind | edits | batch precision | diversity | "
         + " | ".join([f"top-1, weight {w:g}" for w in weights] + best_columns)
         + " |",
-        "| --- " * (3 + len(weights) + len(best_columns)) + "|",
+        "| --- " * (4 + len(weights) + len(best_columns)) + "|",
     ]
     for kind, row in rows.items():
         cells = [f"{row['top1_by_weight'][str(w)]:.0%}" for w in weights]
         cells += [f"{row['best_precision_by_weight'][str(w)]:.0%}" for w in weights] if args.best else []
-        lines.append(f"| {kind} | {row['edits']} | {row['batch_precision']:.0%} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {kind} | {row['edits']} | {row['batch_precision']:.0%} | {row['diversity']:.1f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return results, lines
 
 
@@ -194,6 +207,7 @@ def by_views(args: argparse.Namespace) -> tuple[dict, list[str]]:
             kind: {
                 "edits": len(edits),
                 "batch_precision": float(np.mean([verdicts.mean() for _, verdicts in edits])),
+                "diversity": kept_diversity(kept, kind),
                 "any": float(np.mean([verdicts.any() for _, verdicts in edits])),
                 "top1": {name: top1(edits, weights) for name, weights in rankings.items()},
             }
@@ -210,13 +224,15 @@ def by_views(args: argparse.Namespace) -> tuple[dict, list[str]]:
     lines = [
         "Top-1 by ranking (weights of the scores in the .json); any: the share of edits with an accepted result.",
         "",
-        "| kind | edits | batch precision | any | " + " | ".join(rankings) + " |",
-        "| --- " * (4 + len(rankings)) + "|",
+        "| kind | edits | batch precision | diversity | any | " + " | ".join(rankings) + " |",
+        "| --- " * (5 + len(rankings)) + "|",
     ]
     for kind, row in rows.items():
         cells = [f"{row['top1'][name]:.0%}" for name in rankings]
         lines.append(
-            f"| {kind} | {row['edits']} | {row['batch_precision']:.0%} | {row['any']:.0%} | " + " | ".join(cells) + " |"
+            f"| {kind} | {row['edits']} | {row['batch_precision']:.0%} | {row['diversity']:.1f} | {row['any']:.0%} | "
+            + " | ".join(cells)
+            + " |"
         )
     return results, lines
 

@@ -196,7 +196,7 @@ def tiny_sdxl_parts(refiner: bool = False) -> dict:
 
 
 def tiny_latent_pipeline(with_clip: bool = True, family: str = "sd"):
-    """A latent pipeline of ``family`` ("sd", "sdxl") on tiny random components."""
+    """A latent pipeline of ``family`` (``TINY_PARTS``: sd, sdxl, sd3, flux) on tiny random components."""
     from blended_pipeline.families import latent_pipeline_class
 
     parts = TINY_PARTS[family]()

@@ -282,6 +282,8 @@ def test_hard_edits_smoke_reports_every_kind_and_applies_settings(tmp_path):
     totals = {reason: sum(refused[reason] for refused in hard) for reason in hard[0]}
     assert results["rows"]["all hard"]["refused_results"] == totals
     assert "| all hard |" in Path(f"{prefix}.md").read_text()
+    assert all(0 <= row["diversity"] <= 255 for row in results["rows"].values())
+    assert "| batch precision | diversity |" in Path(f"{prefix}.md").read_text()
 
 
 def test_kept_results_can_be_ranked_again(tmp_path):
@@ -295,6 +297,7 @@ def test_kept_results_can_be_ranked_again(tmp_path):
     for kind in ("small", "standard"):
         row = rerank["rows"][kind]
         assert row["batch_precision"] == hard["rows"][kind]["batch_precision"]
+        assert row["diversity"] == pytest.approx(hard["rows"][kind]["diversity"])  # beside it, from the same results
         assert set(row["top1_by_weight"]) == {"0.0", "1000.0"}
         assert all(value in (0.0, 1.0) for value in row["top1_by_weight"].values())  # one edit each
         assert all(value == row["batch_precision"] for value in row["best_precision_by_weight"].values())  # all shown

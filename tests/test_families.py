@@ -241,11 +241,47 @@ def test_the_cli_refuses_a_model_of_no_known_family_before_loading(tmp_path, cap
 
 
 @pytest.mark.parametrize("family", list(TINY_PARTS))
-def test_the_offload_sequence_runs_the_family_components_in_order(family):
-    """``enable_model_cpu_offload`` (a GPU's) moves the models in this order; each must be a component, the
-    denoiser among them, and the ranking CLIPs stay where they are (they run after the denoiser)."""
+def test_the_offload_sequence_names_the_family_components_in_order(family):
+    """``enable_model_cpu_offload`` (it needs a GPU; not run here) moves the models in this order: each must be
+    a component, the denoiser last before the VAE, and the ranking CLIPs stay where they are."""
     pipe = latent_pipeline_class(family)(**TINY_PARTS[family]())
     sequence = pipe.model_cpu_offload_seq.split("->")
     assert set(sequence) <= set(pipe.components) and sequence[-1] == "vae"
     assert pipe.components[sequence[-2]] is pipe.denoiser
     assert set(pipe._exclude_from_cpu_offload) == {"clip_model", "ranking_clip_model"}
+
+
+def test_a_scheduler_of_the_other_kind_is_refused_before_any_work(image, mask):
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+    sd3 = latent_pipeline_class("sd3")(**tiny_sd3_parts())
+    sd3.scheduler = DDIMScheduler.from_config(sd3.scheduler.config)
+    with pytest.raises(ValueError, match="DDIMScheduler does not fit a sd3 model, which needs a flow-matching"):
+        sd3("a red ball", image, mask, num_inference_steps=4)
+    sd = latent_pipeline_class("sd")(**tiny_latent_parts())
+    sd.scheduler = FlowMatchEulerDiscreteScheduler()
+    with pytest.raises(ValueError, match="does not fit a sd model, which needs a noise-prediction scheduler"):
+        sd("a red ball", image, mask, num_inference_steps=4)
+
+
+@pytest.mark.parametrize(
+    ("family", "options", "message"),
+    [
+        ("sd3", ["--scheduler", "ddim"], "--scheduler ddim does not fit"),
+        ("flux", ["--scheduler", "euler"], "a flux model is flow matching and keeps its own scheduler"),
+        ("flux", ["--negative-prompt", "a blue ball"], "--negative-prompt needs classifier-free guidance"),
+    ],
+)
+def test_the_cli_refuses_what_a_family_cannot_run_before_loading(
+    tmp_path, capsys, monkeypatch, family, options, message
+):
+    from blended_pipeline import cli
+
+    save_as_diffusers(family, tmp_path / family)
+    monkeypatch.setattr(cli, "load_pipeline", lambda *_: pytest.fail("the model loaded"))
+    PIL.Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
+    PIL.Image.new("L", (16, 16), 255).save(tmp_path / "mask.png")
+    arguments = ["--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"), "--prompt", "a ball"]
+    assert cli.main([*arguments, "--model", str(tmp_path / family), "--out", str(tmp_path / "o.png"), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

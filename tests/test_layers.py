@@ -20,6 +20,7 @@ LAYERS = {
         "restart",
         "reconstruction",
         "image_io",
+        "text_encoding",
         "applications",
         "shapes.world",
         "shapes.edits",

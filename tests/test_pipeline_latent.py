@@ -15,6 +15,7 @@ from diffusers import (
     DDPMScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
+    FlowMatchHeunDiscreteScheduler,
     FlowMatchLCMScheduler,
     HeunDiscreteScheduler,
 )
@@ -162,8 +163,9 @@ def test_scheduler_swap_by_from_config(latent_pipe, image, mask, swap):
 
 
 def test_two_call_schedulers_are_refused(latent_pipe, image, mask):
-    latent_pipe.scheduler = HeunDiscreteScheduler.from_config(latent_pipe.scheduler.config)
-    with pytest.raises(ValueError, match="HeunDiscreteScheduler takes 2 model calls per step"):
+    heun = FlowMatchHeunDiscreteScheduler if latent_pipe.flow_matching else HeunDiscreteScheduler
+    latent_pipe.scheduler = heun.from_config(latent_pipe.scheduler.config)
+    with pytest.raises(ValueError, match=f"{heun.__name__} takes 2 model calls per step"):
         edit(latent_pipe, image, mask)
 
 
@@ -401,3 +403,20 @@ def test_weights_in_bf16_and_a_tiled_sliced_vae_keep_the_background(latent_pipe,
     for picture in out.images:
         assert np.array_equal(np.asarray(picture)[outside(mask)], np.asarray(image)[outside(mask)])
         assert not np.array_equal(np.asarray(picture), np.asarray(image))
+
+
+def test_fp16_autocast_runs_a_force_upcast_vae_in_float32(latent_pipe, image, mask):
+    """SDXL's VAE overflows in fp16; its config's ``force_upcast`` keeps it in float32, as diffusers does."""
+    seen = []
+    for name in ("encode", "decode"):
+        method = getattr(latent_pipe.vae, name)
+
+        def recorded(x, *args, _method=method, **kwargs):
+            seen.append((x.dtype, torch.is_autocast_enabled("cpu")))
+            return _method(x, *args, **kwargs)
+
+        setattr(latent_pipe.vae, name, recorded)
+    assert latent_pipe.vae.config.force_upcast
+    out = edit(latent_pipe, image, mask, mixed_precision="fp16", num_inference_steps=2)
+    assert seen and set(seen) == {(torch.float32, False)}
+    assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])

@@ -35,7 +35,7 @@ from blended_pipeline.loading import (
     check_clip_options,
     check_model_directory,
     load_pipeline,
-    model_kind,
+    model_family,
     resolve_device,
     trained_steps,
 )
@@ -190,9 +190,10 @@ def checked_edits(args: argparse.Namespace) -> tuple[list[ManifestEdit], list[tu
     """The manifest's edits that the model can run and its refused lines (line, reason), having written nothing;
     a ``ManifestError`` naming every bad line unless ``--skip-invalid`` leaves edits to run."""
     check_model_directory(args.model)
-    kind, steps = model_kind(args.model), trained_steps(args.model)
+    family, steps = model_family(args.model), trained_steps(args.model)
+    kind = "pixel" if family == "pixel" else "latent"
     defaults = asked_settings(args)  # the batch's own options: every line's defaults
-    EditRequest(None, None, settings=defaults, names=FLAGS).check_for(kind, f"--model {args.model}", steps)
+    EditRequest(None, None, settings=defaults, names=FLAGS).check_for(kind, f"--model {args.model}", steps, family)
     try:
         edits, refused = read_manifest(args.manifest, defaults), []
     except ManifestError as error:
@@ -201,7 +202,7 @@ def checked_edits(args: argparse.Namespace) -> tuple[list[ManifestEdit], list[tu
         edits, refused = error.edits, error.refused
     for edit in list(edits):
         try:
-            edit.request.check_for(kind, f"--model {args.model}", steps)
+            edit.request.check_for(kind, f"--model {args.model}", steps, family)
         except UsageError as error:
             refused.append((edit.line, str(error)))
             edits.remove(edit)

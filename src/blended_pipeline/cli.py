@@ -32,7 +32,7 @@ from blended_pipeline.loading import (
     check_clip_options,
     check_model_directory,
     load_pipeline,
-    model_kind,
+    model_family,
     resolve_device,
     trained_steps,
     warn_about_unknown_words,
@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     request = edit_request(args)
     request.check()
     check_model_directory(args.model)
-    request.check_for(model_kind(args.model), f"--model {args.model}", trained_steps(args.model))
+    family = model_family(args.model)
+    kind = "pixel" if family == "pixel" else "latent"
+    request.check_for(kind, f"--model {args.model}", trained_steps(args.model), family)
     check_clip_options(args.clip, args.ranking_clip)
     with OutputSet.claimed(args.out, args.demo, args.overwrite) as outputs:
         inputs = request.inputs()  # torch from here on

@@ -8,6 +8,7 @@ pipelines, or this package's).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,10 @@ LATENT_FAMILIES = {
     "flux": "blended_pipeline.pipeline_flux.BlendedLatentFluxPipeline",
 }
 """Each latent family's pipeline class."""
+FLOW_MATCHING = ("sd3", "flux")
+"""Families whose denoiser predicts a flow's velocity: they run flow-matching schedulers only."""
+GUIDANCE_DISTILLED = ("flux",)
+"""Families that take the guidance weight as an input and run no classifier-free guidance (no negative prompt)."""
 
 
 def family_of(index: Mapping[str, Any]) -> str:
@@ -37,8 +42,6 @@ def family_of(index: Mapping[str, Any]) -> str:
 
 def latent_pipeline_class(family: str) -> type:
     """The pipeline class of a latent ``family``."""
-    import importlib
-
     if family not in LATENT_FAMILIES:
         raise ValueError(f"no latent pipeline for the {family!r} family; known: {', '.join(LATENT_FAMILIES)}")
     module, _, name = LATENT_FAMILIES[family].rpartition(".")

@@ -40,7 +40,7 @@ def load_source(image: ImageInput) -> torch.Tensor:
     large image is then not copied as floats), any other as ``load_image``."""
     if isinstance(image, PIL.Image.Image) and image.mode in ("RGB", "L"):
         image = np.asarray(image)
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (image.ndim == 2 or image.shape[-1:] == (3,)):
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2:] == (3,)):
         with warnings.catch_warnings():  # PIL's arrays are read-only; the source is only ever read
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             pixels = torch.from_numpy(np.ascontiguousarray(image))
@@ -76,7 +76,7 @@ def to_output(images: torch.Tensor, output_type: OutputType) -> list[PIL.Image.I
     """(N, 3, H, W) in [0, 1] as PIL images, a (N, H, W, 3) float array, or the tensor itself; 8-bit images
     (uint8, for PIL images only) as they are."""
     if output_type == "pt":
-        return images
+        return images.contiguous()
     array = images.permute(0, 2, 3, 1).cpu().numpy()
     if output_type == "np":
         return array

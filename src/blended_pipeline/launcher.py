@@ -79,10 +79,18 @@ def launch_workers(count: int, arguments: Sequence[str], program: str = "blended
     return FAILED if any(statuses) else 0
 
 
+GRACE_SECONDS = 30.0
+"""How long the others may take to end after one worker ends badly: a batch's workers leave together, each with
+the batch's status, and one stopped while it tears down would be reported as killed."""
+
+
 def _wait_all(workers: list[subprocess.Popen]) -> list[int]:
-    """Every worker's exit status; the first to end badly stops the rest."""
+    """Every worker's exit status; a worker that ends badly stops the rest once they have had their grace."""
+    failed_at = None
     while any(worker.poll() is None for worker in workers):
-        if any(worker.returncode not in (None, 0) for worker in workers):
+        if failed_at is None and any(worker.returncode not in (None, 0) for worker in workers):
+            failed_at = time.monotonic()
+        if failed_at is not None and time.monotonic() - failed_at > GRACE_SECONDS:
             _stop(workers)
         time.sleep(0.2)
     return [worker.returncode for worker in workers]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
-from blended_pipeline.families import LATENT_FAMILIES, family_of
+from blended_pipeline.families import family_of
 from blended_pipeline.settings import UsageError
 
 
@@ -67,8 +67,13 @@ def trained_steps(model: str) -> int | None:
 
 
 def model_kind(model: str) -> str:
-    """ "latent" for a latent diffusion checkpoint of a known family (``families.family_of``), else "pixel"; read
-    from the directory's (or the hub repository's) model_index.json before anything loads."""
+    """ "latent" for a latent diffusion checkpoint of a known family, else "pixel" (``model_family``)."""
+    return "pixel" if model_family(model) == "pixel" else "latent"
+
+
+def model_family(model: str) -> str:
+    """``model``'s family ("pixel", "sd", "sdxl", "sd3", "flux": ``families.family_of``), read from the
+    directory's (or the hub repository's) model_index.json before anything loads."""
     path = Path(model) / "model_index.json"
     if path.is_file():
         index = read_json(path, "--model", model)
@@ -82,14 +87,9 @@ def model_kind(model: str) -> str:
                 f"--model {model}: cannot read its model_index.json ({str(error).splitlines()[0]})"
             ) from error
     try:
-        family = family_of(index)
+        return family_of(index)
     except ValueError as error:
         raise UsageError(f"--model {model}: {error}") from error
-    if family != "pixel" and family not in LATENT_FAMILIES:
-        raise UsageError(
-            f"--model {model}: a {family} checkpoint; blended editing runs {', '.join(LATENT_FAMILIES)} checkpoints"
-        )
-    return "pixel" if family == "pixel" else "latent"
 
 
 def check_clip_options(clip: str | None, ranking_clip: str | None) -> None:

@@ -285,8 +285,9 @@ class BlendedPipelineMixin:
         return latents
 
     def _latent_output(self, latents: torch.Tensor, settings: CallSettings, return_dict: bool) -> Any:
-        """``output_type="latent"``: the samples of the pipeline's space at the model's resolution, in generation
-        order (ranking and the paste need pixels), as diffusers' pipelines return them to chain another."""
+        """``output_type="latent"``: the samples of the pipeline's space at the model's resolution, (N, C, h, w) in
+        generation order (ranking and the paste need pixels), to chain another pipeline (Flux's unpacked, where
+        diffusers' Flux pipelines give them packed)."""
         self.maybe_free_model_hooks()
         if not return_dict:
             return latents, None
@@ -299,9 +300,10 @@ class BlendedPipelineMixin:
         sources: list[torch.Tensor],
         settings: dict[str, Any],
         return_dict: bool,
+        exact: bool = True,
     ) -> BlendedPipelineOutput | tuple:
         """Each edit's results (in [-1, 1], at the model's resolution) ranked when there is a ranking, then back in
-        each input's size with the input's exact pixels outside the mask."""
+        each input's size with the input's exact pixels outside the mask (not ``exact``: over their whole crop)."""
         order, scores = torch.arange(results.shape[0], device=results.device), None
         if self._ranking is not None:
             with self._autocast(settings["mixed_precision"], results.device):
@@ -309,7 +311,6 @@ class BlendedPipelineMixin:
             scores = [float(s) for s in ranked_scores]
         self.maybe_free_model_hooks()
         ranked = results[order].split(settings["num_images_per_prompt"])
-        exact = settings.get("reconstruction") != "none"
         outputs = self._pasted_output(regions, ranked, sources, settings["output_type"], exact)
         if not return_dict:
             return outputs, scores

@@ -19,6 +19,7 @@ from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, PreTraine
 
 from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
 from blended_pipeline.settings import LATENT_DEFAULTS, SCRIBBLE_STRENGTH
+from blended_pipeline.text_encoding import t5_states
 
 T5_TOKENS = 512  # the prompt's T5 tokens, as Flux's own pipelines default
 
@@ -37,6 +38,8 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
 
     family = "flux"
     classifier_free_guidance = False
+    flow_matching = True
+    denoiser_name = "transformer"
     model_cpu_offload_seq = "text_encoder->text_encoder_2->transformer->vae"
     base_models = "black-forest-labs/FLUX.1-dev"
 
@@ -61,14 +64,13 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
     ) -> None:
         DiffusionPipeline.__init__(self)  # the components differ from the base family's
         self._check_transformer(transformer, FluxTransformer2DModel, vae, packed=4)
+        cells = vae.config.sample_size // 2 ** (len(vae.config.block_out_channels) - 1)
+        if cells % 2:
+            raise ValueError(
+                f"the vae's sample_size {vae.config.sample_size} makes {cells} latent cells a side; Flux reads them in "
+                "2x2 patches, so they must be even"
+            )
         self._register(locals())
-
-    @property
-    def denoiser(self) -> torch.nn.Module:
-        return self.transformer
-
-    def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
-        return {"transformer": self.transformer}
 
     def _model_resolution(self) -> tuple[int, int]:
         """The VAE's ``sample_size`` (the transformer names no size of its own)."""
@@ -97,11 +99,7 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         tokens = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         pooled = self.text_encoder(tokens.input_ids.to(device), output_hidden_states=False).pooler_output
         pooled = pooled.to(self.text_encoder.dtype)
-        tokens = self.tokenizer_2(
-            prompts, padding="max_length", max_length=T5_TOKENS, truncation=True, return_tensors="pt"
-        )
-        embeddings = self.text_encoder_2(tokens.input_ids.to(device), output_hidden_states=False)[0]
-        embeddings = embeddings.to(self.text_encoder_2.dtype)
+        embeddings = t5_states(self.tokenizer_2, self.text_encoder_2, prompts, device, T5_TOKENS)
         rows, columns = (side // self.vae_scale_factor // 2 for side in self._model_resolution())
         return {
             "encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0),
@@ -114,7 +112,7 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         """The transformer's velocity for (B, C, H, W) latents, read as 2x2 patches; the guidance weight as its
         input where the checkpoint is guidance-distilled."""
         batch, channels, height, width = sample.shape
-        packed = sample.view(batch, channels, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
+        packed = sample.reshape(batch, channels, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
         packed = packed.reshape(batch, height // 2 * (width // 2), channels * 4)
         guidance = None
         if self.transformer.config.guidance_embeds:
@@ -126,7 +124,7 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
             return_dict=False,
             **conditioning,
         )[0]
-        velocity = velocity.view(batch, height // 2, width // 2, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
+        velocity = velocity.reshape(batch, height // 2, width // 2, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
         return velocity.reshape(batch, channels, height, width)
 
     def check_inputs(self, prompts: list[Any], negative_prompts: list[Any] | None, *rest: Any) -> None:

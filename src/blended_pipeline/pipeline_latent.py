@@ -5,7 +5,8 @@ region, blending, ranking and image I/O underneath."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -63,6 +64,12 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     family = "sd"
     classifier_free_guidance = True
     """False for a guidance-distilled family (Flux), whose denoiser takes the guidance weight as an input."""
+    flow_matching = False
+    """True for a family whose denoiser predicts a flow's velocity (SD3, Flux): it runs flow-matching schedulers."""
+    denoiser_name = "unet"
+    """The component that denoises the latents."""
+    base_models = "stable-diffusion-v1-5/stable-diffusion-v1-5 or stabilityai/stable-diffusion-2-1-base"
+    """The family's text-to-image checkpoints, named where an inpainting checkpoint is refused."""
     _guidance_scale = LATENT_DEFAULTS.guidance_scale
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _optional_components = ["clip_model", "clip_tokenizer", "feature_extractor", "ranking_clip_model"]
@@ -109,9 +116,6 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             if family != "sd":
                 return latent_pipeline_class(family).from_pretrained(pretrained_model_name_or_path, **kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    base_models = "stable-diffusion-v1-5/stable-diffusion-v1-5 or stabilityai/stable-diffusion-2-1-base"
-    """The family's text-to-image checkpoints, named where an inpainting checkpoint is refused."""
 
     def _check_denoiser(self, unet: Any, vae: AutoencoderKL) -> None:
         """Refuse a denoiser that is not the family's text-to-image one: a pixel UNet, or an inpainting one (its
@@ -275,7 +279,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             return self._latent_output(latents, settings, return_dict)
         with self._autocast(precision, device):
             results = self._decode(latents, model_image, model_mask, settings.reconstruction).clamp(-1, 1)
-        return self._ranked_output(results, regions, sources, settings, return_dict)
+        exact = settings.reconstruction != "none"
+        return self._ranked_output(results, regions, sources, settings, return_dict, exact)
 
     @property
     def guidance_scale(self) -> float:
@@ -285,7 +290,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        """Whether the current call runs classifier-free guidance (never, in a guidance-distilled family)."""
+        """Whether the current guidance weight asks for classifier-free guidance (never in a guidance-distilled
+        family); the two passes run in every other family whatever the weight."""
         return self.classifier_free_guidance and self._guidance_scale > 1
 
     def _schedule(self, num_inference_steps: int) -> dict[str, Any]:
@@ -313,7 +319,10 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     @property
     def denoiser(self) -> torch.nn.Module:
         """The network that denoises the latents: the UNet here, a transformer in SD3 and Flux."""
-        return self.unet
+        return getattr(self, self.denoiser_name)
+
+    def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
+        return {self.denoiser_name: self.denoiser}
 
     def _model_resolution(self) -> tuple[int, int]:
         """The pixels the denoiser's latents decode to: the checkpoint's own resolution."""
@@ -321,9 +330,28 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         return height * self.vae_scale_factor, width * self.vae_scale_factor
 
+    @contextmanager
+    def _vae_precision(self, device: torch.device) -> Iterator[None]:
+        """Run the VAE in float32 where its config asks for it (``force_upcast``: SDXL's VAE overflows in fp16)
+        and fp16 would be used: autocast off, fp16 weights upcast for the while, as diffusers' pipelines do."""
+        fp16 = self.vae.dtype == torch.float16 or (
+            torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.float16
+        )
+        if not (fp16 and self.vae.config.get("force_upcast", False)):
+            yield
+            return
+        dtype = self.vae.dtype
+        self.vae.to(torch.float32)
+        try:
+            with torch.autocast(device.type, enabled=False):
+                yield
+        finally:
+            self.vae.to(dtype)
+
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
         """The posterior mean of ``images`` (in [-1, 1]) in the denoiser's latent space (the method's z_init)."""
-        posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
+        with self._vae_precision(images.device):
+            posterior = self.vae.encode(images.to(self.vae.dtype)).latent_dist
         shift, scale = self._latent_normalization(images.device)
         return (posterior.mean.float() - shift) * scale
 
@@ -339,7 +367,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         shift, scale = self._latent_normalization(latents.device)
         unscaled = latents / scale + shift
         if reconstruction != "decoder":
-            return self.vae.decode(unscaled.to(self.vae.dtype)).sample.float()
+            with self._vae_precision(latents.device):
+                return self.vae.decode(unscaled.to(self.vae.dtype)).sample.float()
         rows = [
             fit_decoder(self.vae, unscaled[i : i + 1], source[i : i + 1], mask[i : i + 1]).image
             for i in range(latents.shape[0])
@@ -428,6 +457,15 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                     f"{name}={settings[name]} ranks results, which needs CLIP parts; load the pipeline with "
                     "clip_model, clip_tokenizer and feature_extractor, or leave it at 0"
                 )
+        flow = (
+            hasattr(self.scheduler, "scale_noise") or self.scheduler.config.get("prediction_type") == "flow_prediction"
+        )
+        if flow != self.flow_matching:
+            wanted = "a flow-matching scheduler (FlowMatchEulerDiscreteScheduler, or DPM-Solver++ with flow sigmas)"
+            raise ValueError(
+                f"{type(self.scheduler).__name__} does not fit a {self.family} model, which needs "
+                f"{wanted if self.flow_matching else 'a noise-prediction scheduler (DDIM, DDPM, Euler, DPM-Solver++)'}"
+            )
         if settings["restart_at"] > 0 and float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(
                 f"restart_at ranks each sample's x0_hat, which {type(self.scheduler).__name__}'s sigma-scaled samples "

@@ -19,6 +19,7 @@ from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModelWithProject
 
 from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
 from blended_pipeline.settings import LATENT_DEFAULTS, SCRIBBLE_STRENGTH
+from blended_pipeline.text_encoding import clip_states_and_pooled, t5_states
 
 T5_TOKENS = 256  # the prompt's T5 tokens, as SD3's own pipelines default
 
@@ -33,6 +34,8 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
     """
 
     family = "sd3"
+    flow_matching = True
+    denoiser_name = "transformer"
     model_cpu_offload_seq = "text_encoder->text_encoder_2->text_encoder_3->transformer->vae"
     _optional_components = ["text_encoder_3", "tokenizer_3", *BlendedLatentDiffusionPipeline._optional_components]
     base_models = "stabilityai/stable-diffusion-3.5-medium"
@@ -62,26 +65,17 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         self._check_transformer(transformer, SD3Transformer2DModel, vae)
         self._register(locals())
 
-    @property
-    def denoiser(self) -> torch.nn.Module:
-        return self.transformer
-
-    def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
-        return {"transformer": self.transformer}
-
     def _prompt_conditioning(
         self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
         """CLIP's and T5's token embeddings one after the other (CLIP's zero-padded to T5's width) and both CLIP
         encoders' pooled projections, rows [negatives, prompts]."""
         texts = [*(negatives or [""] * len(prompts)), *prompts]
-        states, pooled = [], []
+        length, states, pooled = self.tokenizer.model_max_length, [], []
         for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
-            length = self.tokenizer.model_max_length
-            tokens = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
-            output = encoder(tokens.input_ids.to(device), output_hidden_states=True)
-            states.append(output.hidden_states[-2].to(self.text_encoder.dtype))
-            pooled.append(output[0])
+            hidden, projected = clip_states_and_pooled(tokenizer, encoder, texts, device, length)
+            states.append(hidden.to(self.text_encoder.dtype))
+            pooled.append(projected)
         clip = torch.cat(states, dim=-1)
         t5 = self._t5_embeddings(texts, device, clip.dtype)
         embeddings = torch.cat([F.pad(clip, (0, t5.shape[-1] - clip.shape[-1])), t5], dim=-2)
@@ -93,16 +87,9 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
     def _t5_embeddings(self, texts: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """T5's last hidden states for ``texts``; zeros of the transformer's width without a T5."""
         if self.text_encoder_3 is None:
-            return torch.zeros(len(texts), T5_TOKENS, self.transformer.config.joint_attention_dim, dtype=dtype)
-        tokens = self.tokenizer_3(
-            texts,
-            padding="max_length",
-            max_length=T5_TOKENS,
-            truncation=True,
-            add_special_tokens=True,
-            return_tensors="pt",
-        )
-        return self.text_encoder_3(tokens.input_ids.to(device))[0].to(self.text_encoder_3.dtype)
+            width = self.transformer.config.joint_attention_dim
+            return torch.zeros(len(texts), T5_TOKENS, width, device=device, dtype=dtype)
+        return t5_states(self.tokenizer_3, self.text_encoder_3, texts, device, T5_TOKENS)
 
     def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
         """The transformer's velocity at ``t`` (timesteps as the scheduler gives them, in [0, 1000])."""

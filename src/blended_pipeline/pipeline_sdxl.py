@@ -22,6 +22,7 @@ from transformers import (
 
 from blended_pipeline.pipeline_latent import BlendedLatentDiffusionPipeline
 from blended_pipeline.settings import LATENT_DEFAULTS, SCRIBBLE_STRENGTH
+from blended_pipeline.text_encoding import clip_states_and_pooled
 
 AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5  # the refiner's time ids, as SDXL's own pipelines set them
 
@@ -97,12 +98,10 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
         for tokenizer, encoder in encoders:
             if encoder is None:
                 continue
-            length = tokenizer.model_max_length
-            tokens = tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
-            output = encoder(tokens.input_ids.to(device), output_hidden_states=True)
-            if output[0].ndim == 2:  # the projection's output: the pooled prompt
-                pooled = output[0]
-            states.append(output.hidden_states[-2])
+            hidden, first = clip_states_and_pooled(tokenizer, encoder, texts, device, tokenizer.model_max_length)
+            if pooled is None and first.ndim == 2:  # a projection's output: the pooled prompt
+                pooled = first
+            states.append(hidden)
         return torch.cat(states, dim=-1), pooled
 
     def _time_ids(self) -> list[list[float]]:

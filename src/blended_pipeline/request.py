@@ -24,6 +24,7 @@ from blended_pipeline.applications import (
     extend_canvas,
     invert_mask,
 )
+from blended_pipeline.families import FLOW_MATCHING, GUIDANCE_DISTILLED
 from blended_pipeline.settings import (
     BY_NAME,
     FAST_GUIDANCE_END,
@@ -95,9 +96,10 @@ class EditRequest:
         except (ValueError, TypeError) as error:
             raise UsageError(str(error)) from error
 
-    def check_for(self, kind: str, model: str, trained_steps: int | None = None) -> None:
+    def check_for(self, kind: str, model: str, trained_steps: int | None = None, family: str | None = None) -> None:
         """Refuse, before the model loads, what the ``kind`` model at ``model`` cannot run: settings of the other
-        kind (they would be ignored), a scheduler it cannot be guided with, more steps than its scheduler was
+        kind (they would be ignored), a scheduler it cannot be guided with or that does not fit its ``family``,
+        a negative prompt where the family runs no classifier-free guidance, more steps than its scheduler was
         trained with (``trained_steps``, when known)."""
         asked = self.asked()
         other = [self.name(key) for key in asked if BY_NAME[key].pipelines and kind not in BY_NAME[key].pipelines]
@@ -109,6 +111,16 @@ class EditRequest:
             raise UsageError(
                 f"{self.name('scheduler')} {scheduler} works with latent models only: "
                 f"{LATENT_ONLY_SCHEDULERS[scheduler]}; {model} is a pixel model (use ddpm or ddim)"
+            )
+        if family in FLOW_MATCHING and scheduler:
+            raise UsageError(
+                f"{self.name('scheduler')} {scheduler} does not fit {model}: a {family} model is flow matching and "
+                f"keeps its own scheduler; leave {self.name('scheduler')} out"
+            )
+        if family in GUIDANCE_DISTILLED and asked.get("negative_prompt"):
+            raise UsageError(
+                f"{self.name('negative_prompt')} needs classifier-free guidance, which a {family} model ({model}) "
+                "does not run; say what the region should show in the prompt"
             )
         steps = asked.get("num_inference_steps")
         if trained_steps is not None and steps is not None and steps > trained_steps:

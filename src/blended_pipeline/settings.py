@@ -279,8 +279,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "reconstruction",
-        "paste, or decoder (fit a copy of the decoder to the background first); none: the decoder's pixels as they "
-        "are, outside the mask too, as diffusers' inpaint pipelines give them",
+        "paste, or decoder (fit a copy of the decoder to the background first); none: the decoder's pixels over "
+        "the whole crop, outside the mask too, as diffusers' inpaint pipelines give them (for comparisons)",
         str,
         "paste",
         LATENT,

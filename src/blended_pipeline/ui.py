@@ -163,7 +163,8 @@ def _checked_request(
     )
     try:
         request.check()
-        request.check_for(pipeline_kind(pipe), "the model", pipe.scheduler.config.get("num_train_timesteps"))
+        trained = pipe.scheduler.config.get("num_train_timesteps")
+        request.check_for(pipeline_kind(pipe), "the model", trained, getattr(pipe, "family", None))
         image, mask = request.shaped_inputs()  # the pipeline checks the mask's values before any work
     except UsageError as error:
         raise PageError(str(error)) from error
