@@ -134,7 +134,9 @@ def parameters(class_name: str, config: dict) -> int:
         else:
             config_class = transformers.T5Config if class_name.startswith("T5") else transformers.CLIPTextConfig
             model = getattr(transformers, class_name)(config_class(**config))
-    return sum(tensor.numel() for tensor in model.state_dict().values())
+    saved = model.state_dict().keys()  # lists a tied weight twice: count parameters and buffers once each
+    buffers = sum(buffer.numel() for name, buffer in model.named_buffers() if name in saved)
+    return sum(parameter.numel() for parameter in model.parameters()) + buffers
 
 
 def markdown(results: dict) -> str:
