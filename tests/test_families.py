@@ -278,6 +278,7 @@ def test_the_cli_refuses_what_a_family_cannot_run_before_loading(
     from blended_pipeline import cli
 
     save_as_diffusers(family, tmp_path / family)
+    capsys.readouterr()  # what saving printed (transformers' progress bars) is not the command's
     monkeypatch.setattr(cli, "load_pipeline", lambda *_: pytest.fail("the model loaded"))
     PIL.Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
     PIL.Image.new("L", (16, 16), 255).save(tmp_path / "mask.png")
