@@ -66,18 +66,7 @@ def small_parts(family: str, width: int, depth: int = 1) -> dict:
         ),
     ).eval()
     tokenizer: CLIPTokenizer = build_tokenizer(WORDS, max_length=16)
-    text = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=16,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        projection_dim=16,
-    )
+    text = dict(text_config(tokenizer), projection_dim=16)
     if family in ("sd", "sdxl"):
         extra = {}
         if family == "sdxl":
@@ -224,29 +213,33 @@ def per_step(reference, ours, image, mask, steps: tuple[int, int], repeats: int)
     return result
 
 
-def extras_cost(family: str, width: int, depth: int, image, mask, steps: int, repeats: int, results: int) -> dict:
-    """Whole-call seconds of this pipeline: ranking (CLIP parts, 4 results) against none, and the decoder
-    reconstruction against the paste."""
+def text_config(tokenizer) -> dict:
+    """The small CLIP text tower every family's encoders and the ranking CLIP share, for ``tokenizer``."""
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=16,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+
+
+def extras_cost(plain, image, mask, steps: int, repeats: int, results: int) -> dict:
+    """Whole-call seconds of the pipeline ``plain`` (no CLIP parts): ranking (the same components with CLIP
+    parts) against none, and the decoder reconstruction against the paste."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from blended_pipeline.families import latent_pipeline_class
     from blended_pipeline.shapes.tokenizer import build_tokenizer
 
     torch.manual_seed(1)
     tokenizer = build_tokenizer(WORDS, max_length=16)
     clip = CLIPModel(
         CLIPConfig(
-            text_config=dict(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                max_position_embeddings=16,
-                bos_token_id=0,
-                eos_token_id=1,
-                pad_token_id=1,
-            ),
+            text_config=text_config(tokenizer),
             vision_config=dict(
                 image_size=64,
                 patch_size=8,
@@ -259,13 +252,9 @@ def extras_cost(family: str, width: int, depth: int, image, mask, steps: int, re
         )
     ).eval()
     features = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
-    parts = small_parts(family, width, depth)
-    plain = latent_pipeline_class(family)(**parts)
-    ranked = latent_pipeline_class(family)(
-        **parts, clip_model=clip, clip_tokenizer=tokenizer, feature_extractor=features
-    )
-    for pipe in (plain, ranked):
-        pipe.set_progress_bar_config(disable=True)
+    ranking = dict(clip_model=clip, clip_tokenizer=tokenizer, feature_extractor=features)
+    ranked = type(plain)(**{**plain.components, **ranking})
+    ranked.set_progress_bar_config(disable=True)
 
     def call(pipe, **options):
         return lambda: pipe(
@@ -341,7 +330,7 @@ def main() -> None:
         reference, ours = pipelines(family, width, depth)
         families[family] = {
             "per_step": per_step(reference, ours, image, mask, steps, repeats),
-            "extras": extras_cost(family, width, depth, image, mask, extras_steps, repeats, 1 if args.smoke else 4),
+            "extras": extras_cost(ours, image, mask, extras_steps, repeats, 1 if args.smoke else 4),
         }
         print(family, families[family], flush=True)
     results = {

@@ -67,6 +67,13 @@ def tiny_clip_parts() -> dict:
     return dict(clip_model=CLIPModel(config).eval(), tokenizer=tokenizer, feature_extractor=feature_extractor)
 
 
+def ranking_parts(clip: dict) -> dict:
+    """A latent pipeline's optional CLIP parts, from ``tiny_clip_parts``' output."""
+    return dict(
+        clip_model=clip["clip_model"], clip_tokenizer=clip["tokenizer"], feature_extractor=clip["feature_extractor"]
+    )
+
+
 def another_tiny_clip(image_size: int = 16) -> CLIPModel:
     """The tiny CLIP with other weights (and, if asked, another image size): at 16 pixels it reads what the tiny
     tokenizer and feature extractor make, so it can rank in place of the tiny pipeline's own."""
@@ -152,9 +159,7 @@ def tiny_latent_parts() -> dict:
         tokenizer=clip["tokenizer"],
         unet=unet.eval(),
         scheduler=scheduler,
-        clip_model=clip["clip_model"],
-        clip_tokenizer=clip["tokenizer"],
-        feature_extractor=clip["feature_extractor"],
+        **ranking_parts(clip),
     )
 
 
@@ -189,9 +194,7 @@ def tiny_sdxl_parts(refiner: bool = False) -> dict:
         tokenizer_2=clip["tokenizer"],
         unet=unet.eval(),
         scheduler=scheduler,
-        clip_model=clip["clip_model"],
-        clip_tokenizer=clip["tokenizer"],
-        feature_extractor=clip["feature_extractor"],
+        **ranking_parts(clip),
     )
 
 
@@ -310,9 +313,7 @@ def tiny_sd3_parts(with_t5: bool = True) -> dict:
         tokenizer_2=clip["tokenizer"],
         text_encoder_3=text_encoder_3,
         tokenizer_3=tokenizer_3,
-        clip_model=clip["clip_model"],
-        clip_tokenizer=clip["tokenizer"],
-        feature_extractor=clip["feature_extractor"],
+        **ranking_parts(clip),
     )
 
 
@@ -349,9 +350,7 @@ def tiny_flux_parts(guidance_embeds: bool = True) -> dict:
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
         transformer=transformer.eval(),
-        clip_model=clip["clip_model"],
-        clip_tokenizer=clip["tokenizer"],
-        feature_extractor=clip["feature_extractor"],
+        **ranking_parts(clip),
     )
 
 

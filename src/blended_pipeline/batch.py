@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blended_pipeline.arguments import FLAGS, OneLineParser, add_edit_options, add_model_options, asked_settings
+from blended_pipeline.families import kind_of
 from blended_pipeline.launcher import FAILED, is_own_worker, launch_workers, under_other_launcher, watch_launcher
 from blended_pipeline.loading import (
     check_clip_options,
@@ -191,7 +192,7 @@ def checked_edits(args: argparse.Namespace) -> tuple[list[ManifestEdit], list[tu
     a ``ManifestError`` naming every bad line unless ``--skip-invalid`` leaves edits to run."""
     check_model_directory(args.model)
     family, steps = model_family(args.model), trained_steps(args.model)
-    kind = "pixel" if family == "pixel" else "latent"
+    kind = kind_of(family)
     defaults = asked_settings(args)  # the batch's own options: every line's defaults
     EditRequest(None, None, settings=defaults, names=FLAGS).check_for(kind, f"--model {args.model}", steps, family)
     try:

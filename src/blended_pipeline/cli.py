@@ -28,6 +28,7 @@ import PIL.Image
 
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.arguments import FLAGS, OneLineParser, add_edit_options, add_model_options, asked_settings
+from blended_pipeline.families import kind_of
 from blended_pipeline.loading import (
     check_clip_options,
     check_model_directory,
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     request.check()
     check_model_directory(args.model)
     family = model_family(args.model)
-    kind = "pixel" if family == "pixel" else "latent"
+    kind = kind_of(family)
     request.check_for(kind, f"--model {args.model}", trained_steps(args.model), family)
     check_clip_options(args.clip, args.ranking_clip)
     with OutputSet.claimed(args.out, args.demo, args.overwrite) as outputs:

@@ -40,6 +40,11 @@ def family_of(index: Mapping[str, Any]) -> str:
     return "pixel"
 
 
+def kind_of(family: str) -> str:
+    """The pipeline kind a family's checkpoint runs in: "pixel" or "latent" (which settings of the table apply)."""
+    return "pixel" if family == "pixel" else "latent"
+
+
 def latent_pipeline_class(family: str) -> type:
     """The pipeline class of a latent ``family``."""
     if family not in LATENT_FAMILIES:

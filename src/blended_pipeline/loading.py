@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
-from blended_pipeline.families import family_of
+from blended_pipeline.families import family_of, kind_of
 from blended_pipeline.settings import UsageError
 
 
@@ -68,7 +68,7 @@ def trained_steps(model: str) -> int | None:
 
 def model_kind(model: str) -> str:
     """ "latent" for a latent diffusion checkpoint of a known family, else "pixel" (``model_family``)."""
-    return "pixel" if model_family(model) == "pixel" else "latent"
+    return kind_of(model_family(model))
 
 
 def model_family(model: str) -> str:

@@ -78,7 +78,7 @@ def call_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
 class BlendedPipelineMixin:
     """The shared parts of a blended-editing ``DiffusionPipeline``. A pipeline sets ``kind`` (which settings of the
     table it takes) and ``_callback_tensor_inputs``, and defines ``_model_resolution``, ``_clip_guidance`` (None
-    where it has no CLIP) and ``check_scheduler``."""
+    where it has no CLIP), ``check_scheduler`` and ``_modules_run_every_step`` (what ``compile`` compiles)."""
 
     _callback_tensor_inputs: list[str]
     kind: str  # "pixel" or "latent": which settings of the table the pipeline takes
@@ -128,9 +128,6 @@ class BlendedPipelineMixin:
         for module in modules.values():
             module.compile(**options)
         return list(modules)
-
-    def _modules_run_every_step(self) -> dict[str, torch.nn.Module]:
-        return {"unet": self.unet}
 
     def _register(self, arguments: dict[str, Any]) -> None:
         """Keep the constructor's ``arguments`` (its ``locals()``): the components as modules; the checkpoint's own
