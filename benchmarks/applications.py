@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: t
 import numpy as np
 import PIL.Image
 
-from benchmarks.common import load_for_edits, provenance, timed_edit, upscale, write_results
+from benchmarks.common import heading, load_for_edits, provenance, timed_edit, upscale, write_results
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.applications import (
     BACKGROUND_STRENGTH,
@@ -213,7 +213,7 @@ ROWS = {
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         "| application | measure | value | target |",
         "| --- | --- | --- | --- |",

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: t
 import numpy as np
 import PIL.Image
 
-from benchmarks.common import BLENDED_EDIT, provenance, write_results
+from benchmarks.common import BLENDED_EDIT, heading, provenance, write_results
 from blended_pipeline.shapes.edits import edit_cases
 
 
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         f"{results['edits']} shapes edits, {results['steps']}-step schedule at the checkpoint's strength, "
         f"{results['samples']} results each; wall time includes starting Python and loading the model.",

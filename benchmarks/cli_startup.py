@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import BLENDED_EDIT, provenance, write_results
+from benchmarks.common import BLENDED_EDIT, heading, provenance, write_results
 
 COMMANDS = {
     "--help": ["--help"],
@@ -36,7 +36,7 @@ def wall_seconds(arguments: list[str]) -> float:
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         f"| blended-edit with | median s ({results['repeats']} runs) | slowest s | target |",
         "| --- | --- | --- | --- |",

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: t
 import numpy as np
 import torch
 
-from benchmarks.common import provenance, write_results
+from benchmarks.common import heading, provenance, write_results
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.guidance import CLIPGuidance
 from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases, hard_edit_cases
@@ -79,7 +79,7 @@ def main() -> None:
         table[name] = {kind: accuracy(guidance, cases, seed=0) for kind, cases in kinds.items()}
     results = {**provenance("clip_regions.py"), "models": models, "cases_per_kind": args.cases, "accuracy": table}
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         f"CLIP's choice among the {len(SHAPE_PROMPTS)} shape prompts for the asked shape drawn in the mask, "
         f"masked view ({args.cases} held-out cases per kind, seed {EDIT_SETS['heldout']}):",

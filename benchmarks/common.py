@@ -68,11 +68,13 @@ def upscale(array: np.ndarray, factor: int) -> np.ndarray:
 
 
 def provenance(script: str) -> dict:
-    """Machine, date, the exact command, the commit and the versions that matter, beside every published figure."""
+    """Machine, its load at the start, date, the exact command, the commit and the versions that matter, beside
+    every published figure."""
     import diffusers
 
     return {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "load_average": os.getloadavg()[0],
         "date": date.today().isoformat(),
         "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
         "commit": commit(),
@@ -99,9 +101,11 @@ def quiet_machine(allow_busy: bool = False) -> float:
 
 
 def heading(results: dict) -> str:
-    """A results table's first line: where, when, from which commit and by which command it was made."""
+    """A results table's first line: where (and how busy), when, from which commit and by which command it was
+    made."""
+    load = f", load {results['load_average']:.2f} at the start" if "load_average" in results else ""
     return (
-        f"Machine: {results['machine']}; commit {results['commit']} (torch {results['torch']}, diffusers "
+        f"Machine: {results['machine']}{load}; commit {results['commit']} (torch {results['torch']}, diffusers "
         f"{results['diffusers']}); date: {results['date']}; command: `{results['command']}`"
     )
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import BLENDED_EDIT, provenance, write_results
+from benchmarks.common import BLENDED_EDIT, heading, provenance, write_results
 
-VARIANTS = "before (--steps 100)=--steps 100;now="
+VARIANTS = "pixel=;latent=--latent"
 
 
 def run_demo(options: list[str]) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
     first = next(iter(variants))
     results = {**provenance("demo_speed.py"), "variants": variants, "seconds": seconds, "median_seconds": medians}
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         f"| blended-edit --demo | options | median s ({args.repeats} runs) | runs (s) | speed-up over {first} |",
         "| --- | --- | --- | --- | --- |",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import load_for_edits, provenance, write_results
+from benchmarks.common import heading, load_for_edits, provenance, write_results
 from benchmarks.metrics import edit_success
 from blended_pipeline import SHAPES_CHECKPOINT
 from blended_pipeline.shapes.edits import EDIT_SETS
@@ -26,7 +26,7 @@ from blended_pipeline.shapes.edits import EDIT_SETS
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         f"Edits: `edit_cases({results['edit_seed']}, {results['edits']}, 32)`; other settings the CLI's defaults.",
         "",

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: t
 import numpy as np
 from diffusers.callbacks import MultiPipelineCallbacks
 
-from benchmarks.common import load_for_edits, parse_setting, provenance, with_all_hard, write_results
+from benchmarks.common import heading, load_for_edits, parse_setting, provenance, with_all_hard, write_results
 from benchmarks.metrics import FAILURE_KINDS, judged_edit, summary
 from blended_pipeline import SHAPES_CHECKPOINT, ProgressiveDilationBlendCallback
 from blended_pipeline.augment import ProjectiveAugmentation
@@ -137,7 +137,7 @@ def main() -> None:
         "rows": rows,
     }
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         f"Edit set: {args.edit_set} (seed {seed}), {args.edits} edits per kind, "
         f"{settings['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}"
         + (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import load_for_edits, parse_setting, provenance, write_results
+from benchmarks.common import heading, load_for_edits, parse_setting, provenance, write_results
 from benchmarks.metrics import judged_edit, summary
 from blended_pipeline import SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.shapes.edits import EDIT_SETS, edit_cases
@@ -58,7 +58,7 @@ def main() -> None:
         "rows": rows,
     }
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         f"Tuning edits `edit_cases({EDIT_SETS['tuning']}, {args.edits}, 32)`, "
         f"{defaults['num_images_per_prompt']} results each; overrides: {dict(args.setting) or 'none'}.",
         "",

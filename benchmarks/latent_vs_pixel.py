@@ -24,7 +24,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from benchmarks.common import load_for_edits, provenance, timed_edit, tiny_settings, write_results
+from benchmarks.common import heading, load_for_edits, provenance, timed_edit, tiny_settings, write_results
 from benchmarks.metrics import border_step, judged_edit, psnr_outside, summary, to_uint8
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
 from blended_pipeline.reconstruction import fit_decoder
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         f"Judged edit set `edit_cases({EDIT_SETS['judged']}, {results['pixel']['edits']}, 32)`, each pipeline at the "
         "CLI's defaults for its shipped checkpoint, alternating edit by edit.",

@@ -17,13 +17,13 @@ import argparse
 import json
 import platform
 import sys
-from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
 import torch
 
+from benchmarks.common import heading, provenance
 from benchmarks.paper_models import build, time_one
 from blended_pipeline import BlendedDiffusionPipeline
 
@@ -71,8 +71,8 @@ def main() -> None:
         runs += warmed_runs(pipe, precisions, args, device, compiled=True)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
     results = {
+        **provenance("paper_config.py"),
         "device": name,
-        "date": date.today().isoformat(),
         "smoke": args.smoke,
         "unet_parameters": sum(p.numel() for p in pipe.unet.parameters()),
         "runs": runs,
@@ -80,7 +80,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(results, indent=2))
     lines = [
-        f"Device: {name}; date: {results['date']}; UNet parameters: {results['unet_parameters']:,}",
+        f"{heading(results)}; device: {name}; UNet parameters: {results['unet_parameters']:,}",
         "",
         "| precision | UNet layout | compiled | steps run | samples | views | s per image | s per image at 75 steps "
         "| peak MB |",

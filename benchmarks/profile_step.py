@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: t
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-from benchmarks.common import provenance, unet_layout, write_results
+from benchmarks.common import heading, provenance, unet_layout, write_results
 from benchmarks.paper_models import VIT_B_16
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.convert_adm import ADMConfig, scheduler_for, unet_for
@@ -157,7 +157,7 @@ def main() -> None:
         "unet_layout": unet_layout(pipe.unet),
         "seconds": seconds,
     }
-    header = f"{results['machine']}, {device}; {results['date']}; `{results['command']}`"
+    header = f"{heading(results)}; device: {device}"
     lines = [header, "", "| phase | ms | share of a step |", "| --- | --- | --- |"]
     lines += [f"| {name} | {seconds[name] * 1000:.1f} | {seconds[name] / whole:.0%} |" for name in PHASES]
     lines += [f"| whole step | {whole * 1000:.1f} | 100% |"]

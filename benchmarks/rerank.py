@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import kinds_in, load_for_edits, load_kept, provenance, with_all_hard, write_results
+from benchmarks.common import heading, kinds_in, load_for_edits, load_kept, provenance, with_all_hard, write_results
 from benchmarks.metrics import diversity
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.augment import crop_to_mask
@@ -253,7 +253,7 @@ def main() -> None:
         ranking.add_argument("--model", default=SHAPES_CHECKPOINT)
     args = parser.parse_args()
     results, table = by_edge_weight(parser, args) if args.ranking == "edge" else by_views(args)
-    lines = [f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`", "", *table]
+    lines = [heading(results), "", *table]
     write_results(args.out, results, "\n".join(lines) + "\n")
 
 

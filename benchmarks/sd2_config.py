@@ -15,7 +15,6 @@ import argparse
 import json
 import platform
 import sys
-from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
@@ -26,7 +25,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from benchmarks import paper_models
-from benchmarks.common import timed_edit
+from benchmarks.common import heading, provenance, timed_edit
 from blended_pipeline import BlendedLatentDiffusionPipeline
 from blended_pipeline.shapes.tokenizer import build_tokenizer
 
@@ -142,12 +141,11 @@ def main() -> None:
         pixel_run = paper_models.time_one(pixel, precision, pixel_steps, args.samples, views, device)
         runs.append({"pipeline": "pixel (paper: ADM 256 + ViT-B/16)", **pixel_run})
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()} CPU"
-    results = {"device": name, "date": date.today().isoformat(), "smoke": args.smoke, "runs": runs}
+    results = {**provenance("sd2_config.py"), "device": name, "smoke": args.smoke, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(results, indent=2))
     lines = [
-        f"Device: {name}; date: {results['date']}; command: `python benchmarks/sd2_config.py --device {args.device} "
-        f"--precisions {args.precisions}`",
+        f"{heading(results)}; device: {name}",
         "",
         "| pipeline | precision | steps run | results | s / image | peak memory MB |",
         "| --- | --- | --- | --- | --- | --- |",

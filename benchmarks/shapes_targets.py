@@ -12,6 +12,7 @@ augmentations on (8 views) and off (1 view), and with the cheap gradient that sk
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -20,13 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: t
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDPMPipeline
+from diffusers import AutoencoderKL, DDPMPipeline
 
-from benchmarks.common import load_for_edits, provenance, write_results
+from benchmarks.common import heading, load_for_edits, provenance, write_results
 from benchmarks.metrics import edit_success
-from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.shapes.judge import judge_scene
 from blended_pipeline.shapes.train_clip import zero_shot_accuracy
+from blended_pipeline.shapes.train_unet import scene_batch
 
 
 def ddpm_validity(pipe: BlendedDiffusionPipeline, count: int, steps: int) -> dict:
@@ -40,6 +42,21 @@ def ddpm_validity(pipe: BlendedDiffusionPipeline, count: int, steps: int) -> dic
     return {"samples": count, "sampling_steps": steps, "valid_fraction": float(np.mean(valid))}, uint8
 
 
+HELD_OUT_SEED = 999_983  # no training run draws its scenes from this seed
+
+
+def vae_reconstruction(latent_model: str, count: int) -> dict:
+    """The latent world's autoencoder on held-out scenes: PSNR and mean absolute error of the decoded posterior
+    mean, in 8-bit units (what the latent pipeline's decoder shows before its paste)."""
+    vae = AutoencoderKL.from_pretrained(latent_model, subfolder="vae").eval()
+    clean = scene_batch(HELD_OUT_SEED, 0, count)
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(clean).latent_dist.mean).sample.clamp(-1, 1)
+    error = (decoded - clean) * 127.5
+    mse = float(error.pow(2).mean())
+    return {"scenes": count, "psnr_db": 10 * math.log10(255**2 / mse), "mean_absolute_error": float(error.abs().mean())}
+
+
 EDIT_RUNS = (  # (views, exact gradient through the UNet)
     (8, True),
     (1, True),
@@ -49,7 +66,7 @@ EDIT_RUNS = (  # (views, exact gradient through the UNet)
 
 def markdown(results: dict) -> str:
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         "",
         "| measure | value | target |",
         "| --- | --- | --- |",
@@ -57,6 +74,9 @@ def markdown(results: dict) -> str:
         f"{results['ddpm']['sampling_steps']} steps) | {results['ddpm']['valid_fraction']:.0%} | >= 80% |",
         f"| CLIP zero-shot accuracy, 24 prompts ({results['clip']['scenes']} scenes) | "
         f"{results['clip']['zero_shot_accuracy']:.0%} | >= 90% |",
+        f"| latent world's VAE: reconstruction PSNR ({results['vae']['scenes']} held-out scenes) | "
+        f"{results['vae']['psnr_db']:.1f} dB | |",
+        f"| latent world's VAE: mean absolute error | {results['vae']['mean_absolute_error']:.1f} / 255 | |",
     ]
     for run in results["edits"]:
         name = f"{run['num_augmentations']} views, {'exact' if run['backprop_through_unet'] else 'cheap'} gradient"
@@ -75,6 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output path prefix (.json, .md, -samples.png)")
     parser.add_argument("--model", default=SHAPES_CHECKPOINT)
+    parser.add_argument("--latent-model", default=SHAPES_LATENT_CHECKPOINT, help="its VAE's reconstruction")
+    parser.add_argument("--vae-scenes", type=int, default=256)
     parser.add_argument("--ddpm-samples", type=int, default=200)
     parser.add_argument("--ddpm-steps", type=int, default=250)
     parser.add_argument("--clip-scenes", type=int, default=480)
@@ -83,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     pipe, settings = load_for_edits(args.model, args.smoke)
     if args.smoke:
-        args.ddpm_samples, args.ddpm_steps, args.clip_scenes, args.edits = 2, 4, 8, 1
+        args.ddpm_samples, args.ddpm_steps, args.clip_scenes, args.edits, args.vae_scenes = 2, 4, 8, 1, 2
     ddpm, samples = ddpm_validity(pipe, args.ddpm_samples, args.ddpm_steps)
     results = {
         **provenance("shapes_targets.py"),
@@ -95,6 +117,7 @@ def main() -> None:
                 pipe.clip_model, pipe.tokenizer, pipe.feature_extractor, count=args.clip_scenes
             ),
         },
+        "vae": vae_reconstruction(args.latent_model, args.vae_scenes),
         "edits": [
             edit_success(pipe, args.edits, {**settings, "num_augmentations": views, "backprop_through_unet": exact})
             for views, exact in EDIT_RUNS

@@ -1,6 +1,7 @@
 """Speed/quality trade-offs, the paper's ablations, a RePaint peer and cost growth, on the shipped shapes model.
 
     python benchmarks/tradeoffs.py --out docs/figures/tradeoffs            # full, one process: about 4 h here
+    python benchmarks/tradeoffs.py --headline --out docs/figures/tradeoffs # the published rows: about 20 min here
     python benchmarks/tradeoffs.py --quick --out /tmp/tradeoffs            # minutes on a 2-core CPU
     python benchmarks/tradeoffs.py --smoke --out /tmp/smoke                # seconds; what the tests run
 
@@ -58,7 +59,8 @@ BACKGROUND_LOSS = "mse"  # Algorithm 1's D_bg without LPIPS, whose AlexNet weigh
 
 @dataclass(frozen=True)
 class Config:
-    """One way to run an edit, in the pipeline's own argument names; ``label`` names ablation variants."""
+    """One way to run an edit, in the pipeline's own argument names; ``label`` names ablation variants. The field
+    defaults are the paper's; the grids start from ``at_defaults`` (the checkpoint's), what a user runs."""
 
     scheduler: str = "ddpm"
     eta: float = 0.0  # DDIM only
@@ -76,6 +78,12 @@ class Config:
 
     def pipeline_arguments(self) -> dict:
         return {key: value for key, value in asdict(self).items() if key not in ("scheduler", "label")}
+
+
+def at_defaults(defaults: dict) -> Config:
+    """The configuration ``blended-edit`` runs (the checkpoint's defaults): the anchor each variant changes once."""
+    known = {key: defaults[key] for key in Config.__dataclass_fields__ if defaults.get(key) is not None}
+    return Config(**known)
 
 
 def summarise(config: Config, per_edit: list[dict], device: torch.device) -> dict:
@@ -228,8 +236,9 @@ def cost_growth(
     return {"steps": steps, "batching": batching, "image_size": scaling}
 
 
-def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
-    """Schedulers x steps at the default 8 views; then views, gradient mode and precision around the default.
+def sweep_configs(mode: str, anchor: Config, on_gpu: bool = False) -> list[Config]:
+    """Schedulers x steps at the default 8 views; then views, gradient mode and precision around the default
+    ``anchor``. The headline grid is the default and one cheaper setting each, what docs/benchmarks.md shows.
 
     What fits two CPU cores in an hour or two at 32 edits a row (a row at 100 steps costs about 25 minutes there):
     schedulers compared up to 50 steps, the default (DDPM, 100 steps) and its variants. DDIM with eta 1 is not
@@ -242,11 +251,21 @@ def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
             Config(num_inference_steps=4, num_augmentations=2, num_images_per_prompt=2),
             Config(scheduler="ddim", num_inference_steps=4, mixed_precision="bf16"),
         ]
+    if mode == "headline":
+        return [
+            anchor,
+            replace(anchor, num_inference_steps=25),
+            replace(anchor, scheduler="ddim", num_inference_steps=25),
+            replace(anchor, num_inference_steps=10),
+            replace(anchor, num_augmentations=1),
+            replace(anchor, backprop_through_unet=False),
+            replace(anchor, guidance_every=2),
+        ]
     if mode == "quick":
-        schedulers, steps, views, anchor = ("ddpm", "ddim"), (10, 25), (1,), Config(num_inference_steps=25)
+        schedulers, steps, views, anchor = ("ddpm", "ddim"), (10, 25), (1,), replace(anchor, num_inference_steps=25)
     else:
-        schedulers, steps, views, anchor = PIXEL_SCHEDULERS, (10, 25, 50), (1, 4), Config()
-    grid = [Config(scheduler=s, num_inference_steps=n) for s in schedulers for n in steps]
+        schedulers, steps, views = PIXEL_SCHEDULERS, (10, 25, 50), (1, 4)
+    grid = [replace(anchor, scheduler=s, num_inference_steps=n) for s in schedulers for n in steps]
     grid += [anchor] * (mode == "full")  # the default, DDPM 100 steps: the anchor of the variants below
     grid += [replace(anchor, num_augmentations=v) for v in views]
     grid += [replace(anchor, backprop_through_unet=False)]
@@ -259,11 +278,11 @@ def sweep_configs(mode: str, on_gpu: bool = False) -> list[Config]:
     return grid
 
 
-def ablation_configs(mode: str) -> list[Config]:
+def ablation_configs(mode: str, anchor: Config) -> list[Config]:
     """Algorithm 2 with 8 views and 1, against Algorithm 1 over lambda (0: guided generation, then a plain paste)."""
-    steps = {"smoke": 4, "quick": 25, "full": 100}[mode]
-    lambdas = {"smoke": (0.0,), "quick": (0.0, 1000.0), "full": (0.0, 1000.0)}[mode]
-    base = Config(num_inference_steps=steps)
+    steps = {"smoke": 4, "quick": 25}.get(mode, anchor.num_inference_steps)
+    lambdas = (0.0,) if mode == "smoke" else (0.0, 1000.0)
+    base = replace(anchor, num_inference_steps=steps)
     if mode == "smoke":
         base = replace(base, num_augmentations=2, num_images_per_prompt=2)
     runs = [
@@ -329,9 +348,10 @@ def merge(prefixes: list[Path], mode: str) -> dict:
     results = {**parts[0], **provenance("tradeoffs.py"), "merged_from": [part["command"] for part in parts]}
     results["parts"] = sorted({name for part in parts for name in part["parts"]})
     measured = measured_in(prefixes, parts[0]["edits"])
+    anchor = at_defaults(parts[0]["settings"])
     for key, grid in (
-        ("sweep", sweep_configs(mode, "cuda" in parts[0]["device"])),
-        ("ablations", ablation_configs(mode)),
+        ("sweep", sweep_configs(mode, anchor, "cuda" in parts[0]["device"])),
+        ("ablations", ablation_configs(mode, anchor)),
     ):
         runs = [{**measured[replace(c, label="")], "label": c.label} for c in grid if replace(c, label="") in measured]
         if key in results["parts"] and runs:
@@ -354,6 +374,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--edits", type=int, help="edits per configuration (default: 32 full, 4 quick, 1 smoke)")
     mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--headline", action="store_true", help="the published rows (the sweep only), 16 edits each")
     mode.add_argument("--quick", action="store_true", help="fewer configurations and edits: under 10 minutes")
     mode.add_argument("--smoke", action="store_true", help="a handful of tiny runs: checks the code")
     parser.add_argument(
@@ -378,7 +399,7 @@ def main() -> None:
         "--merge", type=Path, nargs="+", metavar="PREFIX", help="write OUT from the results of these runs; no runs"
     )
     args = parser.parse_args()
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    mode = "smoke" if args.smoke else "quick" if args.quick else "headline" if args.headline else "full"
     if args.replot or args.merge:
         results = merge(args.merge, mode) if args.merge else json.loads(Path(f"{args.out}.json").read_text())
         write_results(args.out, results, markdown(results))
@@ -387,7 +408,8 @@ def main() -> None:
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         parser.error(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
-    count = args.edits or {"smoke": 1, "quick": 4, "full": 32}[mode]
+    count = args.edits or {"smoke": 1, "quick": 4, "headline": 16, "full": 32}[mode]
+    parts = ["sweep"] if mode == "headline" else args.parts
     pipe, defaults = load_for_edits(args.model, device=args.device)
     loaded_memory_mb = process_memory_mb("VmRSS")
     cases = edit_cases(EDIT_SETS["judged"], count, 32)
@@ -395,7 +417,7 @@ def main() -> None:
     results = {
         **provenance("tradeoffs.py"),
         "mode": mode,
-        "parts": list(args.parts),
+        "parts": parts,
         "settings": defaults,
         "edits": count,
         "device": str(pipe.device),
@@ -407,8 +429,12 @@ def main() -> None:
         write_results(args.out, results, markdown(results))
         plot(results, args.out)
 
-    grids = {"sweep": sweep_configs(mode, pipe.device.type == "cuda"), "ablations": ablation_configs(mode)}
-    for part in args.parts:  # in the order asked for
+    anchor = at_defaults(defaults)
+    grids = {
+        "sweep": sweep_configs(mode, anchor, pipe.device.type == "cuda"),
+        "ablations": ablation_configs(mode, anchor),
+    }
+    for part in parts:  # in the order asked for
         if part in grids:
             runs = []
             for config in reversed(grids[part]) if args.reverse else grids[part]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.common import heading
 from blended_pipeline.ranking import RANK_BY
 from blended_pipeline.shapes.edits import EDIT_SETS
 
@@ -56,7 +57,7 @@ def markdown(results: dict) -> str:
     """The tables of the parts that ran, under a line naming machine, date, command and settings."""
     settings = results["settings"]
     lines = [
-        f"Machine: {results['machine']}; date: {results['date']}; command: `{results['command']}`",
+        heading(results),
         f"Edits: `edit_cases({EDIT_SETS['judged']}, {results['edits']}, 32)`; strength {settings['strength']}, "
         f"guidance scale {settings['clip_guidance_scale']:g} unless a row names another; seconds include ranking; "
         "peak MB: "
