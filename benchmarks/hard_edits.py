@@ -5,6 +5,7 @@
     python benchmarks/hard_edits.py --setting guidance_every=2 --out /tmp/hard-g2         # a candidate setting
     python benchmarks/hard_edits.py --dilation 4,0.5 --out /tmp/hard-d4                   # a dilated blend early
     python benchmarks/hard_edits.py --augment distortion=0.35 --out /tmp/hard-a           # milder views
+    python benchmarks/hard_edits.py --model latent --shrink-mask --out /tmp/hard-s        # latent: mask shrinking
     python benchmarks/hard_edits.py --restart 0.3,2 --out /tmp/hard-r2                    # restart from the best 2
     python benchmarks/hard_edits.py --setting restart_at=0 --out /tmp/hard-r0             # no restart (the paper)
     python benchmarks/hard_edits.py --ranking-clip DIR --out /tmp/hard-rc                 # another CLIP ranks
@@ -33,7 +34,12 @@ from diffusers.callbacks import MultiPipelineCallbacks
 
 from benchmarks.common import heading, load_for_edits, parse_setting, provenance, with_all_hard, write_results
 from benchmarks.metrics import FAILURE_KINDS, judged_edit, summary
-from blended_pipeline import SHAPES_CHECKPOINT, ProgressiveDilationBlendCallback
+from blended_pipeline import (
+    SHAPES_CHECKPOINT,
+    SHAPES_LATENT_CHECKPOINT,
+    ProgressiveDilationBlendCallback,
+    ShrinkingMaskBlendCallback,
+)
 from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.restart import RestartFromBestCallback
 from blended_pipeline.settings import SCHEDULERS, scheduler_class
@@ -65,7 +71,12 @@ def parse_restart(text: str) -> RestartFromBestCallback:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="prefix of the .json and .md written")
-    parser.add_argument("--model", default=SHAPES_CHECKPOINT)
+    parser.add_argument(
+        "--model",
+        type=lambda text: SHAPES_LATENT_CHECKPOINT if text == "latent" else text,
+        default=SHAPES_CHECKPOINT,
+        help="a pipeline directory (default: the shipped shapes checkpoint; 'latent': the shipped latent one)",
+    )
     parser.add_argument("--ranking-clip", help="a CLIPModel directory that ranks in place of the checkpoint's CLIP")
     parser.add_argument("--set", choices=HARD_EDIT_SETS, default="tuning", dest="edit_set")
     parser.add_argument("--edits", type=int, default=24, help="edits per kind (and standard edits)")
@@ -76,6 +87,11 @@ def main() -> None:
         type=parse_dilation,
         help="R,U: blend with the mask dilated by R pixels at the first step, shrinking to it by the fraction U "
         "of the run (ProgressiveDilationBlendCallback)",
+    )
+    parser.add_argument(
+        "--shrink-mask",
+        action="store_true",
+        help="latent: blend with the latent mask dilated by 3, 2, 1, 0 cells in turn (ShrinkingMaskBlendCallback)",
     )
     parser.add_argument(
         "--augment", type=parse_setting, action="append", default=[], help="NAME=VALUE of ProjectiveAugmentation"
@@ -103,7 +119,8 @@ def main() -> None:
         pipe.scheduler = scheduler_class(args.scheduler).from_config(pipe.scheduler.config)
     settings.update(dict(args.setting))
     options = dict(settings)
-    callbacks = [callback for callback in (args.dilation, args.restart) if callback is not None]
+    shrinking = ShrinkingMaskBlendCallback() if args.shrink_mask else None
+    callbacks = [callback for callback in (args.dilation, shrinking, args.restart) if callback is not None]
     if callbacks:
         options["callback_on_step_end"] = MultiPipelineCallbacks(callbacks)
     if augmentation is not None:
@@ -132,6 +149,7 @@ def main() -> None:
         "scheduler": type(pipe.scheduler).__name__,
         "ranking_clip": args.ranking_clip,
         "dilation": [args.dilation.max_dilation, args.dilation.shrink_until] if args.dilation else None,
+        "shrink_mask": list(shrinking.radii) if shrinking else None,
         "augmentation": dict(args.augment),
         "restart": [args.restart.at, args.restart.keep] if args.restart else None,
         "rows": rows,
@@ -145,6 +163,7 @@ def main() -> None:
             if args.dilation
             else ""
         )
+        + (f"; latent mask dilated by {', '.join(map(str, shrinking.radii))} cells in turn" if shrinking else "")
         + (f"; views: ProjectiveAugmentation({dict(args.augment)})" if args.augment else "")
         + (
             f"; the results restart from the best {args.restart.keep} at {args.restart.at:g} of the run"

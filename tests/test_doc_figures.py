@@ -1,0 +1,97 @@
+"""Every measured figure in README.md and docs/ comes from a results file cited beside it.
+
+A figure is a number with a unit a measurement gives: a percentage, a time, a ratio, a size in bytes or decibels.
+Each must appear, as written, in a results file under ``docs/figures/`` that the same section (the text under one
+heading) cites by name. ``docs/research-log.md`` is history and is not read; figures that are not ours to
+measure (the paper's, a format's) or that state a setting rather than a result are listed in ``NOT_MEASURED``,
+each with its reason.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+FIGURES = ROOT / "docs" / "figures"
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "research-log.md")]
+
+FIGURE = re.compile(
+    r"(?<![\w.,/-])(\d+(?:,\d{3})*(?:\.\d+)?)\s?(%|x(?![\w])|s(?![\w])|ms\b|min\b|MB\b|MiB\b|GB\b|GiB\b|dB\b)"
+)
+CITED = re.compile(r"figures/([\w.-]+?)(?:\.md|\.json|\.png)?(?=[`)\s,;:]|$)", re.M)
+HEADING = re.compile(r"^#{1,6} ", re.M)
+
+NOT_MEASURED: dict[str, set[str]] = {
+    # page: the figures in it that are not results of ours, each with why
+    "adm.md": {
+        "2.2 GB",  # the size of guided-diffusion's published checkpoint, from its README
+        "30 s",  # the paper's reported time per image (Avrahami et al. 2022, section 5)
+        "27 s",  # Blended Latent Diffusion's reported time on an A10 (Avrahami et al. 2023, table 1)
+        "23 s",  # the same paper, in batches
+    },
+    "api.md": {
+        "25%",  # a setting explained: strength 0.75 starts from the last 75% of the schedule
+    },
+    "method.md": {
+        "10%",  # an augmentation's setting (translation up to 10% of the side)
+    },
+    "ui.md": {
+        "8x",  # how much larger the page shows the 32 px demo image to paint on: a display setting
+        "64 MB",  # the page's upload limit: a setting
+    },
+}
+
+
+def sections(page: Path) -> list[str]:
+    """The page's text cut at each heading, code blocks dropped (commands and outputs are not figures)."""
+    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+    return HEADING.split(text)
+
+
+def cited_results(section: str, figures: Path) -> str:
+    """The text of every results file (``.md`` and ``.json``) the section names."""
+    texts = []
+    for name in set(CITED.findall(section)):
+        stem = name.removesuffix(".md").removesuffix(".json")
+        texts += [path.read_text() for path in (figures / f"{stem}.md", figures / f"{stem}.json") if path.exists()]
+    return "\n".join(texts)
+
+
+def unsourced(page: Path, figures: Path = FIGURES) -> list[str]:
+    missing = []
+    allowed = NOT_MEASURED.get(page.name, set())
+    for section in sections(page):
+        sources = cited_results(section, figures)
+        for match in FIGURE.finditer(section):
+            number, unit = match.groups()
+            written = f"{number}{unit}" if unit in "%x" else f"{number} {unit}"
+            if written in allowed or match.group(0) in allowed:
+                continue
+            plain = number.replace(",", "")
+            if not re.search(rf"(?<![\d.]){re.escape(plain)}(?![\d])|(?<![\d.]){re.escape(number)}(?![\d])", sources):
+                title = section.splitlines()[0][:60] if section else ""
+                missing.append(f"{page.name} [{title}]: {match.group(0)}")
+    return missing
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_figure_has_a_results_file_beside_it(page):
+    assert unsourced(page) == []
+
+
+def test_the_research_log_is_marked_as_history():
+    log = (ROOT / "docs" / "research-log.md").read_text()
+    assert "history" in log.split("\n\n", 2)[1].lower()
+
+
+def test_a_figure_is_sourced_only_by_a_file_its_section_cites(tmp_path):
+    (tmp_path / "speed.md").write_text("| demo | 12.5 | 97% |\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Speed\n\nIt takes 12.5 s ([table](figures/speed.md)); 97% of edits succeed, 3.2x faster.\n\n"
+        "## Elsewhere\n\nAgain 12.5 s, with no results file named.\n"
+    )
+    assert unsourced(page, tmp_path) == ["page.md [Speed]: 3.2x", "page.md [Elsewhere]: 12.5 s"]
