@@ -8,10 +8,11 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -67,6 +68,10 @@ def upscale(array: np.ndarray, factor: int) -> np.ndarray:
     return array.repeat(factor, axis=0).repeat(factor, axis=1)
 
 
+LOAD_AT_START = os.getloadavg()[0]
+"""The one-minute load average when a script imported this module, before its own work weighed on it."""
+
+
 def provenance(script: str) -> dict:
     """Machine, its load at the start, date, the exact command, the commit and the versions that matter, beside
     every published figure."""
@@ -74,7 +79,7 @@ def provenance(script: str) -> dict:
 
     return {
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
-        "load_average": os.getloadavg()[0],
+        "load_average": LOAD_AT_START,
         "date": date.today().isoformat(),
         "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]),
         "commit": commit(),
@@ -112,14 +117,14 @@ def heading(results: dict) -> str:
 
 def commit(root: Path | None = None) -> str:
     """The commit of the checkout at ``root`` (this one by default), with "+changes" when its tracked files differ
-    from it; "unknown" outside git."""
+    from it outside ``docs/`` (the results files a run writes are tracked there); "unknown" outside git."""
     root = root or Path(__file__).resolve().parents[1]
 
     def git(*arguments: str) -> str:
         return subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, check=True).stdout
 
     try:
-        changed = bool(git("status", "--porcelain", "--untracked-files=no").strip())
+        changed = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs").strip())
         return git("rev-parse", "--short", "HEAD").strip() + ("+changes" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -262,3 +267,27 @@ class EvaluationCounter:
 
     def _count_clip(self, module, args, kwargs) -> None:
         self.clip += kwargs["pixel_values"].shape[0]
+
+
+def seconds_of(call: Callable[[], object]) -> float:
+    """Wall seconds of one call."""
+    began = time.perf_counter()
+    call()
+    return time.perf_counter() - began
+
+
+def seconds_per_step(
+    runs: dict[str, Callable[[int], Callable[[], object]]], steps: tuple[int, int], repeats: int
+) -> dict[str, float]:
+    """Each pipeline's seconds per denoising step: ``runs[name](count)`` is a call of ``count`` steps; every call
+    runs ``repeats`` times at both step counts, alternating, and the difference of the medians over the difference
+    of the steps drops the fixed costs (prompt encoding, the VAE, the paste)."""
+    times = {name: {count: [] for count in steps} for name in runs}
+    for _ in range(repeats):
+        for count in steps:
+            for name, run in runs.items():
+                times[name][count].append(seconds_of(run(count)))
+    return {
+        name: (statistics.median(by_count[steps[1]]) - statistics.median(by_count[steps[0]])) / (steps[1] - steps[0])
+        for name, by_count in times.items()
+    }

@@ -21,7 +21,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import heading, provenance, quiet_machine, write_results
+from benchmarks.common import heading, provenance, quiet_machine, seconds_of, seconds_per_step, write_results
 
 TARGET_OVERHEAD = 0.03
 WORDS = ("a", "red", "ball")
@@ -177,40 +176,26 @@ def inputs(side: int) -> tuple[PIL.Image.Image, PIL.Image.Image]:
     return image, PIL.Image.fromarray(mask)
 
 
-def seconds(call) -> float:
-    began = time.perf_counter()
-    call()
-    return time.perf_counter() - began
-
-
 def per_step(reference, ours, image, mask, steps: tuple[int, int], repeats: int) -> dict:
-    """Seconds per step of each pipeline: medians at two step counts, alternating, differenced."""
+    """Seconds per step of each pipeline (``common.seconds_per_step``) and this one's overhead."""
     side = image.size[0]
     size = dict(height=side, width=side) if type(ours).family == "flux" else {}
 
-    def run(pipe, count):
-        extra = size if pipe is reference else SAME_WORK
-        return lambda: pipe(
-            prompt="a red ball",
-            image=image,
-            mask_image=mask,
-            num_inference_steps=count,
-            strength=1.0,
-            generator=torch.Generator().manual_seed(0),
-            **extra,
+    def run(pipe, extra):
+        return lambda count: (
+            lambda: pipe(
+                prompt="a red ball",
+                image=image,
+                mask_image=mask,
+                num_inference_steps=count,
+                strength=1.0,
+                generator=torch.Generator().manual_seed(0),
+                **extra,
+            )
         )
 
-    times = {name: {count: [] for count in steps} for name in ("diffusers", "ours")}
-    for _ in range(repeats):
-        for count in steps:
-            times["diffusers"][count].append(seconds(run(reference, count)))
-            times["ours"][count].append(seconds(run(ours, count)))
-    result = {}
-    for name, by_count in times.items():
-        low, high = (statistics.median(by_count[count]) for count in steps)
-        result[name] = (high - low) / (steps[1] - steps[0])
-    result["overhead"] = result["ours"] / result["diffusers"] - 1
-    return result
+    result = seconds_per_step({"diffusers": run(reference, size), "ours": run(ours, SAME_WORK)}, steps, repeats)
+    return {**result, "overhead": result["ours"] / result["diffusers"] - 1}
 
 
 def text_config(tokenizer) -> dict:
@@ -268,7 +253,7 @@ def extras_cost(plain, image, mask, steps: int, repeats: int, results: int) -> d
         )
 
     runs = {"no ranking": call(plain), "ranking": call(ranked), "reconstruction": call(plain, reconstruction="decoder")}
-    times = {name: statistics.median(seconds(run) for _ in range(repeats)) for name, run in runs.items()}
+    times = {name: statistics.median(seconds_of(run) for _ in range(repeats)) for name, run in runs.items()}
     return {
         "seconds": times,
         "ranking_seconds": times["ranking"] - times["no ranking"],
