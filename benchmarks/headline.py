@@ -34,14 +34,25 @@ FIGURES: dict[str, tuple[str, ...]] = {  # name under docs/figures: the script a
     "families_vs_diffusers": ("families_vs_diffusers.py", "--repeats", "7"),
     "model_sizes": ("model_sizes.py",),
     "latent_vs_pixel": ("latent_vs_pixel.py", "--edits", "32", "--reconstruction-edits", "8"),
+    "latent_vs_diffusers": ("latent_vs_diffusers.py", "--set", "heldout", "--edits", "24"),
     "tradeoffs": ("tradeoffs.py", "--headline"),
     "shapes_targets": ("shapes_targets.py", "--edits", "16"),
-    "hard_edits": ("hard_edits.py", "--set", "heldout", "--edits", "16"),
+    "hard_edits": ("hard_edits.py", "--set", "heldout", "--edits", "24"),
+    "hard_edits_latent": ("hard_edits.py", "--model", "latent", "--set", "heldout", "--edits", "96"),
     "applications": ("applications.py", "--edits", "8"),
 }
 """In the order they run: the timing comparisons first, each after the machine has quietened."""
 
-TIMED = {"cli_startup", "demo_speed", "vs_authors", "batch", "large_image", "families_vs_diffusers", "latent_vs_pixel"}
+TIMED = {
+    "cli_startup",
+    "demo_speed",
+    "vs_authors",
+    "batch",
+    "large_image",
+    "families_vs_diffusers",
+    "latent_vs_pixel",
+    "latent_vs_diffusers",
+}
 """The figures that compare times: they wait for an idle machine."""
 
 
