@@ -260,6 +260,7 @@ def sweep_configs(mode: str, anchor: Config, on_gpu: bool = False) -> list[Confi
             replace(anchor, num_augmentations=1),
             replace(anchor, backprop_through_unet=False),
             replace(anchor, guidance_every=2),
+            replace(anchor, guidance_end=0.7),
         ]
     if mode == "quick":
         schedulers, steps, views, anchor = ("ddpm", "ddim"), (10, 25), (1,), replace(anchor, num_inference_steps=25)
