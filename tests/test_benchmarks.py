@@ -390,3 +390,50 @@ def test_families_vs_diffusers_smoke(tmp_path):
     for family in results["families"].values():
         assert family["per_step"]["diffusers"] and family["per_step"]["ours"]
         assert family["extras"]["reconstruction_seconds"] > 0  # fitting a decoder costs more than pasting
+
+
+def test_latent_vs_diffusers_smoke_keeps_our_background_and_times_both(tmp_path):
+    prefix, results = run_smoke(tmp_path, "latent_vs_diffusers.py")
+    ours, theirs = results["quality"]["ours"], results["quality"]["diffusers"]
+    assert list(ours) == list(theirs) == ["small", "wide", "ellipse", "replace", "standard", "all hard"]
+    assert all(row["background_exact"] == 1.0 and row["outside_change"] == 0 for row in ours.values())
+    assert theirs["all hard"]["outside_change"] > 0  # diffusers' output is the decoder's, outside the mask too
+    assert results["per_step"]["ours"] > 0 and results["per_step"]["diffusers"] > 0
+    assert "| diffusers' inpaint (first result) | standard |" in Path(f"{prefix}.md").read_text()
+
+
+def test_hard_edits_on_the_latent_checkpoint_with_mask_shrinking(tmp_path):
+    _, results = run_smoke(tmp_path, "hard_edits.py", "--model", "latent", "--shrink-mask", "--kinds", "small")
+    assert results["shrink_mask"] == [3, 2, 1, 0] and "guidance_scale" in results["settings"]
+    assert results["rows"]["small"]["background_exact"] == 1.0
+
+
+def test_the_tradeoff_grids_start_from_the_checkpoint_defaults():
+    from benchmarks.tradeoffs import at_defaults, sweep_configs
+
+    defaults = {"num_inference_steps": 50, "clip_guidance_scale": 1000.0, "num_augmentations": 8, "restart_at": 0.3}
+    anchor = at_defaults(defaults)
+    grid = sweep_configs("headline", anchor)
+    assert grid[0] == anchor and anchor.num_inference_steps == 50
+    assert all(
+        sum(getattr(config, field) != getattr(anchor, field) for field in anchor.__dataclass_fields__) <= 2
+        for config in grid
+    )  # each row changes one setting (the scheduler with its steps counts as one change of two fields)
+    assert {config.num_inference_steps for config in sweep_configs("full", anchor)} >= {10, 25, 50}
+
+
+def test_headline_names_each_figure_and_needs_the_authors_checkout_for_theirs(tmp_path):
+    from benchmarks.headline import FIGURES
+
+    script = [sys.executable, str(ROOT / "benchmarks" / "headline.py")]
+    authors = tmp_path / "authors"
+    (authors / "optimization").mkdir(parents=True)
+    listed = subprocess.run([*script, "--dry-run", "--authors-dir", str(authors)], capture_output=True, text=True)
+    lines = listed.stdout.splitlines()
+    assert listed.returncode == 0 and len(lines) == len(FIGURES)
+    for line, (name, (file, *_)) in zip(lines, FIGURES.items(), strict=True):
+        assert line.startswith(f"benchmarks/{file}") and line.endswith(f"--out docs/figures/{name}")
+    refused = subprocess.run([*script, "--dry-run"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "vs_authors needs --authors-dir" in refused.stderr
+    some = subprocess.run([*script, "--dry-run", "--only", "demo_speed"], capture_output=True, text=True)
+    assert some.stdout.split() == ["benchmarks/demo_speed.py", "--out", "docs/figures/demo_speed"]

@@ -29,14 +29,33 @@ NOT_MEASURED: dict[str, set[str]] = {
     "adm.md": {
         "2.2 GB",  # the size of guided-diffusion's published checkpoint, from its README
         "30 s",  # the paper's reported time per image (Avrahami et al. 2022, section 5)
-        "27 s",  # Blended Latent Diffusion's reported time on an A10 (Avrahami et al. 2023, table 1)
+        "27 s",  # Blended Latent Diffusion's reported time on an A10 (Avrahami et al. 2023)
         "23 s",  # the same paper, in batches
     },
     "api.md": {
+        "39%",  # the schedule's arithmetic: sqrt(alphas_cumprod) of the cosine schedule at t = 740
+        "6%",  # the same for the linear schedule
         "25%",  # a setting explained: strength 0.75 starts from the last 75% of the schedule
+    },
+    "applications.md": {
+        "30 s",  # the paper's reported time per image on a GPU (Avrahami et al. 2022)
+        "29%",  # the schedule's arithmetic: sqrt(alphas_cumprod) of the linear schedule at strength 0.5
+        "32%",  # the same for the cosine schedule at 0.8
+        "71%",  # ... at 0.5
+        "46%",  # ... at 0.7
     },
     "method.md": {
         "10%",  # an augmentation's setting (translation up to 10% of the side)
+    },
+    "shapes.md": {
+        "40%",  # the judge's threshold (a blob at least 40% of the box's side), and a caption share in training
+        "2%",  # the judge's threshold (a blob at least 2% of the image)
+        "60%",  # the judge's threshold for a background
+        "95%",  # the share of rendered scenes judge_scene must pass in tests/test_shapes.py
+        "10%",  # a caption share in training (empty captions)
+        "39%",  # the schedule's arithmetic: sqrt(alphas_cumprod) of the cosine schedule at strength 0.75
+        "6%",  # the same for the linear schedule
+        "17%",  # the cosine schedule at strength 0.9
     },
     "ui.md": {
         "8x",  # how much larger the page shows the 32 px demo image to paint on: a display setting
@@ -95,3 +114,10 @@ def test_a_figure_is_sourced_only_by_a_file_its_section_cites(tmp_path):
         "## Elsewhere\n\nAgain 12.5 s, with no results file named.\n"
     )
     assert unsourced(page, tmp_path) == ["page.md [Speed]: 3.2x", "page.md [Elsewhere]: 12.5 s"]
+
+
+def test_every_headline_figure_is_shown_in_the_docs():
+    from benchmarks.headline import FIGURES
+
+    cited = {name for page in PAGES for section in sections(page) for name in CITED.findall(section)}
+    assert {name for name in FIGURES if name not in cited} == set()
