@@ -5,10 +5,11 @@
     python benchmarks/headline.py --dry-run --authors-dir X                             # the commands, not run
 
 Each figure is its script's own run, in a fresh process, one after another (never two at once: most of them
-time something), writing ``docs/figures/NAME.{json,md}`` (``--out-dir`` elsewhere). Before a script that times
-a comparison, the command waits until the machine is idle again (the previous script's load fades in about a
-minute). ``headline.{json,md}`` records each script's command, exit status and duration; a script that fails is
-recorded and the rest still run, and the command then exits 1. ``vs_authors`` runs the authors' code from a
+time something), writing ``docs/figures/NAME.{json,md}`` (``--out-dir`` elsewhere). Before each script the
+command waits until the machine is idle again (the previous script's load fades in about a minute), so that each
+results file's recorded load is the machine's, not the last script's. ``headline.{json,md}`` records each
+script's command, exit status and duration; a script that fails is recorded and the rest still run, and the
+command then exits 1. ``vs_authors`` runs the authors' code from a
 checkout of omriav/blended-diffusion (``--authors-dir``), which also needs ``pip install kornia ftfy``.
 """
 
@@ -41,19 +42,7 @@ FIGURES: dict[str, tuple[str, ...]] = {  # name under docs/figures: the script a
     "hard_edits_latent": ("hard_edits.py", "--model", "latent", "--set", "heldout", "--edits", "96"),
     "applications": ("applications.py", "--edits", "8"),
 }
-"""In the order they run: the timing comparisons first, each after the machine has quietened."""
-
-TIMED = {
-    "cli_startup",
-    "demo_speed",
-    "vs_authors",
-    "batch",
-    "large_image",
-    "families_vs_diffusers",
-    "latent_vs_pixel",
-    "latent_vs_diffusers",
-}
-"""The figures that compare times: they wait for an idle machine."""
+"""In the order they run: the timing comparisons first."""
 
 
 def command_for(name: str, out_dir: Path, authors_dir: Path | None) -> list[str]:
@@ -106,7 +95,7 @@ def main() -> None:
     os.chdir(Path(__file__).resolve().parents[1])
     results = {**provenance("headline.py"), "runs": []}
     for name, command in commands.items():
-        load = wait_until_quiet() if name in TIMED else os.getloadavg()[0]
+        load = wait_until_quiet()
         began = time.perf_counter()
         status = subprocess.run(command).returncode
         results["runs"].append(
