@@ -1,6 +1,6 @@
 """Every headline figure of README.md and docs/, made again on the shipped checkpoints and defaults: one command.
 
-    python benchmarks/headline.py --authors-dir /tmp/blended-diffusion                  # all; about 80 min here
+    python benchmarks/headline.py --authors-dir /tmp/blended-diffusion                  # all; about 70 min here
     python benchmarks/headline.py --only demo_speed,cli_startup                         # some of them
     python benchmarks/headline.py --dry-run --authors-dir X                             # the commands, not run
 
