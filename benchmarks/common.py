@@ -69,7 +69,7 @@ def upscale(array: np.ndarray, factor: int) -> np.ndarray:
 
 
 LOAD_AT_START = os.getloadavg()[0]
-"""The one-minute load average when a script imported this module, before its own work weighed on it."""
+"""The one-minute load average when a script imported this module: after its imports, before its measurements."""
 
 
 def provenance(script: str) -> dict:
@@ -267,6 +267,12 @@ class EvaluationCounter:
 
     def _count_clip(self, module, args, kwargs) -> None:
         self.clip += kwargs["pixel_values"].shape[0]
+
+
+TARGET_OVERHEAD = 0.03
+"""The most this project's latent pipeline may cost per step over diffusers' inpaint pipeline on the same weights."""
+SAME_WORK = dict(num_images_per_prompt=1, blend_noise="initial")
+"""This project's latent settings for the same sampling work as diffusers': one result, the start's noise reused."""
 
 
 def seconds_of(call: Callable[[], object]) -> float:

@@ -29,12 +29,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import heading, provenance, quiet_machine, seconds_of, seconds_per_step, write_results
+from benchmarks.common import (
+    SAME_WORK,
+    TARGET_OVERHEAD,
+    heading,
+    provenance,
+    quiet_machine,
+    seconds_of,
+    seconds_per_step,
+    write_results,
+)
 
-TARGET_OVERHEAD = 0.03
 WORDS = ("a", "red", "ball")
-SAME_WORK = dict(num_images_per_prompt=1, blend_noise="initial")
-"""This pipeline's settings for the same sampling work as diffusers': one result, the start's noise reused."""
 DIFFUSERS_INPAINT = {
     "sd": "StableDiffusionInpaintPipeline",
     "sdxl": "StableDiffusionXLInpaintPipeline",

@@ -115,6 +115,8 @@ def main() -> None:
     except TypeError as error:
         parser.error(f"--augment: {error}")
     pipe, settings = load_for_edits(args.model, args.smoke, args.ranking_clip)
+    if args.shrink_mask and getattr(pipe, "vae", None) is None:
+        parser.error("--shrink-mask shrinks the mask in latent cells: it needs a latent model (--model latent)")
     if args.scheduler:
         pipe.scheduler = scheduler_class(args.scheduler).from_config(pipe.scheduler.config)
     settings.update(dict(args.setting))

@@ -48,7 +48,7 @@ FIGURES: dict[str, tuple[str, ...]] = {  # name under docs/figures: the script a
 def command_for(name: str, out_dir: Path, authors_dir: Path | None) -> list[str]:
     script, *arguments = FIGURES[name]
     if name == "vs_authors":
-        arguments += ["--authors-dir", str(authors_dir)]
+        arguments += ["--authors-dir", str(authors_dir.resolve())]
     return [sys.executable, f"benchmarks/{script}", *arguments, "--out", str(out_dir / name)]
 
 
@@ -87,12 +87,15 @@ def main() -> None:
         parser.error(f"--only: unknown {unknown}; choose from {', '.join(FIGURES)}")
     if "vs_authors" in args.only and not (args.authors_dir and (args.authors_dir / "optimization").is_dir()):
         parser.error("vs_authors needs --authors-dir, a checkout of omriav/blended-diffusion (or leave it out: --only)")
+    root = Path(__file__).resolve().parents[1]
+    out_dir = args.out_dir.resolve()  # the caller's path; the scripts run from the repository's root
+    out_dir = out_dir.relative_to(root) if out_dir.is_relative_to(root) else out_dir
     names = [name for name in FIGURES if name in args.only]
-    commands = {name: command_for(name, args.out_dir, args.authors_dir) for name in names}
+    commands = {name: command_for(name, out_dir, args.authors_dir) for name in names}
     if args.dry_run:
         print("\n".join(" ".join(command[1:]) for command in commands.values()))
         return
-    os.chdir(Path(__file__).resolve().parents[1])
+    os.chdir(root)
     results = {**provenance("headline.py"), "runs": []}
     for name, command in commands.items():
         load = wait_until_quiet()
@@ -107,7 +110,7 @@ def main() -> None:
                 "seconds": time.perf_counter() - began,
             }
         )
-        write_results(args.out_dir / "headline", results, markdown(results))
+        write_results(out_dir / "headline", results, markdown(results))
     sys.exit(int(any(run["exit_status"] for run in results["runs"])))
 
 

@@ -32,6 +32,8 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 
 from benchmarks.common import (
+    SAME_WORK,
+    TARGET_OVERHEAD,
     heading,
     load_for_edits,
     parse_setting,
@@ -46,9 +48,6 @@ from blended_pipeline import SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases, hard_edit_cases
 from blended_pipeline.shapes.judge import judge
 
-TARGET_OVERHEAD = 0.03
-SAME_WORK = dict(num_images_per_prompt=1, blend_noise="initial")
-"""This pipeline's settings for the same sampling work as diffusers': one result, the start's noise reused."""
 RANKING_PARTS = ("clip_model", "clip_tokenizer", "feature_extractor")
 
 
@@ -127,17 +126,19 @@ def quality(pipe, peer, cases: dict[str, list[EditCase]], settings: dict) -> dic
 
 
 def speed(pipe, peer, case: EditCase, settings: dict, steps: tuple[int, int], repeats: int) -> dict:
+    """Seconds per step of both on one edit, this pipeline without its ranking parts (``common.seconds_per_step``),
+    and this one's overhead."""
     plain = type(pipe)(**{**pipe.components, **dict.fromkeys(RANKING_PARTS)})
     plain.set_progress_bar_config(disable=True)
     image = PIL.Image.fromarray(case.image)
     mask = PIL.Image.fromarray(case.mask.astype(np.uint8) * 255)
     side = case.image.shape[0]
-    common = dict(prompt=case.prompt, image=image, mask_image=mask, guidance_scale=settings["guidance_scale"])
+    edit = dict(prompt=case.prompt, image=image, mask_image=mask, guidance_scale=settings["guidance_scale"])
 
     def run(pipeline, extra):
         return lambda count: (
             lambda: pipeline(
-                **common, num_inference_steps=count, strength=1.0, generator=torch.Generator().manual_seed(0), **extra
+                **edit, num_inference_steps=count, strength=1.0, generator=torch.Generator().manual_seed(0), **extra
             )
         )
 

@@ -1,7 +1,7 @@
 """Speed/quality trade-offs, the paper's ablations, a RePaint peer and cost growth, on the shipped shapes model.
 
     python benchmarks/tradeoffs.py --out docs/figures/tradeoffs            # full, one process: about 4 h here
-    python benchmarks/tradeoffs.py --headline --out docs/figures/tradeoffs # the published rows: about 20 min here
+    python benchmarks/tradeoffs.py --headline --out docs/figures/tradeoffs # the published rows: about 8 min here
     python benchmarks/tradeoffs.py --quick --out /tmp/tradeoffs            # minutes on a 2-core CPU
     python benchmarks/tradeoffs.py --smoke --out /tmp/smoke                # seconds; what the tests run
 
@@ -240,8 +240,8 @@ def sweep_configs(mode: str, anchor: Config, on_gpu: bool = False) -> list[Confi
     """Schedulers x steps at the default 8 views; then views, gradient mode and precision around the default
     ``anchor``. The headline grid is the default and one cheaper setting each, what docs/benchmarks.md shows.
 
-    What fits two CPU cores in an hour or two at 32 edits a row (a row at 100 steps costs about 25 minutes there):
-    schedulers compared up to 50 steps, the default (DDPM, 100 steps) and its variants. DDIM with eta 1 is not
+    Schedulers are compared up to 50 steps (the shapes checkpoint's default; a checkpoint's own default joins the
+    grid when it is another step count), then the default's variants. DDIM with eta 1 is not
     swept: with the clipped model output it is DDPM's step (the table of 2026-11-26 measured it equal to DDPM at
     every step count); 16 views cost twice 8 and measured no better there. bf16 autocast is swept on a GPU only: on
     this 2-core CPU, which has no bf16 arithmetic, one 90-step row did not finish in half an hour.
@@ -267,7 +267,7 @@ def sweep_configs(mode: str, anchor: Config, on_gpu: bool = False) -> list[Confi
     else:
         schedulers, steps, views = PIXEL_SCHEDULERS, (10, 25, 50), (1, 4)
     grid = [replace(anchor, scheduler=s, num_inference_steps=n) for s in schedulers for n in steps]
-    grid += [anchor] * (mode == "full")  # the default, DDPM 100 steps: the anchor of the variants below
+    grid += [anchor] * (mode == "full" and anchor not in grid)  # the default: the anchor of the variants below
     grid += [replace(anchor, num_augmentations=v) for v in views]
     grid += [replace(anchor, backprop_through_unet=False)]
     half = anchor.num_inference_steps // 2
@@ -410,6 +410,8 @@ def main() -> None:
     if unknown:
         parser.error(f"--parts: unknown {sorted(unknown)}; choose from {PARTS}")
     count = args.edits or {"smoke": 1, "quick": 4, "headline": 16, "full": 32}[mode]
+    if mode == "headline" and args.parts != list(PARTS):
+        parser.error("--headline runs its own rows of the sweep; leave --parts out")
     parts = ["sweep"] if mode == "headline" else args.parts
     pipe, defaults = load_for_edits(args.model, device=args.device)
     loaded_memory_mb = process_memory_mb("VmRSS")

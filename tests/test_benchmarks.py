@@ -406,6 +406,19 @@ def test_hard_edits_on_the_latent_checkpoint_with_mask_shrinking(tmp_path):
     _, results = run_smoke(tmp_path, "hard_edits.py", "--model", "latent", "--shrink-mask", "--kinds", "small")
     assert results["shrink_mask"] == [3, 2, 1, 0] and "guidance_scale" in results["settings"]
     assert results["rows"]["small"]["background_exact"] == 1.0
+    pixel = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "hard_edits.py"),
+            "--smoke",
+            "--shrink-mask",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert pixel.returncode == 2 and "needs a latent model" in pixel.stderr
 
 
 def test_the_tradeoff_grids_start_from_the_checkpoint_defaults():

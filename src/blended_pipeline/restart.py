@@ -4,7 +4,7 @@ A result's shape is settled early in the run and its details late, and most refu
 while one of an edit's results usually has the right one. So partway in, each edit's samples are ranked on their
 ``x0_hat`` pasted into the input, as the final results will be, and the others restart from copies of the best.
 Each copy draws its own noise from there on, so the copies part again into different results (less different
-than results that never met: docs/benchmarks.md, Hard edits, measures both).
+than results that never met: docs/research-log.md, Hard edits, measures both).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ SCHEDULERS: dict[str, str] = {
 ``from_config``."""
 LATENT_ONLY_SCHEDULERS = {
     "dpm++": "its multistep update reuses predictions from before the guidance and the blend, and the edited shapes "
-    "do not settle (docs/benchmarks.md, DPM-Solver++ on pixel models)",
+    "do not settle (docs/research-log.md, DPM-Solver++ on pixel models)",
     "euler": "CLIP guidance needs unscaled samples and Euler's are sigma-scaled",
 }
 """Schedulers the front ends refuse for a pixel model, and why."""
@@ -201,7 +201,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "num_augmentations",
         "augmented views per result (more views pick the right result more often on small, wide and round masks, "
-        "and take longer: docs/benchmarks.md)",
+        "and take longer: docs/research-log.md)",
         int,
         8,
         PIXEL,

@@ -29,15 +29,15 @@ from blended_pipeline.shapes.training_utils import load_state
 SHAPES_STRENGTH = 0.9
 SHAPES_SCRIBBLE_STRENGTH = 0.8
 # Its steps: on the trade-off edits a 50-step DDPM schedule succeeds as often as the paper's 100 (88% and 81% top-1,
-# 78% and 77% batch precision, 32 edits; docs/benchmarks.md) in half the time.
+# 78% and 77% batch precision, 32 edits; docs/research-log.md) in half the time.
 SHAPES_STEPS = 50
 # Its ranking weighs the colour step at the mask's edge: on the hard edits' tuning set (12 edits per kind) top-1 79%
 # to 88% over the small, wide, round and replacing masks; on the held-out set 88% to 92%, the standard edits 92%
-# both times (docs/benchmarks.md, Hard edits).
+# both times (docs/research-log.md, Hard edits).
 SHAPES_RANK_BORDER_WEIGHT = 0.2
 # Its results restart from the best a third of the way in: on the hard edits (24 per kind, tuning set) batch
 # precision 78% to 88% over the small, wide, round and replacing masks; confirmed on the held-out and confirm sets
-# (docs/benchmarks.md, Hard edits).
+# (docs/research-log.md, Hard edits).
 SHAPES_RESTART_AT = 0.3
 LATENT_STRENGTH = 1.0  # chosen on a tuning set (docs/shapes.md): at 0.75 the scene's colours survive too well
 LATENT_SCRIBBLE_STRENGTH = 0.5
