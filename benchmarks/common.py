@@ -297,3 +297,27 @@ def seconds_per_step(
         name: (statistics.median(by_count[steps[1]]) - statistics.median(by_count[steps[0]])) / (steps[1] - steps[0])
         for name, by_count in times.items()
     }
+
+
+def per_step_against(
+    reference, ours, call: dict, steps: tuple[int, int], repeats: int, reference_options: dict | None = None
+) -> dict[str, float]:
+    """Seconds per step of diffusers' pipeline ``reference`` and this project's ``ours`` on the same ``call``
+    arguments at strength 1 (``ours`` with ``SAME_WORK``, ``reference`` with ``reference_options``), and the
+    overhead of ours."""
+
+    def run(pipe, options: dict):
+        return lambda count: (
+            lambda: pipe(
+                **call,
+                num_inference_steps=count,
+                strength=1.0,
+                generator=torch.Generator().manual_seed(0),
+                **options,
+            )
+        )
+
+    result = seconds_per_step(
+        {"diffusers": run(reference, reference_options or {}), "ours": run(ours, SAME_WORK)}, steps, repeats
+    )
+    return {**result, "overhead": result["ours"] / result["diffusers"] - 1}

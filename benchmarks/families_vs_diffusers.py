@@ -30,13 +30,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
 from benchmarks.common import (
-    SAME_WORK,
     TARGET_OVERHEAD,
     heading,
+    per_step_against,
     provenance,
     quiet_machine,
     seconds_of,
-    seconds_per_step,
     write_results,
 )
 
@@ -183,25 +182,11 @@ def inputs(side: int) -> tuple[PIL.Image.Image, PIL.Image.Image]:
 
 
 def per_step(reference, ours, image, mask, steps: tuple[int, int], repeats: int) -> dict:
-    """Seconds per step of each pipeline (``common.seconds_per_step``) and this one's overhead."""
+    """Seconds per step of each pipeline and this one's overhead (``common.per_step_against``)."""
     side = image.size[0]
     size = dict(height=side, width=side) if type(ours).family == "flux" else {}
-
-    def run(pipe, extra):
-        return lambda count: (
-            lambda: pipe(
-                prompt="a red ball",
-                image=image,
-                mask_image=mask,
-                num_inference_steps=count,
-                strength=1.0,
-                generator=torch.Generator().manual_seed(0),
-                **extra,
-            )
-        )
-
-    result = seconds_per_step({"diffusers": run(reference, size), "ours": run(ours, SAME_WORK)}, steps, repeats)
-    return {**result, "overhead": result["ours"] / result["diffusers"] - 1}
+    call = dict(prompt="a red ball", image=image, mask_image=mask)
+    return per_step_against(reference, ours, call, steps, repeats, size)
 
 
 def text_config(tokenizer) -> dict:

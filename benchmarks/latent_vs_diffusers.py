@@ -11,7 +11,7 @@ same steps, strength and guidance, with as many results in the order it makes th
 judged by the shapes world's pixel judge: top-1 (the first result), batch precision, diversity, the share of
 edits whose every result keeps the input outside the mask, and the largest change outside it (0-255).
 
-Speed: seconds per step of both (``common.seconds_per_step``), this pipeline without its ranking parts and with
+Speed: seconds per step of both (``common.per_step_against``), this pipeline without its ranking parts and with
 diffusers' sampling work (one result, the start's noise reused); the target is at most 3% more than diffusers'.
 The machine must be idle (``common.quiet_machine``).
 """
@@ -32,21 +32,19 @@ import torch
 from diffusers import StableDiffusionInpaintPipeline
 
 from benchmarks.common import (
-    SAME_WORK,
     TARGET_OVERHEAD,
     heading,
     load_for_edits,
     parse_setting,
+    per_step_against,
     provenance,
     quiet_machine,
-    seconds_per_step,
     with_all_hard,
     write_results,
 )
-from benchmarks.metrics import border_step, diversity, failure_kind, judged_edit, summary
+from benchmarks.metrics import judged_edit, judged_results, summary
 from blended_pipeline import SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases, hard_edit_cases
-from blended_pipeline.shapes.judge import judge
 
 RANKING_PARTS = ("clip_model", "clip_tokenizer", "feature_extractor")
 
@@ -84,24 +82,7 @@ def peer_edit(peer, case: EditCase, seed: int, settings: dict) -> dict:
         generator=torch.Generator().manual_seed(seed),
         output_type="np",
     )
-    seconds = time.perf_counter() - began
-    results = list(np.round(out.images * 255).astype(np.uint8))
-    verdicts = [judge(result, case.mask, case.prompt) for result in results]
-    return {
-        "results": results,
-        "verdicts": [verdict.ok for verdict in verdicts],
-        "failures": [failure_kind(verdict) for verdict in verdicts if not verdict.ok],
-        "seconds_per_image": seconds / len(results),
-        "seam_step": border_step(results[0], case.mask),
-        "background_exact": largest_change_outside(results, case) == 0,
-        "diversity": diversity(results, case.mask),
-    }
-
-
-def largest_change_outside(results: list[np.ndarray], case: EditCase) -> int:
-    """The largest change (0-255) of any result's pixel where the mask is 0."""
-    keep = ~case.mask
-    return int(max(np.abs(result[keep].astype(np.int16) - case.image[keep]).max() for result in results))
+    return judged_results(list(np.round(out.images * 255).astype(np.uint8)), case, time.perf_counter() - began)
 
 
 def quality(pipe, peer, cases: dict[str, list[EditCase]], settings: dict) -> dict[str, dict]:
@@ -115,8 +96,7 @@ def quality(pipe, peer, cases: dict[str, list[EditCase]], settings: dict) -> dic
         by_kind = {}
         for kind, kind_cases in cases.items():
             edits = [run(case, index) for index, case in enumerate(kind_cases)]
-            changes = [largest_change_outside(e["results"], case) for e, case in zip(edits, kind_cases, strict=True)]
-            by_kind[kind] = {**summary(edits), "outside_change": max(changes)}
+            by_kind[kind] = {**summary(edits), "outside_change": max(e["outside_change"] for e in edits)}
             print(name, kind, f"top-1 {by_kind[kind]['top1_success']:.0%}", flush=True)
         rows[name] = with_all_hard(by_kind, summed=("edits", "refused_results"))
         hard = [row["outside_change"] for kind, row in by_kind.items() if kind != "standard"]
@@ -126,26 +106,18 @@ def quality(pipe, peer, cases: dict[str, list[EditCase]], settings: dict) -> dic
 
 
 def speed(pipe, peer, case: EditCase, settings: dict, steps: tuple[int, int], repeats: int) -> dict:
-    """Seconds per step of both on one edit, this pipeline without its ranking parts (``common.seconds_per_step``),
-    and this one's overhead."""
+    """Seconds per step of both on one edit, this pipeline without its ranking parts
+    (``common.per_step_against``)."""
     plain = type(pipe)(**{**pipe.components, **dict.fromkeys(RANKING_PARTS)})
     plain.set_progress_bar_config(disable=True)
-    image = PIL.Image.fromarray(case.image)
-    mask = PIL.Image.fromarray(case.mask.astype(np.uint8) * 255)
     side = case.image.shape[0]
-    edit = dict(prompt=case.prompt, image=image, mask_image=mask, guidance_scale=settings["guidance_scale"])
-
-    def run(pipeline, extra):
-        return lambda count: (
-            lambda: pipeline(
-                **edit, num_inference_steps=count, strength=1.0, generator=torch.Generator().manual_seed(0), **extra
-            )
-        )
-
-    result = seconds_per_step(
-        {"diffusers": run(peer, dict(height=side, width=side)), "ours": run(plain, SAME_WORK)}, steps, repeats
+    call = dict(
+        prompt=case.prompt,
+        image=PIL.Image.fromarray(case.image),
+        mask_image=PIL.Image.fromarray(case.mask.astype(np.uint8) * 255),
+        guidance_scale=settings["guidance_scale"],
     )
-    return {**result, "overhead": result["ours"] / result["diffusers"] - 1}
+    return per_step_against(peer, plain, call, steps, repeats, dict(height=side, width=side))
 
 
 def markdown(results: dict) -> str:
