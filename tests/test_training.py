@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from diffusers import UNet2DModel
+from diffusers import UNet2DConditionModel, UNet2DModel
+from safetensors.torch import load_file
 from transformers import CLIPModel
 
+from blended_pipeline import SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
 from blended_pipeline.output import current_umask
-from blended_pipeline.shapes import train_clip, train_unet
+from blended_pipeline.shapes import train_clip, train_latent_unet, train_unet
 from blended_pipeline.shapes.export import (
     SHAPES_RANK_BORDER_WEIGHT,
     SHAPES_RESTART_AT,
     SHAPES_SCRIBBLE_STRENGTH,
     SHAPES_STRENGTH,
     export,
+    export_latent,
 )
 from blended_pipeline.shapes.train_unet import RESOLUTION
 from blended_pipeline.shapes.world import Scene, Shape, box_mask, random_scene, shape_mask
@@ -150,3 +155,29 @@ def test_the_shipped_checkpoint_carries_the_shapes_strengths():
     assert (config["default_strength"], config["scribble_strength"]) == (SHAPES_STRENGTH, SHAPES_SCRIBBLE_STRENGTH)
     assert config["default_rank_border_weight"] == SHAPES_RANK_BORDER_WEIGHT
     assert config["default_restart_at"] == SHAPES_RESTART_AT
+
+
+def test_latent_run_resumes_exactly_and_exports_its_unet_in_half_precision(tmp_path):
+    run = {"vae_dir": Path(SHAPES_LATENT_CHECKPOINT) / "vae", "batch_size": 2, "seed": 0, "lr": 1e-3}
+    train_latent_unet.train(tmp_path / "straight", steps=3, save_every=3, channels=(16, 32), **run)
+    train_latent_unet.train(tmp_path / "resumed", steps=2, save_every=2, channels=(16, 32), **run)
+    train_latent_unet.train(tmp_path / "resumed", steps=3, save_every=3, channels=(16, 32), **run)
+    straight = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "state.pt", weights_only=True)
+    assert straight["step"] == resumed["step"] == 3
+    for name, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+
+    export_latent(tmp_path / "straight", tmp_path / "checkpoint")
+    stored = load_file(tmp_path / "checkpoint" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert {value.dtype for value in stored.values()} == {torch.float16}
+    unet = BlendedLatentDiffusionPipeline.from_pretrained(tmp_path / "checkpoint").unet
+    assert unet.dtype == torch.float32 and tuple(unet.config.block_out_channels) == (16, 32)
+    trained = UNet2DConditionModel.from_pretrained(tmp_path / "straight" / "unet").state_dict()
+    for name, value in unet.state_dict().items():
+        assert torch.equal(value, trained[name].half().float()), name
+
+
+def test_the_shipped_latent_checkpoint_stays_under_15_mb():
+    files = [path for path in Path(SHAPES_LATENT_CHECKPOINT).rglob("*") if path.is_file()]
+    assert sum(path.stat().st_size for path in files) < 15_000_000

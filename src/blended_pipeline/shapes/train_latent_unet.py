@@ -35,16 +35,17 @@ from blended_pipeline.shapes.world import random_scene, render
 
 CAPTION_DROP = 0.1  # empty captions, for classifier-free guidance
 OBJECTS_ONLY = 0.4  # captions naming the shapes alone, as edit prompts do ("a red circle")
+CHANNELS = (32, 64)
 
 
-def build_latent_unet() -> UNet2DConditionModel:
-    """1.1M parameters; cross-attention to the text at 8x8 and 4x4."""
+def build_latent_unet(channels: tuple[int, int] = CHANNELS) -> UNet2DConditionModel:
+    """Cross-attention to the text at 8x8 and 4x4; ``channels`` per resolution set its size."""
     return UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
         layers_per_block=1,
-        block_out_channels=(32, 64),
+        block_out_channels=channels,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=128,
@@ -108,13 +109,22 @@ def latent_scale(vae: AutoencoderKL, seed: int = 12345, count: int = 256) -> flo
         return float(1 / vae.encode(images).latent_dist.mean.std())
 
 
-def train(out: Path, vae_dir: Path, steps: int, batch_size: int, seed: int, lr: float, save_every: int) -> None:
+def train(
+    out: Path,
+    vae_dir: Path,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    lr: float,
+    save_every: int,
+    channels: tuple[int, int] = CHANNELS,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
     vae.register_to_config(scaling_factor=latent_scale(vae))
     text_encoder, tokenizer = shapes_text_encoder()
-    unet, noise_schedule = build_latent_unet(), DDPMScheduler.from_config(build_latent_scheduler().config)
+    unet, noise_schedule = build_latent_unet(channels), DDPMScheduler.from_config(build_latent_scheduler().config)
     ema = ExponentialMovingAverage(unet, decay=0.999)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     state_path = out / "state.pt"
@@ -134,16 +144,32 @@ def train(out: Path, vae_dir: Path, steps: int, batch_size: int, seed: int, lr: 
         log.add(done, loss.detach())
         if done % save_every == 0 or done == steps:
             save_state(state_path, done, model=unet, ema=ema, optimizer=optimizer)
-            ema.copy_to(build_latent_unet()).save_pretrained(out / "unet")
+            ema.copy_to(build_latent_unet(channels)).save_pretrained(out / "unet")
             vae.save_pretrained(out / "vae")  # with the measured scaling_factor
 
 
 def main() -> None:
     parser = training_parser(__doc__.splitlines()[0], steps=8000)
     parser.add_argument("--vae", type=Path, required=True, help="run directory of train_vae")
+    parser.add_argument(
+        "--channels",
+        type=int,
+        nargs=2,
+        default=CHANNELS,
+        help="the UNet's channels at 8x8 and 4x4 (a resumed run's own)",
+    )
     args = parse_training_arguments(parser)
     began = time.time()
-    train(args.out, args.vae / "vae", args.steps, args.batch_size, args.seed, args.lr, args.save_every)
+    train(
+        args.out,
+        args.vae / "vae",
+        args.steps,
+        args.batch_size,
+        args.seed,
+        args.lr,
+        args.save_every,
+        tuple(args.channels),
+    )
     print(f"done in {time.time() - began:.0f} s", flush=True)
 
 
