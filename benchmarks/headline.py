@@ -40,6 +40,7 @@ FIGURES: dict[str, tuple[str, ...]] = {  # name under docs/figures: the script a
     "shapes_targets": ("shapes_targets.py", "--edits", "16"),
     "hard_edits": ("hard_edits.py", "--set", "heldout", "--edits", "24"),
     "hard_edits_latent": ("hard_edits.py", "--model", "latent", "--set", "heldout", "--edits", "96"),
+    "latent_ceiling": ("latent_ceiling.py",),
     "applications": ("applications.py", "--edits", "8"),
 }
 """In the order they run: the timing comparisons first."""

@@ -4,16 +4,13 @@ call them, and test files import them from here (``from helpers import ...``).""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
 from diffusers.callbacks import PipelineCallback
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
 from blended_pipeline import BlendedDiffusionPipeline
-from blended_pipeline.shapes.edits import EditCase
 from blended_pipeline.shapes.tokenizer import build_tokenizer
-from blended_pipeline.shapes.world import PALETTE, SHAPE_SIZE_RANGE, shape_mask
 
 WORDS = ("a", "red", "blue", "ball", "circle", "square", "background")
 
@@ -247,20 +244,6 @@ class StepLatents(PipelineCallback):
         pasted = callback_kwargs["pred_original_sample"].clamp(-1, 1) * mask + callback_kwargs["image"] * (1 - mask)
         self.best.append(int(pipeline.ranking(pasted, mask)[0][0]))
         return callback_kwargs
-
-
-def ideal_edit(
-    case: EditCase, rng: np.random.Generator, shape: str | None = None, colour: str | None = None
-) -> np.ndarray:
-    """The case's image with a shape drawn inside its box: what a perfect edit could look like."""
-    left, top, right, bottom = case.box
-    side = right - left
-    resolution = case.image.shape[0]
-    size = min(rng.uniform(*SHAPE_SIZE_RANGE) * resolution, side - 1)
-    center = tuple(rng.uniform(low + size / 2, low + side - size / 2) for low in (left, top))
-    image = case.image.copy()
-    image[shape_mask(shape or case.shape, center, size, resolution) & case.mask] = PALETTE[colour or case.colour]
-    return image
 
 
 def tiny_t5() -> tuple:

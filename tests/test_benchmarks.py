@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -450,3 +451,30 @@ def test_headline_names_each_figure_and_needs_the_authors_checkout_for_theirs(tm
     assert refused.returncode == 2 and "vs_authors needs --authors-dir" in refused.stderr
     some = subprocess.run([*script, "--dry-run", "--only", "demo_speed"], capture_output=True, text=True)
     assert some.stdout.split() == ["benchmarks/demo_speed.py", "--out", "docs/figures/demo_speed"]
+
+
+def test_latent_ceiling_judges_ideal_edits_as_drawn_and_through_the_vae(tmp_path):
+    prefix, results = run_benchmark(tmp_path, "latent_ceiling.py", "--edits", "3", "--set", "tuning")
+    rows = results["rows"]
+    assert list(rows) == ["small", "wide", "ellipse", "replace", "standard", "all hard"]
+    assert rows["standard"]["ideal_accepted"] == 1.0 and rows["all hard"]["edits"] == 12
+    assert all(0 <= row["round_trip_accepted"] <= 1 and 10 < row["psnr_in_mask_db"] < 60 for row in rows.values())
+    assert "| standard | 100% |" in Path(f"{prefix}.md").read_text()
+
+
+def test_a_lossless_round_trip_keeps_every_ideal_edit():
+    from benchmarks.latent_ceiling import judged_kind
+    from benchmarks.metrics import PSNR_CAP
+
+    class Lossless:
+        """An autoencoder whose decoding gives back exactly what it encoded."""
+
+        def encode(self, pixels):
+            return SimpleNamespace(latent_dist=SimpleNamespace(mean=pixels))
+
+        def decode(self, latents):
+            return SimpleNamespace(sample=latents)
+
+    cases = hard_edit_cases(7, 4, 32)["small"]
+    row = judged_kind(Lossless(), cases, np.random.default_rng(0))
+    assert row["ideal_accepted"] == row["round_trip_accepted"] == 1.0 and row["psnr_in_mask_db"] == PSNR_CAP

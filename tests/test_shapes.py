@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import ideal_edit
 
 from blended_pipeline.shapes.edits import (
     HARD_KINDS,
@@ -13,6 +12,7 @@ from blended_pipeline.shapes.edits import (
     extend_case,
     hard_edit_case,
     hard_edit_cases,
+    ideal_edit,
     scribble_case,
 )
 from blended_pipeline.shapes.judge import colour_labels, judge, parse_prompt
@@ -57,6 +57,15 @@ def test_judge_accepts_ideal_edits(resolution):
         case = edit_case(rng, resolution)
         verdict = judge(ideal_edit(case, rng), case.mask, case.prompt)
         assert verdict.ok, (case.prompt, verdict.reason)
+
+
+@pytest.mark.parametrize("kind", ["small", "wide", "replace"])
+def test_ideal_edits_fit_the_boxes_of_hard_edits(kind):
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        case = hard_edit_case(rng, 32, kind)
+        verdict = judge(ideal_edit(case, rng), case.mask, case.prompt)
+        assert verdict.ok, (kind, case.box, verdict.reason)
 
 
 def test_judge_refuses_wrong_shapes_colours_and_untouched_images():

@@ -86,6 +86,19 @@ def hard_edit_case(rng: np.random.Generator, resolution: int, kind: str) -> Edit
     return EditCase(render(scene, resolution), mask, f"a {colour} {shape}", colour, shape, box)
 
 
+def ideal_edit(
+    case: EditCase, rng: np.random.Generator, shape: str | None = None, colour: str | None = None
+) -> np.ndarray:
+    """The case's image with a shape drawn inside its box and mask: what a perfect edit could look like."""
+    left, top, right, bottom = case.box
+    resolution = case.image.shape[0]
+    size = min(rng.uniform(*SHAPE_SIZE_RANGE) * resolution, min(right - left, bottom - top) - 1)
+    center = tuple(rng.uniform(low + size / 2, high - size / 2) for low, high in ((left, right), (top, bottom)))
+    image = case.image.copy()
+    image[shape_mask(shape or case.shape, center, size, resolution) & case.mask] = PALETTE[colour or case.colour]
+    return image
+
+
 def hard_edit_cases(seed: int, count_per_kind: int, resolution: int) -> dict[str, list[EditCase]]:
     """``count_per_kind`` edits of each of ``HARD_KINDS``, drawn from one generator seeded ``seed``."""
     rng = np.random.default_rng(seed)
