@@ -157,7 +157,7 @@ def test_the_shipped_checkpoint_carries_the_shapes_strengths():
     assert config["default_restart_at"] == SHAPES_RESTART_AT
 
 
-def test_latent_run_resumes_exactly_and_exports_its_unet_in_half_precision(tmp_path):
+def test_latent_run_resumes_exactly_and_exports_its_unet_in_half_precision_if_asked(tmp_path):
     run = {"vae_dir": Path(SHAPES_LATENT_CHECKPOINT) / "vae", "batch_size": 2, "seed": 0, "lr": 1e-3}
     train_latent_unet.train(tmp_path / "straight", steps=3, save_every=3, channels=(16, 32), **run)
     train_latent_unet.train(tmp_path / "resumed", steps=2, save_every=2, channels=(16, 32), **run)
@@ -168,7 +168,7 @@ def test_latent_run_resumes_exactly_and_exports_its_unet_in_half_precision(tmp_p
     for name, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][name]), name
 
-    export_latent(tmp_path / "straight", tmp_path / "checkpoint")
+    export_latent(tmp_path / "straight", tmp_path / "checkpoint", unet_dtype=torch.float16)
     stored = load_file(tmp_path / "checkpoint" / "unet" / "diffusion_pytorch_model.safetensors")
     assert {value.dtype for value in stored.values()} == {torch.float16}
     unet = BlendedLatentDiffusionPipeline.from_pretrained(tmp_path / "checkpoint").unet

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DConditionModel, UNet2DModel
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
@@ -78,19 +79,19 @@ def export(unet_run: Path, clip_run: Path, out: Path) -> None:
     save(pipe, out)
 
 
-def export_latent(run: Path, out: Path) -> None:
+def export_latent(run: Path, out: Path, unet_dtype: torch.dtype = torch.float32) -> None:
     """The latent world: the run's EMA UNet and its VAE (with the measured scaling factor), the shapes CLIP's text
     tower as the text encoder, and the shapes CLIP again to rank the results.
 
-    The UNet is stored in half precision, which keeps the package's latent checkpoint under 15 MB; loading it
-    without a ``torch_dtype`` gives single precision again."""
+    A UNet stored in half precision (``unet_dtype``) keeps a larger one within the package's 15 MB for the latent
+    checkpoint; loading it without a ``torch_dtype`` gives single precision again."""
     text_encoder, tokenizer = shapes_text_encoder()
     checkpoint = Path(SHAPES_CHECKPOINT)
     pipe = BlendedLatentDiffusionPipeline(
         vae=AutoencoderKL.from_pretrained(run / "vae"),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        unet=UNet2DConditionModel.from_pretrained(run / "unet").half(),
+        unet=UNet2DConditionModel.from_pretrained(run / "unet").to(unet_dtype),
         scheduler=build_latent_scheduler(),
         clip_model=CLIPModel.from_pretrained(checkpoint / "clip_model"),
         clip_tokenizer=CLIPTokenizer.from_pretrained(checkpoint / "tokenizer"),
@@ -116,10 +117,13 @@ def main() -> None:
     parser.add_argument("--unet", type=Path, help="run directory of train_unet (the pixel world)")
     parser.add_argument("--clip", type=Path, help="run directory of train_clip (the pixel world)")
     parser.add_argument("--latent", type=Path, help="run directory of train_latent_unet (the latent world)")
+    parser.add_argument(
+        "--unet-dtype", choices=("float32", "float16"), default="float32", help="how the latent UNet is stored"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.latent:
-        export_latent(args.latent, args.out)
+        export_latent(args.latent, args.out, getattr(torch, args.unet_dtype))
     elif args.unet and args.clip:
         export(args.unet, args.clip, args.out)
     else:
