@@ -17,10 +17,15 @@ from blended_pipeline.shapes.judge import Verdict, judge
 PSNR_CAP = 100.0  # dB, reported for a background that is bit-exact
 
 
-def psnr_outside(sample: np.ndarray, image: np.ndarray, mask: np.ndarray) -> float:
-    """PSNR (dB) of a (H, W, 3) sample against the input where the mask is 0; ``PSNR_CAP`` when identical."""
-    error = np.mean((sample[~mask].astype(np.float64) - image[~mask]) ** 2)
+def psnr_where(sample: np.ndarray, image: np.ndarray, where: np.ndarray) -> float:
+    """PSNR (dB) of a (H, W, 3) sample against ``image`` where ``where`` is true; ``PSNR_CAP`` when identical."""
+    error = np.mean((sample[where].astype(np.float64) - image[where]) ** 2)
     return PSNR_CAP if error == 0 else min(PSNR_CAP, 10 * math.log10(255**2 / error))
+
+
+def psnr_outside(sample: np.ndarray, image: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR (dB) of a (H, W, 3) sample against the input where the mask is 0: how well the background is kept."""
+    return psnr_where(sample, image, ~mask)
 
 
 def border_step(image: np.ndarray, mask: np.ndarray) -> float:

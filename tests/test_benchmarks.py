@@ -454,12 +454,24 @@ def test_headline_names_each_figure_and_needs_the_authors_checkout_for_theirs(tm
 
 
 def test_latent_ceiling_judges_ideal_edits_as_drawn_and_through_the_vae(tmp_path):
+    from benchmarks.metrics import PSNR_CAP
+
     prefix, results = run_benchmark(tmp_path, "latent_ceiling.py", "--edits", "3", "--set", "tuning")
-    rows = results["rows"]
+    rows, per_edit = results["rows"], results["results_per_edit"]
     assert list(rows) == ["small", "wide", "ellipse", "replace", "standard", "all hard"]
-    assert rows["standard"]["ideal_accepted"] == 1.0 and rows["all hard"]["edits"] == 12
-    assert all(0 <= row["round_trip_accepted"] <= 1 and 10 < row["psnr_in_mask_db"] < 60 for row in rows.values())
+    assert rows["all hard"]["edits"] == 12 and all(rows[kind]["ideal_accepted"] == 1.0 for kind in rows)
+    for row in rows.values():
+        refused = sum(row["refused_results"].values())
+        assert refused == round(row["edits"] * per_edit * (1 - row["round_trip_accepted"]))
+        assert row["round_trip_any_accepted"] >= row["round_trip_accepted"]
+        assert row["psnr_in_mask_db"] < PSNR_CAP  # the VAE loses detail
     assert "| standard | 100% |" in Path(f"{prefix}.md").read_text()
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "latent_ceiling.py"), "--edits", "0", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "expected at least 1 edit per kind" in refused.stderr
 
 
 def test_a_lossless_round_trip_keeps_every_ideal_edit():
@@ -477,4 +489,5 @@ def test_a_lossless_round_trip_keeps_every_ideal_edit():
 
     cases = hard_edit_cases(7, 4, 32)["small"]
     row = judged_kind(Lossless(), cases, np.random.default_rng(0))
-    assert row["ideal_accepted"] == row["round_trip_accepted"] == 1.0 and row["psnr_in_mask_db"] == PSNR_CAP
+    assert row["ideal_accepted"] == row["round_trip_accepted"] == row["round_trip_any_accepted"] == 1.0
+    assert row["psnr_in_mask_db"] == PSNR_CAP and sum(row["refused_results"].values()) == 0

@@ -59,8 +59,8 @@ def test_judge_accepts_ideal_edits(resolution):
         assert verdict.ok, (case.prompt, verdict.reason)
 
 
-@pytest.mark.parametrize("kind", ["small", "wide", "replace"])
-def test_ideal_edits_fit_the_boxes_of_hard_edits(kind):
+@pytest.mark.parametrize("kind", HARD_KINDS)
+def test_ideal_edits_fit_the_masks_of_hard_edits(kind):
     rng = np.random.default_rng(2)
     for _ in range(100):
         case = hard_edit_case(rng, 32, kind)

@@ -167,6 +167,8 @@ def test_latent_run_resumes_exactly_and_exports_its_unet_in_half_precision_if_as
     assert straight["step"] == resumed["step"] == 3
     for name, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][name]), name
+    with pytest.raises(ValueError, match="resume it with --channels 16 32"):
+        train_latent_unet.train(tmp_path / "resumed", steps=4, save_every=4, channels=(32, 64), **run)
 
     export_latent(tmp_path / "straight", tmp_path / "checkpoint", unet_dtype=torch.float16)
     stored = load_file(tmp_path / "checkpoint" / "unet" / "diffusion_pytorch_model.safetensors")

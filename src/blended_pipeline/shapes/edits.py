@@ -89,13 +89,20 @@ def hard_edit_case(rng: np.random.Generator, resolution: int, kind: str) -> Edit
 def ideal_edit(
     case: EditCase, rng: np.random.Generator, shape: str | None = None, colour: str | None = None
 ) -> np.ndarray:
-    """The case's image with a shape drawn inside its box and mask: what a perfect edit could look like."""
+    """The case's image with a shape drawn inside its mask: what a perfect edit could look like.
+
+    The shape takes a random size and place in the mask's box; one that would leave a round mask is moved to the
+    box's centre and shrunk until it fits, so no part of it is cut off."""
     left, top, right, bottom = case.box
-    resolution = case.image.shape[0]
+    resolution, kind = case.image.shape[0], shape or case.shape
     size = min(rng.uniform(*SHAPE_SIZE_RANGE) * resolution, min(right - left, bottom - top) - 1)
     center = tuple(rng.uniform(low + size / 2, high - size / 2) for low, high in ((left, right), (top, bottom)))
+    pixels = shape_mask(kind, center, size, resolution)
+    while (pixels & ~case.mask).any():
+        size *= 0.9
+        pixels = shape_mask(kind, ((left + right) / 2, (top + bottom) / 2), size, resolution)
     image = case.image.copy()
-    image[shape_mask(shape or case.shape, center, size, resolution) & case.mask] = PALETTE[colour or case.colour]
+    image[pixels] = PALETTE[colour or case.colour]
     return image
 
 

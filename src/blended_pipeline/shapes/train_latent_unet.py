@@ -9,6 +9,7 @@ dropped (empty) so that classifier-free guidance works. Resumable and reproducib
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -119,6 +120,10 @@ def train(
     save_every: int,
     channels: tuple[int, int] = CHANNELS,
 ) -> None:
+    saved = out / "unet" / "config.json"
+    if saved.exists() and tuple(json.loads(saved.read_text())["block_out_channels"]) != tuple(channels):
+        trained = " ".join(str(c) for c in json.loads(saved.read_text())["block_out_channels"])
+        raise ValueError(f"{out} holds a run of a UNet with channels {trained}: resume it with --channels {trained}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
@@ -160,16 +165,11 @@ def main() -> None:
     )
     args = parse_training_arguments(parser)
     began = time.time()
-    train(
-        args.out,
-        args.vae / "vae",
-        args.steps,
-        args.batch_size,
-        args.seed,
-        args.lr,
-        args.save_every,
-        tuple(args.channels),
-    )
+    run = (args.out, args.vae / "vae", args.steps, args.batch_size, args.seed, args.lr, args.save_every)
+    try:
+        train(*run, tuple(args.channels))
+    except ValueError as error:
+        parser.error(str(error))
     print(f"done in {time.time() - began:.0f} s", flush=True)
 
 
