@@ -121,9 +121,10 @@ def train(
     channels: tuple[int, int] = CHANNELS,
 ) -> None:
     saved = out / "unet" / "config.json"
-    if saved.exists() and tuple(json.loads(saved.read_text())["block_out_channels"]) != tuple(channels):
-        trained = " ".join(str(c) for c in json.loads(saved.read_text())["block_out_channels"])
-        raise ValueError(f"{out} holds a run of a UNet with channels {trained}: resume it with --channels {trained}")
+    trained = tuple(json.loads(saved.read_text())["block_out_channels"]) if saved.exists() else tuple(channels)
+    if trained != tuple(channels):
+        listed = " ".join(str(c) for c in trained)
+        raise ValueError(f"{out} holds a run of a UNet with channels {listed}: resume it with --channels {listed}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
