@@ -21,7 +21,7 @@ from diffusers import AutoencoderKL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import heading, provenance, with_all_hard, write_results
+from benchmarks.common import heading, provenance, vae_round_trip, with_all_hard, write_results
 from benchmarks.metrics import FAILURE_KINDS, failure_kind, psnr_where, to_uint8
 from blended_pipeline import SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases, hard_edit_cases, ideal_edit
@@ -30,11 +30,10 @@ from blended_pipeline.shapes.judge import judge
 RESULTS_PER_EDIT = 4  # as many as the latent pipeline makes and ranks by default
 
 
-@torch.no_grad()
 def round_trip(vae: AutoencoderKL, images: list[np.ndarray]) -> np.ndarray:
-    """(H, W, 3) uint8 images through the VAE: their posterior means decoded, back in uint8."""
+    """(H, W, 3) uint8 images through the VAE, back in uint8."""
     pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return to_uint8(vae.decode(vae.encode(pixels).latent_dist.mean).sample)
+    return to_uint8(vae_round_trip(vae, pixels))
 
 
 def judged_kind(vae: AutoencoderKL, cases: list[EditCase], rng: np.random.Generator) -> dict:
@@ -45,14 +44,14 @@ def judged_kind(vae: AutoencoderKL, cases: list[EditCase], rng: np.random.Genera
         verdicts = []
         for ideal, decoded in zip(ideals, round_trip(vae, ideals), strict=True):
             pasted = np.where(case.mask[..., None], decoded, case.image)
-            drawn.append(judge(ideal, case.mask, case.prompt).ok)
-            verdicts.append(judge(pasted, case.mask, case.prompt))
-            psnr.append(psnr_where(pasted, ideal, case.mask))
-        for verdict in verdicts:
+            verdict = judge(pasted, case.mask, case.prompt)
             if not verdict.ok:
                 refused[failure_kind(verdict)] += 1
-        kept += [verdict.ok for verdict in verdicts]
-        any_kept.append(any(verdict.ok for verdict in verdicts))
+            drawn.append(judge(ideal, case.mask, case.prompt).ok)
+            verdicts.append(verdict.ok)
+            psnr.append(psnr_where(pasted, ideal, case.mask))
+        kept += verdicts
+        any_kept.append(any(verdicts))
     return {
         "edits": len(cases),
         "ideal_accepted": float(np.mean(drawn)),

@@ -23,7 +23,7 @@ import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DDPMPipeline
 
-from benchmarks.common import heading, load_for_edits, provenance, write_results
+from benchmarks.common import heading, load_for_edits, provenance, vae_round_trip, write_results
 from benchmarks.metrics import edit_success
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.shapes.judge import judge_scene
@@ -50,8 +50,7 @@ def vae_reconstruction(latent_model: str, count: int) -> dict:
     mean, in 8-bit units (what the latent pipeline's decoder shows before its paste)."""
     vae = AutoencoderKL.from_pretrained(latent_model, subfolder="vae").eval()
     clean = scene_batch(HELD_OUT_SEED, 0, count)
-    with torch.no_grad():
-        decoded = vae.decode(vae.encode(clean).latent_dist.mean).sample.clamp(-1, 1)
+    decoded = vae_round_trip(vae, clean).clamp(-1, 1)
     error = (decoded - clean) * 127.5
     mse = float(error.pow(2).mean())
     return {"scenes": count, "psnr_db": 10 * math.log10(255**2 / mse), "mean_absolute_error": float(error.abs().mean())}
