@@ -180,6 +180,33 @@ def test_latent_run_resumes_exactly_and_exports_its_unet_in_half_precision_if_as
         assert torch.equal(value, trained[name].half().float()), name
 
 
+def test_one_shape_captions_name_a_shape_of_their_scene_and_leave_the_scenes_alone():
+    images, _ = train_latent_unet.caption_batch(3, 5, 64)
+    same_images, captions = train_latent_unet.caption_batch(3, 5, 64, one_shape=0.5)
+    assert torch.equal(images, same_images)
+    rng = np.random.default_rng([3, 5])
+    scenes = [random_scene(rng, RESOLUTION) for _ in range(64)]
+    singles = 0
+    for scene, caption in zip(scenes, captions, strict=True):
+        names = [f"a {shape.colour} {shape.kind}" for shape in scene.shapes]
+        # a share of 0.5 leaves no whole captions: each is empty, all the shapes, or one of them
+        assert caption in {"", " and ".join(names), *names}
+        singles += len(names) == 2 and caption in names
+    assert singles > 0  # a single shape named where the scene holds two
+
+
+def test_a_latent_run_resumes_only_with_its_own_captions(tmp_path):
+    run = {"vae_dir": Path(SHAPES_LATENT_CHECKPOINT) / "vae", "batch_size": 2, "seed": 0, "lr": 1e-3}
+    train_latent_unet.train(tmp_path, steps=1, save_every=1, channels=(16, 32), one_shape_captions=0.3, **run)
+    with pytest.raises(ValueError, match="resume it with --one-shape-captions 0.3"):
+        train_latent_unet.train(tmp_path, steps=2, save_every=2, channels=(16, 32), **run)
+    with pytest.raises(ValueError, match=r"one-shape captions must be a share in \[0, 0.5\], got 0.6"):
+        train_latent_unet.train(tmp_path / "other", steps=1, save_every=1, one_shape_captions=0.6, **run)
+    assert not (tmp_path / "other").exists()
+    train_latent_unet.train(tmp_path, steps=2, save_every=2, channels=(16, 32), one_shape_captions=0.3, **run)
+    assert torch.load(tmp_path / "state.pt", weights_only=True)["step"] == 2
+
+
 def test_the_shipped_latent_checkpoint_stays_under_15_mb():
     files = [path for path in Path(SHAPES_LATENT_CHECKPOINT).rglob("*") if path.is_file()]
     assert sum(path.stat().st_size for path in files) < 15_000_000

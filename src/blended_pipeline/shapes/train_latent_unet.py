@@ -36,6 +36,7 @@ from blended_pipeline.shapes.world import random_scene, render
 
 CAPTION_DROP = 0.1  # empty captions, for classifier-free guidance
 OBJECTS_ONLY = 0.4  # captions naming the shapes alone, as edit prompts do ("a red circle")
+WHOLE_CAPTIONS = 1 - CAPTION_DROP - OBJECTS_ONLY  # the share one-shape captions are taken from
 CHANNELS = (32, 64)
 
 
@@ -76,8 +77,11 @@ def shapes_text_encoder() -> tuple[CLIPTextModel, CLIPTokenizer]:
     return text_encoder.eval(), CLIPTokenizer.from_pretrained(Path(SHAPES_CHECKPOINT) / "tokenizer")
 
 
-def caption_batch(seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, list[str]]:
-    """Scenes in [-1, 1] and their captions (whole, objects only, or empty), determined by (seed, step)."""
+def caption_batch(seed: int, step: int, batch_size: int, one_shape: float = 0.0) -> tuple[torch.Tensor, list[str]]:
+    """Scenes in [-1, 1] and their captions (whole, objects only, one of the shapes, or empty), determined by
+    (seed, step). ``one_shape`` of the captions, taken from the whole ones' share, name a single shape of the
+    scene, as an edit's prompt does: "a red circle" then means that the scene holds one, not that it holds only
+    one."""
     rng = np.random.default_rng([seed, step])
     scenes = [random_scene(rng, RESOLUTION) for _ in range(batch_size)]
     captions = []
@@ -87,6 +91,9 @@ def caption_batch(seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, 
             captions.append("")
         elif draw < CAPTION_DROP + OBJECTS_ONLY:
             captions.append(" and ".join(f"a {s.colour} {s.kind}" for s in scene.shapes))
+        elif draw < CAPTION_DROP + OBJECTS_ONLY + one_shape:
+            named = scene.shapes[int(rng.integers(len(scene.shapes)))]
+            captions.append(f"a {named.colour} {named.kind}")
         else:
             captions.append(scene.caption())
     return to_model_range(np.stack([render(scene, RESOLUTION) for scene in scenes])), captions
@@ -119,13 +126,23 @@ def train(
     lr: float,
     save_every: int,
     channels: tuple[int, int] = CHANNELS,
+    one_shape_captions: float = 0.0,
 ) -> None:
     saved = out / "unet" / "config.json"
     trained = tuple(json.loads(saved.read_text())["block_out_channels"]) if saved.exists() else tuple(channels)
     if trained != tuple(channels):
         listed = " ".join(str(c) for c in trained)
         raise ValueError(f"{out} holds a run of a UNet with channels {listed}: resume it with --channels {listed}")
+    if not 0 <= one_shape_captions <= WHOLE_CAPTIONS:
+        raise ValueError(f"one-shape captions must be a share in [0, {WHOLE_CAPTIONS:g}], got {one_shape_captions}")
+    recipe = out / "captions.json"  # absent in runs from before the option: their captions name no single shape
+    named = json.loads(recipe.read_text())["one_shape_captions"] if recipe.exists() else 0.0
+    if saved.exists() and named != one_shape_captions:
+        raise ValueError(
+            f"{out} holds a run with one-shape captions {named:g}: resume it with --one-shape-captions {named:g}"
+        )
     out.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(json.dumps({"one_shape_captions": one_shape_captions}) + "\n")
     torch.manual_seed(seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
     vae.register_to_config(scaling_factor=latent_scale(vae))
@@ -137,7 +154,7 @@ def train(
     start = resume(state_path, model=unet, ema=ema, optimizer=optimizer)
     log = ProgressLog(start)
     for step in range(start, steps):
-        images, captions = caption_batch(seed, step, batch_size)
+        images, captions = caption_batch(seed, step, batch_size, one_shape_captions)
         latents, text = encode_images(vae, images), encode_text(text_encoder, tokenizer, captions)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         noise = torch.randn(latents.shape, generator=generator)
@@ -164,11 +181,17 @@ def main() -> None:
         default=CHANNELS,
         help="the UNet's channels at 8x8 and 4x4 (a resumed run's own)",
     )
+    parser.add_argument(
+        "--one-shape-captions",
+        type=float,
+        default=0.0,
+        help="share of captions naming one shape of the scene, as edit prompts do (a resumed run's own)",
+    )
     args = parse_training_arguments(parser)
     began = time.time()
     run = (args.out, args.vae / "vae", args.steps, args.batch_size, args.seed, args.lr, args.save_every)
     try:
-        train(*run, tuple(args.channels))
+        train(*run, tuple(args.channels), args.one_shape_captions)
     except ValueError as error:
         parser.error(str(error))
     print(f"done in {time.time() - began:.0f} s", flush=True)
