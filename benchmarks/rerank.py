@@ -15,8 +15,9 @@ with the run's reported top-1. ``--best K`` also reports the share of accepted r
 the batch precision a user would see if the edit made all the kept results and showed only its K best.
 
 ``views``: each kept result is also scored on other views. The pipeline ranks by CLIP's score of the masked region
-on a grey surround plus that of the whole result, less 0.2 times the colour step at the mask's edge (the shapes
-checkpoint's ``default_rank_border_weight``); the others: "crop", the square around the mask enlarged to CLIP's
+on a grey surround plus that of the whole result, less the checkpoint's ``default_rank_border_weight`` (0.2 for the
+pixel shapes checkpoint, 0 for the latent one) times the colour step at the mask's edge; the others (each with
+the pixel checkpoint's 0.2): "crop", the square around the mask enlarged to CLIP's
 input (``augment.crop_to_mask``, as ``clip_view="crop"`` guides), where a small region is as large as any object;
 "views", the mean score over the guidance's own augmented views of the masked region (8, seeded), which guidance
 optimised rather than the plain view; and "similarity", how alike CLIP finds the result's region and the input's
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 from benchmarks.common import heading, kinds_in, load_for_edits, load_kept, provenance, with_all_hard, write_results
 from benchmarks.metrics import diversity
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
-from blended_pipeline.augment import crop_to_mask
+from blended_pipeline.augment import ProjectiveAugmentation, crop_to_mask
 from blended_pipeline.guidance import CLIPGuidance, clip_pixel_values
 from blended_pipeline.ranking import edge_step, rank
 from blended_pipeline.shapes.training_utils import to_model_range
@@ -144,7 +145,8 @@ def view_scores(
     target = guidance.prepare([prompt] * len(results), "cpu")
     masked = images * masks
     embeddings = F.normalize(image_embeddings(guidance, torch.cat([to_model_range(source[None]) * masks[:1], masked])))
-    views = pipe.augmentation(masked, VIEWS, torch.Generator().manual_seed(0))
+    augmentation = getattr(pipe, "augmentation", None) or ProjectiveAugmentation()  # a latent pipeline guides by none
+    views = augmentation(masked, VIEWS, torch.Generator().manual_seed(0))
     view_target = guidance.prepare([prompt] * len(views), "cpu")
     return {
         "masked": guidance.score(masked, target).numpy(),
@@ -195,10 +197,11 @@ def search(scored: dict[str, list]) -> dict[str, float]:
 
 def by_views(args: argparse.Namespace) -> tuple[dict, list[str]]:
     """The ``views`` results and table."""
-    pipe, _ = load_for_edits(args.model, ranking_clip=args.ranking_clip)
+    pipe, settings = load_for_edits(args.model, ranking_clip=args.ranking_clip)
     kept = load_kept(args.kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds_in(kept)}
-    rankings = dict(RANKINGS)
+    shipped = {"masked": 1, "whole": 1, "edge": -settings["rank_border_weight"]}
+    rankings = {**RANKINGS, "masked + whole (shipped)": shipped}  # the model's own edge weight; the first column
     if args.search:
         found = search(scored)
         rankings["searched: " + ", ".join(f"{name} {weight:g}" for name, weight in found.items())] = found

@@ -15,7 +15,7 @@ import pytest
 from benchmarks.clip_regions import drawn_in
 from benchmarks.common import kinds_in, load_kept, with_all_hard
 from benchmarks.tradeoffs_report import pareto_front
-from blended_pipeline import SHAPES_CHECKPOINT
+from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
 from blended_pipeline.shapes.judge import judge
 
@@ -330,6 +330,16 @@ def test_kept_results_can_be_ranked_again(tmp_path):
     assert {kind: row["top1"] for kind, row in same_clip["rows"].items()} == {
         kind: {name: row["top1"][name] for name in same_clip["rankings"]} for kind, row in views["rows"].items()
     }
+
+
+def test_latent_results_are_ranked_again_with_the_latent_checkpoints_own_edge_weight(tmp_path):
+    kept = tmp_path / "kept.npz"
+    run_smoke(tmp_path, "hard_edits.py", "--model", "latent", "--kinds", "small", "--keep-results", str(kept))
+    latent = str(SHAPES_LATENT_CHECKPOINT)
+    _, views = run_benchmark(tmp_path, "rerank.py", "views", str(kept), "--model", latent)
+    _, edge = run_benchmark(tmp_path, "rerank.py", "edge", str(kept), "--model", latent, "--weights", "0")
+    assert views["rankings"]["masked + whole (shipped)"] == {"masked": 1, "whole": 1, "edge": 0.0}
+    assert views["rows"]["small"]["top1"]["masked + whole (shipped)"] == edge["rows"]["small"]["top1_by_weight"]["0.0"]
 
 
 def test_hard_edits_runs_only_the_kinds_asked(tmp_path):
