@@ -94,6 +94,37 @@ def test_visible_captions_name_every_shape_showing_in_the_region():
     assert changed and all(b.endswith(a) and " and " in b for a, b in changed)
 
 
+def test_misdrawn_pairs_differ_only_where_the_shape_is_drawn_and_name_it():
+    right, wrong, captions = train_clip.misdrawn_pairs(0, 3, 48)
+    assert right.shape == wrong.shape == (48, 3, RESOLUTION, RESOLUTION) and len(captions) == 48
+    changed = (right != wrong).any(dim=1)
+    assert changed.flatten(1).any(dim=1).all()  # every pair differs somewhere
+    rng = np.random.default_rng([0, 3, 1])  # misdrawn_pairs' own draws, replayed
+    forms = set()
+    for index, caption in enumerate(captions):
+        scene = random_scene(rng, RESOLUTION, num_shapes=1)
+        shape = scene.shapes[0]
+        assert caption == f"a {shape.colour} {shape.kind}"
+        drawn = shape_mask(shape.kind, shape.center, shape.size, RESOLUTION)
+        pixels = train_clip.misdrawn(rng, shape)
+        train_clip.varied_region(rng, drawn | pixels)
+        assert not (changed[index].numpy() & ~(drawn | pixels)).any()  # the background is the same in both
+        forms.add("bitten" if not (pixels & ~drawn).any() else "grown")
+    assert forms == {"bitten", "grown"}
+
+
+def test_the_misdrawn_hinge_trains_the_clip_and_refuses_a_negative_weight(tmp_path):
+    run = {"steps": 1, "batch_size": 8, "seed": 0, "lr": 1e-3, "save_every": 1}
+    train_clip.train(tmp_path / "plain", **run)
+    train_clip.train(tmp_path / "hinged", misdrawn_weight=1.0, **run)
+    plain = CLIPModel.from_pretrained(tmp_path / "plain" / "clip_model").state_dict()
+    hinged = CLIPModel.from_pretrained(tmp_path / "hinged" / "clip_model").state_dict()
+    assert any(not torch.equal(value, hinged[name]) for name, value in plain.items())
+    with pytest.raises(ValueError, match="misdrawn_weight must be >= 0"):
+        train_clip.train(tmp_path / "refused", misdrawn_weight=-1.0, **run)
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.parametrize(
     ("module", "exported", "model_class"), [(train_unet, "unet", UNet2DModel), (train_clip, "clip_model", CLIPModel)]
 )
