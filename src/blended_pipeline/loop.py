@@ -299,12 +299,14 @@ class BlendedPipelineMixin:
         return_dict: bool,
         exact: bool = True,
     ) -> BlendedPipelineOutput | tuple:
-        """Each edit's results (in [-1, 1], at the model's resolution) ranked when there is a ranking, then back in
-        each input's size with the input's exact pixels outside the mask (not ``exact``: over their whole crop)."""
+        """Each edit's results (in [-1, 1], at the model's resolution) ranked as they are returned when there is a
+        ranking, then back in each input's size with the input's exact pixels outside the mask (not ``exact``: over
+        their whole crop)."""
         order, scores = torch.arange(results.shape[0], device=results.device), None
         if self._ranking is not None:
             with self._autocast(settings["mixed_precision"], results.device):
-                order, ranked_scores = self._ranking(results, self._ranking.mask)
+                ranking = self._ranking
+                order, ranked_scores = ranking.of_results(results) if exact else ranking(results, ranking.mask)
             scores = [float(s) for s in ranked_scores]
         self.maybe_free_model_hooks()
         ranked = results[order].split(settings["num_images_per_prompt"])

@@ -75,11 +75,15 @@ class Ranking:
         """``rank``'s order (best first within each group) and scores."""
         return rank(self.guidance, images, mask, self.target, self.rank_by, self.group_size, self.border_weight)
 
-    def of_samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rank predicted clean samples as the results will be: in pixels, with the input outside the mask."""
-        pixels = samples if self.to_pixels is None else self.to_pixels(samples)
+    def of_results(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rank results as they are returned: with the input outside the mask (a decoder's pixels there are
+        never shown)."""
         pasted = pixels.clamp(-1, 1) * self.mask + self.image * (1 - self.mask)
         return self(pasted, self.mask)
+
+    def of_samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rank predicted clean samples as the results will be (``of_results``, in pixels)."""
+        return self.of_results(samples if self.to_pixels is None else self.to_pixels(samples))
 
 
 def edge_step(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
