@@ -173,7 +173,7 @@ EXPECTED: dict[str, dict[str, list[float]]] = {
             0.92036,
             0.03997,
         ],
-        "scores": [-0.68271, -0.74141],
+        "scores": [-0.75513, -0.78481],
     },
 }
 

@@ -53,7 +53,7 @@ EXPECTED: dict[str, dict[str, list[float]]] = {
             0.29379,
             0.4996,
         ],
-        "scores": [-0.98196, -1.05184],
+        "scores": [-1.04582, -1.09564],
     },
     "no guidance": {
         "pixels": [
@@ -82,7 +82,7 @@ EXPECTED: dict[str, dict[str, list[float]]] = {
             0.41911,
             0.50926,
         ],
-        "scores": [-0.99308, -1.03625],
+        "scores": [-1.04079, -1.0824],
     },
     "nearest latent mask": {
         "pixels": [
@@ -111,7 +111,7 @@ EXPECTED: dict[str, dict[str, list[float]]] = {
             0.29379,
             0.4996,
         ],
-        "scores": [-0.98196, -1.05184],
+        "scores": [-1.04582, -1.09564],
     },
     "negative prompt": {
         "pixels": [
@@ -140,7 +140,7 @@ EXPECTED: dict[str, dict[str, list[float]]] = {
             0.42556,
             0.33924,
         ],
-        "scores": [-0.98015, -1.02782],
+        "scores": [-1.042, -1.07767],
     },
     "border weight": {
         "pixels": [
@@ -169,7 +169,7 @@ EXPECTED: dict[str, dict[str, list[float]]] = {
             0.29379,
             0.4996,
         ],
-        "scores": [-1.38136, -1.46387],
+        "scores": [-1.58768, -1.71686],
     },
     "decoder reconstruction": {
         "pixels": [
@@ -198,7 +198,7 @@ EXPECTED: dict[str, dict[str, list[float]]] = {
             0.27856,
             0.42292,
         ],
-        "scores": [-1.03563, -1.07471],
+        "scores": [-1.03166, -1.07427],
     },
 }
 

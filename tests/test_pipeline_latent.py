@@ -192,6 +192,26 @@ def test_a_stable_diffusion_directory_with_a_null_safety_checker_loads(tmp_path,
     assert out.scores is None and len(out.images) == 2  # nothing to rank with: the generation order
 
 
+def test_results_are_ranked_as_returned_whatever_the_decoder_makes_outside_the_mask(image, mask):
+    pipe = tiny_latent_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    options = {"num_images_per_prompt": 3, "rank_by": "both", "output_type": "np", "crop_margin": 1.0}  # room around
+    plain = edit(pipe, image, mask, **options)
+    decode = pipe._decode
+
+    def drifting(latents, source=None, mask=None, reconstruction="paste"):  # drifts off the input, away from the mask
+        pixels = decode(latents, source, mask, reconstruction)
+        if mask is None:
+            return pixels
+        far = 1 - torch.nn.functional.max_pool2d(mask, 5, stride=1, padding=2)  # beyond the paste's resampling
+        return pixels * (1 - far) - far
+
+    pipe._decode = drifting
+    drifted = edit(pipe, image, mask, **options)
+    assert np.array_equal(drifted.images, plain.images)  # the paste hides the drift
+    assert drifted.scores == pytest.approx(plain.scores, abs=1e-6)  # and the ranking sees what is returned
+
+
 def test_rank_border_weight_marks_each_result_down_by_its_step_across_the_mask_edge(latent_pipe, image, mask):
     by_clip = edit(latent_pipe, image, mask, num_images_per_prompt=3)
     weighted = edit(latent_pipe, image, mask, num_images_per_prompt=3, rank_border_weight=2.0)
