@@ -41,17 +41,17 @@ def judged_kind(vae: AutoencoderKL, cases: list[EditCase], rng: np.random.Genera
     drawn, kept, any_kept, refused, psnr = [], [], [], dict.fromkeys(FAILURE_KINDS, 0), []
     for case in cases:
         ideals = [ideal_edit(case, rng) for _ in range(RESULTS_PER_EDIT)]
-        verdicts = []
+        accepted = []
         for ideal, decoded in zip(ideals, round_trip(vae, ideals), strict=True):
             pasted = np.where(case.mask[..., None], decoded, case.image)
             verdict = judge(pasted, case.mask, case.prompt)
             if not verdict.ok:
                 refused[failure_kind(verdict)] += 1
             drawn.append(judge(ideal, case.mask, case.prompt).ok)
-            verdicts.append(verdict.ok)
+            accepted.append(verdict.ok)
             psnr.append(psnr_where(pasted, ideal, case.mask))
-        kept += verdicts
-        any_kept.append(any(verdicts))
+        kept += accepted
+        any_kept.append(any(accepted))
     return {
         "edits": len(cases),
         "ideal_accepted": float(np.mean(drawn)),

@@ -49,16 +49,15 @@ from blended_pipeline.ranking import edge_step, rank
 from blended_pipeline.shapes.training_utils import to_model_range
 
 RANKINGS: dict[str, dict[str, float]] = {
-    "masked + whole (shipped)": {"masked": 1, "whole": 1, "edge": -0.2},
     "crop + whole": {"crop": 1, "whole": 1, "edge": -0.2},
     "masked + crop + whole": {"masked": 1, "crop": 1, "whole": 1, "edge": -0.2},
     "views + whole": {"views": 1, "whole": 1, "edge": -0.2},
     "masked + views + whole": {"masked": 1, "views": 1, "whole": 1, "edge": -0.2},
-    "shipped - 0.5 similarity": {"masked": 1, "whole": 1, "edge": -0.2, "similarity": -0.5},
     "masked + 0.25 whole + 0.5 crop - 0.1 edge": {"masked": 1, "whole": 0.25, "crop": 0.5, "edge": -0.1},
 }
-"""Weights of each score; every ranking but the shipped one is a candidate. The next to last pushes away from
-results CLIP finds like the input's region; the last is the best of ``--search`` on the tuning set's results."""
+"""Weights of each score of the candidate rankings (each with the pixel checkpoint's edge weight); the last is the
+best of ``--search`` on the pixel tuning set's results. ``views`` adds the checkpoint's own ranking before them and,
+after them, that ranking pushed away from results CLIP finds like the input's region."""
 SEARCH_GRID = {
     "masked": (0, 0.5, 1, 2, 4),
     "whole": (0, 0.25, 0.5, 1),
@@ -200,8 +199,12 @@ def by_views(args: argparse.Namespace) -> tuple[dict, list[str]]:
     pipe, settings = load_for_edits(args.model, ranking_clip=args.ranking_clip)
     kept = load_kept(args.kept)
     scored = {kind: scored_edits(pipe, kept, kind) for kind in kinds_in(kept)}
-    shipped = {"masked": 1, "whole": 1, "edge": -settings["rank_border_weight"]}
-    rankings = {**RANKINGS, "masked + whole (shipped)": shipped}  # the model's own edge weight; the first column
+    shipped = {"masked": 1, "whole": 1, "edge": 0.0 - settings["rank_border_weight"]}  # the checkpoint's own
+    rankings = {
+        "masked + whole (shipped)": shipped,
+        **RANKINGS,
+        "shipped - 0.5 similarity": {**shipped, "similarity": -0.5},
+    }
     if args.search:
         found = search(scored)
         rankings["searched: " + ", ".join(f"{name} {weight:g}" for name, weight in found.items())] = found

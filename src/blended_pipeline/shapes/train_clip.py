@@ -86,13 +86,13 @@ def build_feature_extractor() -> CLIPImageProcessor:
     )
 
 
+MISDRAWN_MARGIN = 0.1  # in cosine similarity: how much better a shape drawn right must match its caption
+
 REGION_KINDS: tuple[str, ...] = ("square", "varied")
 """How guidance regions are drawn in the box views: "square", boxes of 45-65% of the side (the shipped model's
 first 7,000 steps); "varied", also small squares (35%), boxes up to 1.7 times as wide as high or as high as wide,
 and ellipses, the regions users mask and the hard edits ask for, which square boxes alone left CLIP unused to."""
 
-
-MISDRAWN_MARGIN = 0.1  # in cosine similarity
 
 CAPTION_KINDS: tuple[str, ...] = ("last", "visible")
 """What a shape-box view's caption names: "last", the shape the region was drawn around (the shipped model's first
@@ -189,9 +189,9 @@ def varied_region(rng: np.random.Generator, inside: np.ndarray | None = None, tr
 
 
 def misdrawn(rng: np.random.Generator, shape: Shape) -> np.ndarray:
-    """The pixels of ``shape`` drawn wrong in its place: stretched, lumpy (a few overlapping discs) or bitten. The
-    world never holds such a blob; a weak generator makes them, and a CLIP that ranks must score them below the
-    shape."""
+    """The pixels of ``shape`` drawn wrong in its place: stretched (a circle or triangle as a long ellipse, a square
+    as a long box), lumpy (a few overlapping discs) or bitten. The world never holds such a blob; a weak generator
+    makes them, and a CLIP that ranks must score them below the shape."""
     (cx, cy), size = shape.center, shape.size
     form = rng.choice(["stretched", "lumpy", "bitten"])
     if form == "stretched":
@@ -258,7 +258,11 @@ def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> tor
 
 
 def misdrawn_loss(
-    model: CLIPModel, tokenizer: CLIPTokenizer, feature_extractor: CLIPImageProcessor, pairs: tuple, margin: float
+    model: CLIPModel,
+    tokenizer: CLIPTokenizer,
+    feature_extractor: CLIPImageProcessor,
+    pairs: tuple[torch.Tensor, torch.Tensor, list[str]],
+    margin: float,
 ) -> torch.Tensor:
     """Hinge on each pair: the shape drawn right must match its caption by ``margin`` (in cosine) more than the
     same shape drawn wrong."""
@@ -313,8 +317,10 @@ def train(
     """A run in ``out``, resumed if it holds a state; a new one starts from ``init``'s weights (a ``clip_model``
     directory) when given, with a new optimiser, to fine-tune a model whose training state is not at hand.
     ``misdrawn_weight`` adds that times ``misdrawn_loss`` on a quarter batch of pairs, for a CLIP that ranks."""
-    if misdrawn_weight < 0:
-        raise ValueError(f"misdrawn_weight must be >= 0, got {misdrawn_weight}")
+    if not misdrawn_weight >= 0:
+        raise ValueError(f"misdrawn weight must be a number >= 0, got {misdrawn_weight}")
+    if misdrawn_weight > 0 and batch_size < 4:
+        raise ValueError(f"misdrawn pairs are a quarter batch: the batch size must be at least 4, got {batch_size}")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     tokenizer, feature_extractor = build_tokenizer(VOCABULARY), build_feature_extractor()
@@ -362,20 +368,11 @@ def main() -> None:
         "--misdrawn-weight", type=float, default=0.0, help="weight of the hinge ranking shapes above misdrawn ones"
     )
     args = parse_training_arguments(parser)
-    if args.misdrawn_weight < 0:
-        parser.error(f"--misdrawn-weight must be >= 0, got {args.misdrawn_weight}")
-    train(
-        args.out,
-        args.steps,
-        args.batch_size,
-        args.seed,
-        args.lr,
-        args.save_every,
-        args.regions,
-        args.captions,
-        args.init,
-        args.misdrawn_weight,
-    )
+    run = (args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every, args.regions, args.captions)
+    try:
+        train(*run, args.init, args.misdrawn_weight)
+    except ValueError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 The text encoder is the shipped shapes CLIP's text tower, frozen (its weights are reused, not retrained); the
 UNet predicts the noise of 8x8x4 latents with Stable Diffusion's noise schedule, and one caption in ten is
-dropped (empty) so that classifier-free guidance works. Resumable and reproducible like the other scripts::
+dropped (empty) so that classifier-free guidance works; ``--one-shape-captions`` names a single shape of the scene
+in a share of them, as edit prompts do (kept in the run's ``captions.json``). Resumable and reproducible like the
+other scripts::
 
     python -m blended_pipeline.shapes.train_latent_unet --vae runs/vae --out runs/latent-unet --steps 8000 --threads 1
 """
@@ -141,8 +143,6 @@ def train(
         raise ValueError(
             f"{out} holds a run with one-shape captions {named:g}: resume it with --one-shape-captions {named:g}"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(json.dumps({"one_shape_captions": one_shape_captions}) + "\n")
     torch.manual_seed(seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
     vae.register_to_config(scaling_factor=latent_scale(vae))
@@ -150,6 +150,8 @@ def train(
     unet, noise_schedule = build_latent_unet(channels), DDPMScheduler.from_config(build_latent_scheduler().config)
     ema = ExponentialMovingAverage(unet, decay=0.999)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(json.dumps({"one_shape_captions": one_shape_captions}) + "\n")
     state_path = out / "state.pt"
     start = resume(state_path, model=unet, ema=ema, optimizer=optimizer)
     log = ProgressLog(start)
