@@ -210,6 +210,10 @@ def test_results_are_ranked_as_returned_whatever_the_decoder_makes_outside_the_m
     drifted = edit(pipe, image, mask, **options)
     assert np.array_equal(drifted.images, plain.images)  # the paste hides the drift
     assert drifted.scores == pytest.approx(plain.scores, abs=1e-6)  # and the ranking sees what is returned
+    unpasted = edit(pipe, image, mask, **options, reconstruction="none")  # returned with the drift: ranked with it
+    pipe._decode = decode
+    clean = edit(pipe, image, mask, **options, reconstruction="none")
+    assert not np.allclose(sorted(unpasted.scores), sorted(clean.scores), atol=1e-4)
 
 
 def test_rank_border_weight_marks_each_result_down_by_its_step_across_the_mask_edge(latent_pipe, image, mask):

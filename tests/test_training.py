@@ -9,9 +9,9 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from safetensors.torch import load_file
-from transformers import CLIPModel
+from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-from blended_pipeline import SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
+from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT, BlendedLatentDiffusionPipeline
 from blended_pipeline.output import current_umask
 from blended_pipeline.shapes import train_clip, train_latent_unet, train_unet
 from blended_pipeline.shapes.export import (
@@ -120,9 +120,28 @@ def test_the_misdrawn_hinge_trains_the_clip_and_refuses_a_negative_weight(tmp_pa
     plain = CLIPModel.from_pretrained(tmp_path / "plain" / "clip_model").state_dict()
     hinged = CLIPModel.from_pretrained(tmp_path / "hinged" / "clip_model").state_dict()
     assert any(not torch.equal(value, hinged[name]) for name, value in plain.items())
-    with pytest.raises(ValueError, match="misdrawn_weight must be >= 0"):
-        train_clip.train(tmp_path / "refused", misdrawn_weight=-1.0, **run)
+    for weight, size, message in (
+        (-1.0, 8, "must be a number >= 0"),
+        (float("nan"), 8, "must be a number >= 0"),
+        (1.0, 3, "at least 4, got 3"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            train_clip.train(tmp_path / "refused", **{**run, "batch_size": size}, misdrawn_weight=weight)
     assert not (tmp_path / "refused").exists()
+
+
+def test_the_misdrawn_hinge_is_the_margin_for_identical_drawings_and_favours_the_right_one():
+    checkpoint = Path(SHAPES_CHECKPOINT)
+    model = CLIPModel.from_pretrained(checkpoint / "clip_model").eval()
+    tokenizer = CLIPTokenizer.from_pretrained(checkpoint / "tokenizer")
+    features = CLIPImageProcessor.from_pretrained(checkpoint / "feature_extractor")
+    right, wrong, captions = train_clip.misdrawn_pairs(0, 0, 32)
+    with torch.no_grad():
+        same = train_clip.misdrawn_loss(model, tokenizer, features, (right, right, captions), 0.1)
+        ordered = train_clip.misdrawn_loss(model, tokenizer, features, (right, wrong, captions), 0.1)
+        swapped = train_clip.misdrawn_loss(model, tokenizer, features, (wrong, right, captions), 0.1)
+    assert float(same) == pytest.approx(0.1, abs=1e-5)
+    assert float(ordered) < 0.1 < float(swapped)  # the trained CLIP already prefers most right drawings
 
 
 @pytest.mark.parametrize(
@@ -180,7 +199,7 @@ def test_export_rebuilds_the_models_from_states_alone(tmp_path):
 
 
 def test_the_shipped_checkpoint_carries_the_shapes_strengths():
-    from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline
+    from blended_pipeline import BlendedDiffusionPipeline
 
     config = BlendedDiffusionPipeline.load_config(SHAPES_CHECKPOINT)
     assert (config["default_strength"], config["scribble_strength"]) == (SHAPES_STRENGTH, SHAPES_SCRIBBLE_STRENGTH)
