@@ -9,7 +9,7 @@ import torch
 from helpers import StepLatents, another_tiny_clip, fast_call
 
 from blended_pipeline import CLIPGuidance
-from blended_pipeline.ranking import rank
+from blended_pipeline.ranking import Ranking, rank
 from blended_pipeline.settings import DEFAULTS
 
 
@@ -40,6 +40,24 @@ def test_rank_by_masked_region_whole_image_or_both():
     assert order.tolist() == [1, 0] and scores.tolist() == pytest.approx([0.2 + 0.7, 0.25 + 0.25])
     with pytest.raises(ValueError, match="rank_by must be one of"):
         rank(ByMean(), x, mask, None, "crop")
+
+
+def test_results_rank_with_the_input_outside_the_mask_only_where_it_is_pasted_there():
+    class ByMean:
+        def score(self, x, target):
+            return x.mean(dim=(1, 2, 3))
+
+    mask = torch.zeros(2, 1, 4, 4)
+    mask[..., :2, :] = 1  # the top half
+    x = torch.zeros(2, 3, 4, 4)
+    x[0, :, :2] = 0.5  # brighter in the mask
+    x[1, :, :2], x[1, :, 2:] = 0.4, 1.0  # darker in the mask, much brighter outside it
+    source = torch.zeros(2, 3, 4, 4)
+    pasted = Ranking(ByMean(), None, "whole", 2, 0.0, source, mask)
+    as_made = Ranking(ByMean(), None, "whole", 2, 0.0, source, mask, pasted=False)
+    assert pasted.of_results(x)[0].tolist() == [0, 1]  # outside the mask both are the input
+    assert as_made.of_results(x)[0].tolist() == [1, 0]  # outside the mask the second is brighter
+    assert as_made.of_samples(x)[0].tolist() == [1, 0]  # a restart ranks samples as the results will be
 
 
 def test_edge_step_measures_the_colour_step_across_the_mask_edge_and_ranking_can_weigh_it():

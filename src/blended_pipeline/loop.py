@@ -237,9 +237,9 @@ class BlendedPipelineMixin:
             target = guidance.prepare(prompts, image.device)
         if guidance is None:
             return None
-        group = settings["num_images_per_prompt"]
+        group, pasted = settings["num_images_per_prompt"], settings.get("reconstruction") != "none"
         return Ranking(
-            guidance, target, settings["rank_by"], group, settings["rank_border_weight"], image, mask, to_pixels
+            guidance, target, settings["rank_by"], group, settings["rank_border_weight"], image, mask, to_pixels, pasted
         )
 
     def denoise(
@@ -305,8 +305,7 @@ class BlendedPipelineMixin:
         order, scores = torch.arange(results.shape[0], device=results.device), None
         if self._ranking is not None:
             with self._autocast(settings["mixed_precision"], results.device):
-                ranking = self._ranking
-                order, ranked_scores = ranking.of_results(results) if exact else ranking(results, ranking.mask)
+                order, ranked_scores = self._ranking.of_results(results)
             scores = [float(s) for s in ranked_scores]
         self.maybe_free_model_hooks()
         ranked = results[order].split(settings["num_images_per_prompt"])

@@ -59,7 +59,8 @@ class Ranking:
     results with it, and callbacks rank the run's samples the same way mid-run (``pipeline.ranking``).
 
     ``image`` and ``mask`` are the rows' input and mask in pixels; ``to_pixels`` decodes a sample of the
-    pipeline's space (a latent pipeline's latents) into pixels, None where samples are pixels.
+    pipeline's space (a latent pipeline's latents) into pixels, None where samples are pixels. ``pasted``: the
+    results are returned with the input outside the mask (False: as made, e.g. ``reconstruction="none"``).
     """
 
     guidance: Guidance
@@ -70,16 +71,18 @@ class Ranking:
     image: torch.Tensor
     mask: torch.Tensor
     to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None
+    pasted: bool = True
 
     def __call__(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``rank``'s order (best first within each group) and scores."""
         return rank(self.guidance, images, mask, self.target, self.rank_by, self.group_size, self.border_weight)
 
     def of_results(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rank results as they are returned: with the input outside the mask (a decoder's pixels there are
-        never shown)."""
-        pasted = pixels.clamp(-1, 1) * self.mask + self.image * (1 - self.mask)
-        return self(pasted, self.mask)
+        """Rank results as they are returned: with the input outside the mask when it is pasted there (a
+        decoder's pixels there are then never shown)."""
+        if self.pasted:
+            pixels = pixels.clamp(-1, 1) * self.mask + self.image * (1 - self.mask)
+        return self(pixels, self.mask)
 
     def of_samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rank predicted clean samples as the results will be (``of_results``, in pixels)."""
