@@ -13,11 +13,24 @@ from blended_pipeline.ranking import Ranking, rank
 from blended_pipeline.settings import DEFAULTS
 
 
-def test_rank_sorts_best_first():
-    class ByMean:
-        def score(self, x, target):
-            return x.mean(dim=(1, 2, 3))
+class ByMean:
+    """A guidance whose score is the mean brightness: rankings whose order is known."""
 
+    def score(self, x, target):
+        return x.mean(dim=(1, 2, 3))
+
+
+def brighter_inside_or_outside() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two results and a mask (the top half): the first brighter in the mask, the second much brighter outside."""
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1
+    x = torch.zeros(2, 3, 4, 4)
+    x[0, :, :2] = 0.5
+    x[1, :, :2], x[1, :, 2:] = 0.4, 1.0
+    return x, mask
+
+
+def test_rank_sorts_best_first():
     x = torch.stack([torch.full((3, 4, 4), v) for v in (0.1, 0.9, 0.5)])
     order, scores = rank(ByMean(), x, torch.ones(1, 1, 4, 4), None)
     assert order.tolist() == [1, 2, 0]
@@ -25,15 +38,7 @@ def test_rank_sorts_best_first():
 
 
 def test_rank_by_masked_region_whole_image_or_both():
-    class ByMean:
-        def score(self, x, target):
-            return x.mean(dim=(1, 2, 3))
-
-    mask = torch.zeros(1, 1, 4, 4)
-    mask[..., :2, :] = 1  # the top half
-    x = torch.zeros(2, 3, 4, 4)
-    x[0, :, :2] = 0.5  # brighter in the mask
-    x[1, :, :2], x[1, :, 2:] = 0.4, 1.0  # darker in the mask, much brighter outside it
+    x, mask = brighter_inside_or_outside()
     assert rank(ByMean(), x, mask, None, "masked")[0].tolist() == [0, 1]
     assert rank(ByMean(), x, mask, None, "whole")[0].tolist() == [1, 0]
     order, scores = rank(ByMean(), x, mask, None, "both")
@@ -43,16 +48,8 @@ def test_rank_by_masked_region_whole_image_or_both():
 
 
 def test_results_rank_with_the_input_outside_the_mask_only_where_it_is_pasted_there():
-    class ByMean:
-        def score(self, x, target):
-            return x.mean(dim=(1, 2, 3))
-
-    mask = torch.zeros(2, 1, 4, 4)
-    mask[..., :2, :] = 1  # the top half
-    x = torch.zeros(2, 3, 4, 4)
-    x[0, :, :2] = 0.5  # brighter in the mask
-    x[1, :, :2], x[1, :, 2:] = 0.4, 1.0  # darker in the mask, much brighter outside it
-    source = torch.zeros(2, 3, 4, 4)
+    x, mask = brighter_inside_or_outside()
+    mask, source = mask.expand(2, -1, -1, -1), torch.zeros_like(x)
     pasted = Ranking(ByMean(), None, "whole", 2, 0.0, source, mask)
     as_made = Ranking(ByMean(), None, "whole", 2, 0.0, source, mask, pasted=False)
     assert pasted.of_results(x)[0].tolist() == [0, 1]  # outside the mask both are the input
@@ -62,10 +59,6 @@ def test_results_rank_with_the_input_outside_the_mask_only_where_it_is_pasted_th
 
 def test_edge_step_measures_the_colour_step_across_the_mask_edge_and_ranking_can_weigh_it():
     from blended_pipeline.ranking import edge_step
-
-    class ByMean:
-        def score(self, x, target):
-            return x.mean(dim=(1, 2, 3))
 
     mask = torch.zeros(1, 1, 6, 6)
     mask[..., 2:4, 2:4] = 1  # a 2x2 region: 8 pixel pairs cross its edge
