@@ -11,6 +11,7 @@ share a caption, so the contrastive target spreads over all matching captions. R
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -257,6 +258,22 @@ def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> tor
     )
 
 
+def clip_output(
+    model: CLIPModel,
+    tokenizer: CLIPTokenizer,
+    feature_extractor: CLIPImageProcessor,
+    images: torch.Tensor,
+    texts: list[str],
+) -> Any:
+    """CLIP's output for ``images`` (in [-1, 1]) against ``texts``, tokenised to the tokenizer's full length."""
+    tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    return model(
+        input_ids=tokens.input_ids,
+        attention_mask=tokens.attention_mask,
+        pixel_values=clip_pixel_values(images, feature_extractor),
+    )
+
+
 def misdrawn_loss(
     model: CLIPModel,
     tokenizer: CLIPTokenizer,
@@ -267,12 +284,7 @@ def misdrawn_loss(
     """Hinge on each pair: the shape drawn right must match its caption by ``margin`` (in cosine) more than the
     same shape drawn wrong."""
     right, wrong, captions = pairs
-    tokens = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
-    output = model(
-        input_ids=tokens.input_ids,
-        attention_mask=tokens.attention_mask,
-        pixel_values=clip_pixel_values(torch.cat([right, wrong]), feature_extractor),
-    )
+    output = clip_output(model, tokenizer, feature_extractor, torch.cat([right, wrong]), captions)
     similarity = (output.image_embeds.view(2, len(captions), -1) * output.text_embeds).sum(-1)
     return F.relu(margin - (similarity[0] - similarity[1])).mean()
 
@@ -289,14 +301,7 @@ def zero_shot_accuracy(
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng, RESOLUTION, num_shapes=1) for _ in range(count)]
     images = to_model_range(np.stack([render(s, RESOLUTION) for s in scenes]))
-    tokens = tokenizer(
-        list(SHAPE_PROMPTS), padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
-    )
-    output = model(
-        input_ids=tokens.input_ids,
-        attention_mask=tokens.attention_mask,
-        pixel_values=clip_pixel_values(images, feature_extractor),
-    )
+    output = clip_output(model, tokenizer, feature_extractor, images, list(SHAPE_PROMPTS))
     predicted = output.logits_per_image.argmax(dim=1)
     truth = torch.tensor([SHAPE_PROMPTS.index(f"a {s.shapes[0].colour} {s.shapes[0].kind}") for s in scenes])
     return float((predicted == truth).float().mean())
@@ -333,12 +338,7 @@ def train(
     log = ProgressLog(start)
     for step in range(start, steps):
         images, texts = view_batch(seed, step, batch_size, regions, captions)
-        tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
-        output = model(
-            input_ids=tokens.input_ids,
-            attention_mask=tokens.attention_mask,
-            pixel_values=clip_pixel_values(images, feature_extractor),
-        )
+        output = clip_output(model, tokenizer, feature_extractor, images, texts)
         loss = contrastive_loss(output.logits_per_image, texts)
         if misdrawn_weight > 0:
             pairs = misdrawn_pairs(seed, step, batch_size // 4)
