@@ -80,8 +80,9 @@ class Ranking:
     def of_results(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rank results as they are returned: with the input outside the mask when it is pasted there (a
         decoder's pixels there are then never shown)."""
+        pixels = pixels.clamp(-1, 1)
         if self.pasted:
-            pixels = pixels.clamp(-1, 1) * self.mask + self.image * (1 - self.mask)
+            pixels = pixels * self.mask + self.image * (1 - self.mask)
         return self(pixels, self.mask)
 
     def of_samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
