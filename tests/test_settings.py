@@ -63,10 +63,10 @@ def test_a_manifest_line_sets_each_per_edit_setting(tmp_path):
 
     PIL.Image.new("RGB", (32, 32)).save(image)
     PIL.Image.new("L", (32, 32), 255).save(tmp_path / "mask.png")
-    samples = {int: 2, float: 0.5, str: None}
+    samples = {int: 2, float: 0.5, str: "cat,dog"}
     line = {"id": "a", "image": "in.png", "mask": "mask.png", "prompt": "a red ball"}
     for field, setting in manifest.SETTING_FIELDS.items():
-        value = setting.choices[-1] if setting.choices else samples[setting.type] or "words"
+        value = setting.choices[-1] if setting.choices else samples[setting.type]
         line[field] = value
     (tmp_path / "edits.jsonl").write_text(__import__("json").dumps(line) + "\n")
     edit = manifest.read_manifest(tmp_path / "edits.jsonl", EditSettings())[0]
@@ -81,6 +81,9 @@ def test_a_manifest_line_sets_each_per_edit_setting(tmp_path):
         (dict(num_inference_steps=0), "--steps must be an integer >= 1"),
         (dict(restart_at=1.0), r"--restart-at must be in \[0, 1\)"),
         (dict(rank_by="crop"), "--rank-by must be one of"),
+        (dict(rank_rivals="cat"), "--rank-rivals 'cat': each group needs two or more distinct names"),
+        (dict(rank_rivals="cat,;dog,fox"), "--rank-rivals 'cat,;dog,fox': each group needs"),
+        (dict(candidates_per_result=0), "--candidates must be an integer >= 1"),
         (dict(strength=0.01, num_inference_steps=10), "--strength 0.01 of --steps 10 runs no step"),
     ],
 )

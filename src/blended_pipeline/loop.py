@@ -27,9 +27,10 @@ from diffusers.utils.torch_utils import randn_tensor
 from blended_pipeline.blending import BlendCallback
 from blended_pipeline.guidance import Guidance
 from blended_pipeline.image_io import ImageInput, load_mask, load_source, to_output
-from blended_pipeline.ranking import Ranking
+from blended_pipeline.ranking import Ranking, Rivals
 from blended_pipeline.region import EditRegion, as_unit_float
 from blended_pipeline.restart import RestartFromBestCallback
+from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
     BY_ARGUMENT,
     BY_CHECKPOINT,
@@ -68,6 +69,11 @@ class CallSettings(dict):
             return self[name]
         except KeyError as error:
             raise AttributeError(name) from error
+
+    @property
+    def results_made(self) -> int:
+        """Results made per edit: ``candidates_per_result`` for each of the ``num_images_per_prompt`` returned."""
+        return self["num_images_per_prompt"] * self["candidates_per_result"]
 
 
 def call_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -194,28 +200,34 @@ class BlendedPipelineMixin:
         regions = [EditRegion.around(s, m, resolution, margin, blur) for s, m in zip(sources, loaded, strict=True)]
         return sources, regions
 
-    def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: dict[str, Any]) -> None:
+    def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: CallSettings) -> None:
         """The prompts, the steps against the schedule's training length, the generator count, the callbacks'
         tensor names and the scheduler (the settings themselves are checked by ``check_settings``)."""
         for prompt in prompts:
             check_prompt(prompt)
-        num_images_per_prompt, num_inference_steps = settings["num_images_per_prompt"], settings["num_inference_steps"]
+        num_inference_steps = settings["num_inference_steps"]
         trained = self.scheduler.config.get("num_train_timesteps")
         if trained is not None and num_inference_steps > trained:
             raise ValueError(
                 f"num_inference_steps={num_inference_steps} is more than the {trained} timesteps the scheduler (and "
                 "the UNet) was trained with; use at most that many"
             )
-        results = len(prompts) * num_images_per_prompt
+        results = len(prompts) * settings.results_made
         if isinstance(generator, list) and len(generator) != results:
             raise ValueError(
-                f"got a list of {len(generator)} generators for {len(prompts)} edit(s) x num_images_per_prompt="
-                f"{num_images_per_prompt}; pass one generator, or one per result ({results})"
+                f"got a list of {len(generator)} generators for {len(prompts)} edit(s) x {settings.results_made} "
+                f"results made (num_images_per_prompt x candidates_per_result); pass one generator, or one per "
+                f"result made ({results})"
             )
         unknown = [name for _, names in callbacks for name in names if name not in self._callback_tensor_inputs]
         if unknown:
             raise ValueError(
                 f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
+            )
+        if settings.candidates_per_result > 1 and settings.output_type == "latent":
+            raise ValueError(
+                f"candidates_per_result={settings.candidates_per_result} returns the best results, and "
+                "output_type='latent' returns the samples unranked; leave it at 1 for latents"
             )
         self.check_scheduler(self.scheduler)
 
@@ -224,22 +236,33 @@ class BlendedPipelineMixin:
         guidance: Guidance | None,
         target: Any,
         prompts: list[str],
-        settings: dict[str, Any],
+        settings: CallSettings,
         image: torch.Tensor,
         mask: torch.Tensor,
         to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> Ranking | None:
         """The call's ranking: by ``guidance`` toward ``target`` (what it prepared of ``prompts``, one per result;
-        None: nothing to rank with), or by the ranking CLIP when the pipeline has one. ``image`` and ``mask`` are
-        the rows' input and mask in pixels."""
+        None: nothing to rank with), or by the ranking CLIP when the pipeline has one, with the prompts' rivals.
+        ``image`` and ``mask`` are the rows' input and mask in pixels."""
         if self.ranking_clip_model is not None:
             guidance = self._clip_guidance(self.ranking_clip_model)
             target = guidance.prepare(prompts, image.device)
         if guidance is None:
             return None
-        group, pasted = settings["num_images_per_prompt"], settings.get("reconstruction") != "none"
+        rounds, present = rival_rounds(prompts, rival_groups(settings.rank_rivals))
+        rivals = Rivals(tuple(guidance.prepare(r, image.device) for r in rounds), torch.tensor(present))
+        pasted = settings.get("reconstruction") != "none"
         return Ranking(
-            guidance, target, settings["rank_by"], group, settings["rank_border_weight"], image, mask, to_pixels, pasted
+            guidance,
+            target,
+            settings.rank_by,
+            settings.results_made,
+            settings.rank_border_weight,
+            image,
+            mask,
+            to_pixels,
+            pasted,
+            rivals,
         )
 
     def denoise(
@@ -295,20 +318,21 @@ class BlendedPipelineMixin:
         results: torch.Tensor,
         regions: list[EditRegion],
         sources: list[torch.Tensor],
-        settings: dict[str, Any],
+        settings: CallSettings,
         return_dict: bool,
         exact: bool = True,
     ) -> BlendedPipelineOutput | tuple:
         """Each edit's results (in [-1, 1], at the model's resolution) ranked as they are returned when there is a
-        ranking, then back in each input's size with the input's exact pixels outside the mask (not ``exact``: over
-        their whole crop)."""
+        ranking, the best ``num_images_per_prompt`` of each edit's kept, then back in each input's size with the
+        input's exact pixels outside the mask (not ``exact``: over their whole crop)."""
+        made, returned = settings.results_made, settings.num_images_per_prompt
         order, scores = torch.arange(results.shape[0], device=results.device), None
         if self._ranking is not None:
-            with self._autocast(settings["mixed_precision"], results.device):
+            with self._autocast(settings.mixed_precision, results.device):
                 order, ranked_scores = self._ranking.of_results(results)
-            scores = [float(s) for s in ranked_scores]
+            scores = [float(s) for s in ranked_scores.view(-1, made)[:, :returned].flatten()]
         self.maybe_free_model_hooks()
-        ranked = results[order].split(settings["num_images_per_prompt"])
+        ranked = [group[:returned] for group in results[order].split(made)]
         outputs = self._pasted_output(regions, ranked, sources, settings["output_type"], exact)
         if not return_dict:
             return outputs, scores

@@ -73,6 +73,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             right weight depends on the scale of the CLIP's scores, so it is the checkpoint's).
         default_restart_at: the ``restart_at`` of a call that names none (0: no restart, the paper; when a result's
             shape is settled depends on the model and its schedule, so it is the checkpoint's).
+        default_rank_rivals, default_candidates_per_result: those settings of a call that names none (what a
+            result may be confused with, and how many candidates a model needs, are the checkpoint's).
 
     Pluggable parts, plain attributes: ``guidance`` (a ``Guidance``; ``None``, the default, is CLIP from the
     components) and ``augmentation`` (the extending augmentations).
@@ -96,6 +98,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         scribble_strength: float = SCRIBBLE_STRENGTH,
         default_num_inference_steps: int = DEFAULTS.num_inference_steps,
         default_rank_border_weight: float = DEFAULTS.rank_border_weight,
+        default_rank_rivals: str = DEFAULTS.rank_rivals,
+        default_candidates_per_result: int = DEFAULTS.candidates_per_result,
         default_restart_at: float = DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
@@ -131,6 +135,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         crop_margin: float = DEFAULTS.crop_margin,
         rank_by: RankBy = DEFAULTS.rank_by,
         rank_border_weight: float | None = None,
+        rank_rivals: str | None = None,
+        candidates_per_result: int | None = None,
         restart_at: float | None = None,
         eta: float = DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
@@ -192,6 +198,13 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
                 edge (``ranking.edge_step``); 0 ranks by CLIP alone. Default: the checkpoint's
                 ``default_rank_border_weight``.
+            rank_rivals: groups of names ("circle,square,triangle;cat,dog"): each result is marked down by half its
+                best score for the prompt with a name of a group swapped for another (``ranking.RIVAL_WEIGHT``), so a
+                result that CLIP takes for a rival as readily as for the prompt ranks lower. Default: the
+                checkpoint's ``default_rank_rivals`` ("": none).
+            candidates_per_result: make this many results per result returned, rank them and return the best
+                ``num_images_per_prompt`` of each edit (needs the CLIP parts). Default: the checkpoint's
+                ``default_candidates_per_result``.
             restart_at: at this fraction of the run, each edit's results below its best restart from copies of it
                 (``RestartFromBestCallback``; ranked as the results are), so that the rest of the run is spent on
                 what is going right; 0 = no restart (the paper). Default: the checkpoint's ``default_restart_at``.
@@ -224,14 +237,14 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         self.check_inputs(prompts, generator, callbacks, settings)
         sources, regions = self._edit_regions(images, masks, settings)
         precision, device = settings.mixed_precision, self._execution_device
-        num_images_per_prompt, self._interrupt = settings.num_images_per_prompt, False
+        results_made, self._interrupt = settings.results_made, False
 
         # 1. Each edit's region (a crop around the mask of a larger image, at the UNet's resolution), one row per
         #    result, the loss that guides, and the ranking (by the guidance, or the ranking CLIP).
-        model_image = torch.cat([r.image for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
-        model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
+        model_image = torch.cat([r.image for r in regions]).repeat_interleave(results_made, 0).to(device)
+        model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(results_made, 0).to(device)
         guidance = self.guidance if self.guidance is not None else self._clip_guidance()
-        target_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        target_prompts = [p for p in prompts for _ in range(results_made)]
         loss = GuidanceLoss(
             guidance=guidance,
             target=guidance.prepare(target_prompts, device),

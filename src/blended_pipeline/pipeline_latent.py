@@ -56,8 +56,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             in place of ``clip_model`` (``BlendedDiffusionPipeline`` says why).
 
     Config: as ``BlendedDiffusionPipeline``'s (``default_strength``, ``scribble_strength``,
-    ``default_num_inference_steps``, ``default_rank_border_weight``, ``default_restart_at``), with Blended Latent
-    Diffusion's defaults where a checkpoint names none.
+    ``default_num_inference_steps``, ``default_rank_border_weight``, ``default_restart_at``,
+    ``default_rank_rivals``, ``default_candidates_per_result``), with Blended Latent Diffusion's defaults where a
+    checkpoint names none.
     """
 
     kind = "latent"
@@ -99,6 +100,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         scribble_strength: float = SCRIBBLE_STRENGTH,
         default_num_inference_steps: int = LATENT_DEFAULTS.num_inference_steps,
         default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
+        default_rank_rivals: str = LATENT_DEFAULTS.rank_rivals,
+        default_candidates_per_result: int = LATENT_DEFAULTS.candidates_per_result,
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
@@ -166,6 +169,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         crop_margin: float = LATENT_DEFAULTS.crop_margin,
         rank_by: RankBy = LATENT_DEFAULTS.rank_by,
         rank_border_weight: float | None = None,
+        rank_rivals: str | None = None,
+        candidates_per_result: int | None = None,
         restart_at: float | None = None,
         eta: float = LATENT_DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
@@ -201,6 +206,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
                 edge when the CLIP parts rank them (0: by CLIP alone); needs the CLIP parts. Default: the
                 checkpoint's ``default_rank_border_weight``.
+            rank_rivals, candidates_per_result: as in ``BlendedDiffusionPipeline``; needs the CLIP parts.
             restart_at: as in ``BlendedDiffusionPipeline`` (the samples' ``x0_hat`` decoded and ranked); needs the
                 CLIP parts and a scheduler on unscaled samples. Default: the checkpoint's ``default_restart_at``.
             mask_blur, crop_margin, rank_by, eta, mixed_precision, generator, output_type, return_dict,
@@ -221,18 +227,18 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         self.check_inputs(prompts, negatives, generator, callbacks, settings)
         sources, regions = self._edit_regions(images, masks, settings)
         precision, device = settings.mixed_precision, self._execution_device
-        num_images_per_prompt, self._interrupt = settings.num_images_per_prompt, False
+        results_made, self._interrupt = settings.results_made, False
 
         # 1. Each edit's latents (the posterior mean, scaled) and its mask at latent resolution, one row per result;
         #    the prompts' embeddings for classifier-free guidance; the ranking, when there are CLIP parts.
         model_image = torch.cat([r.image for r in regions]).to(device)
-        model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(num_images_per_prompt, 0).to(device)
+        model_mask = torch.cat([r.mask for r in regions]).repeat_interleave(results_made, 0).to(device)
         with self._autocast(precision, device):
-            source_latents = self._encode(model_image).repeat_interleave(num_images_per_prompt, 0)
-            conditioning = self._prompt_conditioning(prompts, negatives, num_images_per_prompt, device)
+            source_latents = self._encode(model_image).repeat_interleave(results_made, 0)
+            conditioning = self._prompt_conditioning(prompts, negatives, results_made, device)
         region_mask = latent_region_mask(model_mask, tuple(source_latents.shape[-2:]), settings.latent_mask)
-        model_image = model_image.repeat_interleave(num_images_per_prompt, 0)
-        target_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        model_image = model_image.repeat_interleave(results_made, 0)
+        target_prompts = [p for p in prompts for _ in range(results_made)]
         guidance = self._clip_guidance()
         target = guidance.prepare(target_prompts, device) if guidance is not None else None
         self._ranking = self._ranking_for(
@@ -451,12 +457,18 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         for negative in negative_prompts or []:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
-        for name in ("rank_border_weight", "restart_at"):
-            if settings[name] > 0 and self.clip_model is None:
-                raise ValueError(
-                    f"{name}={settings[name]} ranks results, which needs CLIP parts; load the pipeline with "
-                    "clip_model, clip_tokenizer and feature_extractor, or leave it at 0"
-                )
+        ranks = {
+            "rank_border_weight": settings["rank_border_weight"] > 0,
+            "restart_at": settings["restart_at"] > 0,
+            "rank_rivals": bool(settings["rank_rivals"]),
+            "candidates_per_result": settings["candidates_per_result"] > 1,
+        }
+        for name in (name for name, asked in ranks.items() if asked and self.clip_model is None):
+            unasked = "1" if name == "candidates_per_result" else "0" if name != "rank_rivals" else "''"
+            raise ValueError(
+                f"{name}={settings[name]!r} ranks results, which needs CLIP parts; load the pipeline with "
+                f"clip_model, clip_tokenizer and feature_extractor, or leave it at {unasked}"
+            )
         flow = (
             hasattr(self.scheduler, "scale_noise") or self.scheduler.config.get("prediction_type") == "flow_prediction"
         )

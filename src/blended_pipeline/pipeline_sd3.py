@@ -59,6 +59,8 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         scribble_strength: float = SCRIBBLE_STRENGTH,
         default_num_inference_steps: int = LATENT_DEFAULTS.num_inference_steps,
         default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
+        default_rank_rivals: str = LATENT_DEFAULTS.rank_rivals,
+        default_candidates_per_result: int = LATENT_DEFAULTS.candidates_per_result,
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
     ) -> None:
         DiffusionPipeline.__init__(self)  # the components differ from the base family's

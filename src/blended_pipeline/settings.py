@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Literal, get_args
+
+from blended_pipeline.rivals import rival_groups
 
 RankBy = Literal["masked", "whole", "both"]
 OutputType = Literal["pil", "np", "pt", "latent"]
@@ -66,8 +68,8 @@ class Setting:
     overrides it, because what works depends on the model. ``pipelines`` are the kinds whose ``__call__`` takes it
     (empty: the application's, e.g. the seed); ``argument`` renames it there per kind; ``call`` False marks a
     preset that the request turns into other settings (``fast``). ``per_edit``: a manifest line may set it;
-    ``page``: the page offers it, under that label. ``bounds`` is an interval
-    in the usual notation ("(0, 1]") or ">= 0"/">= 1".
+    ``page``: the page offers it, under that label. ``bounds`` is an interval in the usual notation ("(0, 1]") or
+    ">= 0"/">= 1"; ``validate(value, name)`` raises ``ValueError`` for a value it refuses.
     """
 
     name: str
@@ -86,6 +88,7 @@ class Setting:
     page: str | None = None
     accepts_callable: bool = False
     argument: Mapping[str, str] = field(default_factory=dict)
+    validate: Callable[[Any, str], Any] | None = None
 
     def default_for(self, kind: str) -> Any:
         """This setting's default for a pipeline of ``kind`` when the checkpoint names none."""
@@ -105,6 +108,8 @@ class Setting:
         name = name or self.name
         if value is None:  # not given: the default, or None where the setting is optional
             return
+        if self.validate is not None:
+            self.validate(value, name)
         if self.choices is not None:
             if value not in self.choices and not (self.accepts_callable and callable(value)):
                 extra = " or a callable (source, images, mask) -> (N,) losses" if self.accepts_callable else ""
@@ -188,6 +193,25 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--rank-border-weight",
         checkpoint="default_rank_border_weight",
         bounds=">= 0",
+    ),
+    Setting(
+        "rank_rivals",
+        "rank results down that CLIP also takes for the prompt with a name of a group swapped for another "
+        "(groups of names: 'circle,square,triangle;cat,dog')",
+        str,
+        "",
+        flag="--rank-rivals",
+        checkpoint="default_rank_rivals",
+        validate=rival_groups,
+    ),
+    Setting(
+        "candidates_per_result",
+        "make this many results for each one returned, and return the best (needs the CLIP parts to rank them)",
+        int,
+        1,
+        flag="--candidates",
+        checkpoint="default_candidates_per_result",
+        bounds=">= 1",
     ),
     Setting(
         "guidance_scale",

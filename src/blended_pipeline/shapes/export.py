@@ -23,6 +23,7 @@ from blended_pipeline.shapes.train_clip import build_clip
 from blended_pipeline.shapes.train_latent_unet import build_latent_scheduler, shapes_text_encoder
 from blended_pipeline.shapes.train_unet import build_unet
 from blended_pipeline.shapes.training_utils import load_state
+from blended_pipeline.shapes.world import SHAPES
 
 # The shapes model's strengths, chosen on tuning sets (docs/shapes.md, docs/applications.md). Its cosine schedule
 # keeps 39% of the input's amplitude at the paper's 0.75, where the asked blob often comes out misshapen; 17% at
@@ -42,6 +43,12 @@ SHAPES_RANK_BORDER_WEIGHT = 0.2
 SHAPES_RESTART_AT = 0.3
 LATENT_STRENGTH = 1.0  # chosen on a tuning set (docs/shapes.md): at 0.75 the scene's colours survive too well
 LATENT_SCRIBBLE_STRENGTH = 0.5
+# The latent world makes four candidates per result returned and ranks them against the other shapes of the asked
+# colour, in half the steps (which pays for the candidates): chosen on the hard edits' tuning set, judged on the
+# held-out set (docs/research-log.md, "More candidates, ranked against rival prompts").
+LATENT_STEPS = 25
+LATENT_CANDIDATES_PER_RESULT = 4
+LATENT_RANK_RIVALS = ",".join(SHAPES)
 
 
 def trained_unet(run: Path) -> UNet2DModel:
@@ -98,6 +105,9 @@ def export_latent(run: Path, out: Path, unet_dtype: torch.dtype = torch.float32)
         feature_extractor=CLIPImageProcessor.from_pretrained(checkpoint / "feature_extractor"),
         default_strength=LATENT_STRENGTH,
         scribble_strength=LATENT_SCRIBBLE_STRENGTH,
+        default_num_inference_steps=LATENT_STEPS,
+        default_rank_rivals=LATENT_RANK_RIVALS,
+        default_candidates_per_result=LATENT_CANDIDATES_PER_RESULT,
     )
     save(pipe, out)
 
