@@ -496,3 +496,10 @@ def test_latent_output_is_the_unprocessed_sample_at_the_unets_resolution(pipe, i
     out = fast_call(pipe, image, mask, output_type="latent", callback_on_step_end=keep_last)
     assert out.scores is None and out.images.shape == (2, 3, 16, 16)
     assert torch.equal(out.images, last["latents"])  # the final sample itself: not clamped, ranked or pasted
+
+
+def test_the_pixel_pipeline_returns_the_best_of_its_candidates(pipe, image, mask):
+    every = fast_call(pipe, image, mask, num_images_per_prompt=4, rank_rivals="ball,box")
+    best = fast_call(pipe, image, mask, num_images_per_prompt=2, candidates_per_result=2, rank_rivals="ball,box")
+    assert np.array_equal(best.images, every.images[:2])
+    assert best.scores == pytest.approx(every.scores[:2])

@@ -36,9 +36,11 @@ def latent_pipe(request) -> BlendedLatentDiffusionPipeline:
 
 
 def edit(pipe, image, mask, **options):
-    arguments = dict(num_inference_steps=8, num_images_per_prompt=2, generator=torch.Generator().manual_seed(0))
+    arguments = dict(
+        prompt="a red ball", num_inference_steps=8, num_images_per_prompt=2, generator=torch.Generator().manual_seed(0)
+    )
     arguments.update(options)
-    return pipe("a red ball", image, mask, **arguments)
+    return pipe(image=image, mask_image=mask, **arguments)
 
 
 def outside(mask: PIL.Image.Image) -> np.ndarray:
@@ -226,12 +228,40 @@ def test_rank_border_weight_marks_each_result_down_by_its_step_across_the_mask_e
     assert weighted.scores == sorted(weighted.scores, reverse=True)
 
 
-def test_rank_border_weight_without_clip_parts_is_refused_before_any_work(image, mask):
+@pytest.mark.parametrize(
+    "ranked", [dict(rank_border_weight=0.5), dict(candidates_per_result=2), dict(rank_rivals="ball,box")]
+)
+def test_ranking_settings_without_clip_parts_are_refused_before_any_work(image, mask, ranked):
     pipe = tiny_latent_pipeline(with_clip=False)
     calls = counting_unet_calls(pipe)
-    with pytest.raises(ValueError, match="needs CLIP parts"):
-        edit(pipe, image, mask, rank_border_weight=0.5)
+    with pytest.raises(ValueError, match=f"{next(iter(ranked))}=.* needs CLIP parts"):
+        edit(pipe, image, mask, **ranked)
     assert calls == []
+
+
+def test_each_edit_returns_the_best_of_its_candidates(latent_pipe, image, mask):
+    other = PIL.Image.fromarray(np.asarray(image)[::-1].copy())
+    prompts, images = ["a red ball", "a blue square"], [image, other]
+    every = edit(latent_pipe, images, mask, prompt=prompts, num_images_per_prompt=3)
+    best = edit(latent_pipe, images, mask, prompt=prompts, num_images_per_prompt=1, candidates_per_result=3)
+    assert [p.tobytes() for p in best.images] == [every.images[0].tobytes(), every.images[3].tobytes()]
+    assert best.scores == pytest.approx([every.scores[0], every.scores[3]])
+    assert best.settings["candidates_per_result"] == 3
+
+
+def test_rank_rivals_reach_the_ranking_and_move_every_score(latent_pipe, image, mask):
+    plain = edit(latent_pipe, image, mask, num_images_per_prompt=3)
+    rivalled = edit(latent_pipe, image, mask, num_images_per_prompt=3, rank_rivals="ball,box,cube;red,blue")
+    guidance, rivals = latent_pipe.ranking.guidance, latent_pipe.ranking.rivals
+    rounds = [["a red box"] * 3, ["a red cube"] * 3, ["a blue ball"] * 3]
+    assert [t.input_ids.tolist() for t in rivals.targets] == [
+        guidance.prepare(r, "cpu").input_ids.tolist() for r in rounds
+    ]
+    assert rivals.present.tolist() == [True] * 3
+    plain_score = {p.tobytes(): score for p, score in zip(plain.images, plain.scores, strict=True)}
+    assert set(plain_score) == {p.tobytes() for p in rivalled.images}  # the same results
+    assert all(plain_score[p.tobytes()] != s for p, s in zip(rivalled.images, rivalled.scores, strict=True))
+    assert rivalled.scores == sorted(rivalled.scores, reverse=True)
 
 
 def test_prompt_lists_edit_each_image_and_negative_prompts_are_taken(latent_pipe, image, mask):
@@ -272,6 +302,9 @@ def counting_unet_calls(pipe) -> list:
         (dict(prompt=""), ValueError, "prompt is empty"),
         (dict(num_inference_steps=5000), ValueError, r"more than the (100|1000) timesteps"),
         (dict(rank_border_weight=-1.0), ValueError, "rank_border_weight must be >= 0"),
+        (dict(candidates_per_result=0), ValueError, "candidates_per_result must be an integer >= 1"),
+        (dict(rank_rivals="ball"), ValueError, "rank_rivals 'ball': each group needs two or more distinct names"),
+        (dict(candidates_per_result=2, output_type="latent"), ValueError, "output_type='latent' returns the samples"),
     ],
 )
 def test_bad_inputs_are_refused_before_any_work(latent_pipe, image, mask, change, error, message):

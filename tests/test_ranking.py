@@ -9,7 +9,7 @@ import torch
 from helpers import StepLatents, another_tiny_clip, fast_call
 
 from blended_pipeline import CLIPGuidance
-from blended_pipeline.ranking import Ranking, rank
+from blended_pipeline.ranking import RIVAL_WEIGHT, Ranking, Rivals, rank
 from blended_pipeline.settings import DEFAULTS
 
 
@@ -133,3 +133,31 @@ def test_a_ranking_clip_of_another_image_size_is_refused(pipe):
     larger = another_tiny_clip(image_size=32)
     with pytest.raises(ValueError, match="ranking_clip_model's image_size is 32, clip_model's 16"):
         BlendedDiffusionPipeline(**{**pipe.components, "ranking_clip_model": larger})
+
+
+class ByPromptChannel:
+    """A guidance whose score toward a prompt is the mean of the channel the prompt names (red, green, blue)."""
+
+    channels = ("red", "green", "blue")
+
+    def prepare(self, prompts, device):
+        return torch.tensor([self.channels.index(p.split()[-1]) for p in prompts])
+
+    def score(self, x, target):
+        return x[torch.arange(x.shape[0]), target].mean(dim=(1, 2))
+
+
+def test_rivals_mark_a_result_down_by_half_its_best_score_for_a_rival_prompt():
+    guidance, mask = ByPromptChannel(), torch.ones(1, 1, 2, 2)
+    x = torch.zeros(3, 3, 2, 2)
+    x[0, 0] = 0.6  # red only
+    x[1, 0], x[1, 2] = 0.8, 0.8  # as red, and as blue
+    x[2, 0], x[2, 1] = 0.7, 0.1
+    target, rounds = guidance.prepare(["a red"] * 3, "cpu"), [["a green"] * 3, ["a blue"] * 3]
+    rivals = Rivals(tuple(guidance.prepare(r, "cpu") for r in rounds), torch.tensor([True] * 3))
+    assert rank(guidance, x, mask, target, "whole")[0].tolist() == [1, 2, 0]
+    order, scores = rank(guidance, x, mask, target, "whole", rivals=rivals)
+    assert order.tolist() == [2, 0, 1]
+    assert scores.tolist() == pytest.approx([0.7 - RIVAL_WEIGHT * 0.1, 0.6, 0.8 - RIVAL_WEIGHT * 0.8])
+    unrivalled = Rivals(rivals.targets, torch.tensor([False] * 3))
+    assert rank(guidance, x, mask, target, "whole", rivals=unrivalled)[0].tolist() == [1, 2, 0]
