@@ -22,7 +22,12 @@ from diffusers import (
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from helpers import another_tiny_clip, tiny_latent_pipeline, tiny_unet
 
-from blended_pipeline import BlendedLatentDiffusionPipeline, RestartFromBestCallback, ShrinkingMaskBlendCallback
+from blended_pipeline import (
+    BlendedLatentDiffusionPipeline,
+    RestartFromBestCallback,
+    ShrinkingMaskBlendCallback,
+    pipeline_latent,
+)
 from blended_pipeline.reconstruction import fit_decoder
 from blended_pipeline.region import latent_region_mask
 
@@ -200,13 +205,10 @@ def test_results_are_ranked_as_returned_whatever_the_decoder_makes_outside_the_m
     options = {"num_images_per_prompt": 3, "rank_by": "both", "output_type": "np", "crop_margin": 1.0}  # room around
     plain = edit(pipe, image, mask, **options)
     decode = pipe._decode
+    far = 1 - torch.nn.functional.max_pool2d(pipe.ranking.mask, 5, stride=1, padding=2)  # beyond the paste's resampling
 
-    def drifting(latents, source=None, mask=None, reconstruction="paste"):  # drifts off the input, away from the mask
-        pixels = decode(latents, source, mask, reconstruction)
-        if mask is None:
-            return pixels
-        far = 1 - torch.nn.functional.max_pool2d(mask, 5, stride=1, padding=2)  # beyond the paste's resampling
-        return pixels * (1 - far) - far
+    def drifting(*arguments):  # drifts off the input, away from the mask
+        return decode(*arguments) * (1 - far) - far
 
     pipe._decode = drifting
     drifted = edit(pipe, image, mask, **options)
@@ -477,3 +479,14 @@ def test_fp16_autocast_runs_a_force_upcast_vae_in_float32(latent_pipe, image, ma
     out = edit(latent_pipe, image, mask, mixed_precision="fp16", num_inference_steps=2)
     assert seen and set(seen) == {(torch.float32, False)}
     assert np.array_equal(np.asarray(out.images[0])[outside(mask)], np.asarray(image)[outside(mask)])
+
+
+def test_with_candidates_only_the_results_returned_fit_a_decoder(image, mask, monkeypatch):
+    pipe, fits = tiny_latent_pipeline(), []
+    monkeypatch.setattr(pipeline_latent, "fit_decoder", lambda *a, **k: fits.append(1) or fit_decoder(*a, **k))
+    fitted = edit(pipe, image, mask, candidates_per_result=3, reconstruction="decoder")
+    pasted = edit(pipe, image, mask, candidates_per_result=3)
+    assert len(fits) == len(fitted.images) == 2
+    assert fitted.scores == pasted.scores  # ranked as the plain decoder shows them, pasted
+    for returned, as_pasted in zip(fitted.images, pasted.images, strict=True):
+        assert (np.asarray(returned) == np.asarray(as_pasted))[outside(mask)].all()

@@ -321,18 +321,21 @@ class BlendedPipelineMixin:
         settings: CallSettings,
         return_dict: bool,
         exact: bool = True,
+        reconstruct: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> BlendedPipelineOutput | tuple:
         """Each edit's results (in [-1, 1], at the model's resolution) ranked as they are returned when there is a
-        ranking, the best ``num_images_per_prompt`` of each edit's kept, then back in each input's size with the
-        input's exact pixels outside the mask (not ``exact``: over their whole crop)."""
+        ranking, the best ``num_images_per_prompt`` of each edit's kept (``reconstruct``: made again from those rows'
+        indices, in the same order), then back in each input's size with the input's exact pixels outside the mask
+        (not ``exact``: over their whole crop)."""
         made, returned = settings.results_made, settings.num_images_per_prompt
         order, scores = torch.arange(results.shape[0], device=results.device), None
         if self._ranking is not None:
             with self._autocast(settings.mixed_precision, results.device):
                 order, ranked_scores = self._ranking.of_results(results)
             scores = [float(s) for s in ranked_scores.view(-1, made)[:, :returned].flatten()]
+        kept = order.view(-1, made)[:, :returned].flatten()
+        ranked = (results[kept] if reconstruct is None else reconstruct(kept)).split(returned)
         self.maybe_free_model_hooks()
-        ranked = [group[:returned] for group in results[order].split(made)]
         outputs = self._pasted_output(regions, ranked, sources, settings["output_type"], exact)
         if not return_dict:
             return outputs, scores

@@ -197,7 +197,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             latent_mask: how the mask reaches latent resolution: "conservative" (a latent cell is edited if any
                 of its pixels is) or "nearest" (Blended Latent Diffusion's resize and threshold).
             reconstruction: "paste" (decode, then paste the input outside the mask) or "decoder" (first fit a
-                copy of the decoder per result so that it decodes the input outside the mask: a smaller seam);
+                copy of the decoder per result returned so that it decodes the input outside the mask: a smaller
+                seam; the results are ranked as the plain decoder shows them, pasted, so that only those returned
+                are fitted);
                 "none" returns the decoder's pixels as they are, outside the mask too (diffusers' inpaint
                 pipelines' output: for comparisons).
             blend: blend with the noised input latents after every step; False runs plain img2img in the crop.
@@ -279,14 +281,20 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             prompt_embeds=conditioning["encoder_hidden_states"],
         )
 
-        # 4. Decode (with a decoder fitted to the input's background, when asked); rank each edit's results, then
-        #    back to each input's size with its exact pixels outside the mask.
+        # 4. Decode; rank each edit's results and keep its best (each decoded again by a decoder fitted to the
+        #    input's background, when asked), then back to each input's size with its exact pixels outside the mask.
         if settings.output_type == "latent":
             return self._latent_output(latents, settings, return_dict)
         with self._autocast(precision, device):
-            results = self._decode(latents, model_image, model_mask, settings.reconstruction).clamp(-1, 1)
+            results = self._decode(latents).clamp(-1, 1)
+
+        def fitted(rows: torch.Tensor) -> torch.Tensor:
+            with self._autocast(precision, device):
+                return self._decode(latents[rows], model_image[rows], model_mask[rows], "decoder").clamp(-1, 1)
+
         exact = settings.reconstruction != "none"
-        return self._ranked_output(results, regions, sources, settings, return_dict, exact)
+        reconstruct = fitted if settings.reconstruction == "decoder" else None
+        return self._ranked_output(results, regions, sources, settings, return_dict, exact, reconstruct)
 
     @property
     def guidance_scale(self) -> float:
