@@ -24,7 +24,8 @@ optimised rather than the plain view; and "similarity", how alike CLIP finds the
 (a result that continues what was there is not the edit asked for). ``--search`` adds the weights of a grid that
 do best on the given results: chosen on one set, they are to be checked on another. "any" is the share of edits
 with at least one accepted result: no ranking of these results can do better. ``--ranking-clip DIR`` scores with
-another CLIP, as a pipeline with that ``ranking_clip_model`` ranks.
+another CLIP, as a pipeline with that ``ranking_clip_model`` ranks. Neither command applies rival prompts
+(``rank_rivals``): a checkpoint that names them ranks otherwise than "shipped" here.
 """
 
 from __future__ import annotations

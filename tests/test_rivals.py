@@ -15,7 +15,7 @@ def test_groups_are_read_as_written_and_none_from_an_empty_string():
     assert rival_groups("") == rival_groups("  ") == ()
 
 
-@pytest.mark.parametrize("text", ["cat", "cat,cat", "cat,,dog", "cat,dog;", ";cat,dog", 3])
+@pytest.mark.parametrize("text", ["cat", "cat,cat", "Cat,cat", "cat,,dog", "cat,dog;", ";cat,dog", 3])
 def test_a_group_needs_two_distinct_names(text):
     with pytest.raises(ValueError, match="rank_rivals .*(two or more distinct names|must be a string)"):
         rival_groups(text)
@@ -25,6 +25,7 @@ def test_a_prompt_is_rivalled_by_each_other_name_of_a_group_it_names_as_a_word()
     assert rival_prompts("a green triangle", SHAPES) == ["a green circle", "a green square"]
     assert rival_prompts("A Square box", SHAPES) == ["A circle box", "A triangle box"]
     assert rival_prompts("two triangles", SHAPES) == []  # a whole word only
+    assert rival_prompts("a cat", rival_groups(r"cat,d\1og")) == [r"a d\1og"]  # names are not patterns
     assert rival_prompts("a dog by a triangle", rival_groups("cat,dog;square,triangle")) == [
         "a cat by a triangle",
         "a dog by a square",

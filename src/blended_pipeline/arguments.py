@@ -55,7 +55,7 @@ def add_setting_option(parser: argparse.ArgumentParser, setting: Setting) -> Non
     else:
         default = setting.default
     if setting.checkpoint:
-        help_text += f" (default: the checkpoint's {setting.checkpoint}, else {default})"
+        help_text += f" (default: the checkpoint's {setting.checkpoint}, else {default if default != '' else 'none'})"
     elif default is not None and setting.type is not bool:
         help_text += f" (default {default})"
     options: dict[str, Any] = dict(dest=setting.name, default=None, help=help_text.replace("%", "%%"))

@@ -106,10 +106,13 @@ def run(args: argparse.Namespace) -> int:
         planned = request.planned_settings(pipe)
         steps, strength = planned["num_inference_steps"], planned["strength"]
         run_steps = steps_run(steps, strength)
+        returned = planned["num_images_per_prompt"]
+        made = returned * planned["candidates_per_result"]
+        results = f"{returned} results" if made == returned else f"the best {returned} of {made} results"
         say(
             args,
             f"editing to {request.prompt!r}: {run_steps} of {steps} steps, the first {steps - run_steps} skipped at "
-            f"strength {strength:g} ({request.strength_source()}); {planned['num_images_per_prompt']} results",
+            f"strength {strength:g} ({request.strength_source()}); {results}",
         )
         result = run_edit(pipe, request, inputs)
         record = result.record(args.model, args.ranking_clip)

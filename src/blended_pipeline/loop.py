@@ -162,9 +162,15 @@ class BlendedPipelineMixin:
 
     def _settings(self, arguments: dict[str, Any]) -> CallSettings:
         """The call's settings, each not given taking the checkpoint's default (``model_index.json``) or the
-        table's, mixed precision the pipeline's own (``prepare_with``); checked against the table."""
+        table's, mixed precision the pipeline's own (``prepare_with``); checked against the table. A checkpoint's
+        candidates and rivals give way where nothing is ranked (no CLIP parts, or latents asked for): a default
+        must not make a plain call fail."""
         settings = CallSettings(resolve_settings(self.kind, self.config, arguments))
         settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
+        unranked = self.clip_model is None or settings.output_type == "latent"
+        for name, off in (("candidates_per_result", 1), ("rank_rivals", "")):
+            if unranked and arguments.get(name) is None:  # a checkpoint's default, where nothing is ranked
+                settings[name] = off
         check_settings(**settings)
         return settings
 
@@ -227,7 +233,7 @@ class BlendedPipelineMixin:
         if settings.candidates_per_result > 1 and settings.output_type == "latent":
             raise ValueError(
                 f"candidates_per_result={settings.candidates_per_result} returns the best results, and "
-                "output_type='latent' returns the samples unranked; leave it at 1 for latents"
+                "output_type='latent' returns the samples unranked; pass candidates_per_result=1 for latents"
             )
         self.check_scheduler(self.scheduler)
 

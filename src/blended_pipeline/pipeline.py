@@ -159,7 +159,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 ``default_num_inference_steps``.
             strength: fraction of the schedule run, starting from the input noised to that level (1.0 = pure noise);
                 default: the checkpoint's ``default_strength``.
-            num_images_per_prompt: results to generate per edit, and rank.
+            num_images_per_prompt: results to return per edit, ranked.
             clip_guidance_scale: weight of ``D_CLIP``, averaged over the augmented views.
             num_augmentations: views per result given to CLIP (the first untransformed).
             guidance_every: guide every ``k``-th step (the first included); the steps between take the UNet's
@@ -211,9 +211,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             eta: DDIM's stochasticity (0 deterministic, 1 as much noise as DDPM); schedulers without it ignore it.
             mixed_precision: "bf16" or "fp16" runs the UNet and CLIP under autocast; default: the pipeline's
                 ``default_mixed_precision`` (set by ``prepare_with(accelerator)``), else "no".
-            generator: one generator for the whole batch, or one per result (edit-major: the first
-                ``num_images_per_prompt`` serve the first edit, and so on). With one per result, each edit's
-                results equal those of a call for that edit alone with its generators.
+            generator: one generator for the whole batch, or one per result made (edit-major: the first
+                ``num_images_per_prompt * candidates_per_result`` serve the first edit, and so on). With one per
+                result, each edit's results equal those of a call for that edit alone with its generators.
             output_type: "pil", "np" (floats in [0, 1], (n, H, W, 3)) or "pt" ((n, 3, H, W) in [0, 1]); "np" and
                 "pt" need every input of one size. "latent": the final samples at the UNet's resolution, in
                 generation order (not ranked, not pasted), scores None.

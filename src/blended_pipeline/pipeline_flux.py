@@ -93,7 +93,7 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         return {**arguments, "sigmas": np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)}
 
     def _prompt_conditioning(
-        self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
+        self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
         """T5's token embeddings, CLIP's pooled output, the text's (zero) position ids and the image patches'
         positions, one row per result."""
@@ -104,8 +104,8 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         embeddings = t5_states(self.tokenizer_2, self.text_encoder_2, prompts, device, T5_TOKENS)
         rows, columns = (side // self.vae_scale_factor // 2 for side in self._model_resolution())
         return {
-            "encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0),
-            "pooled_projections": pooled.repeat_interleave(num_images_per_prompt, 0),
+            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0),
+            "pooled_projections": pooled.repeat_interleave(rows_per_prompt, 0),
             "txt_ids": torch.zeros(embeddings.shape[1], 3, device=device, dtype=self.text_encoder.dtype),
             "img_ids": _patch_positions(rows, columns, embeddings),
         }

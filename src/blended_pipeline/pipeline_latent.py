@@ -27,6 +27,7 @@ from blended_pipeline.loop import (
 )
 from blended_pipeline.reconstruction import fit_decoder
 from blended_pipeline.region import latent_region_mask
+from blended_pipeline.rivals import rival_groups
 from blended_pipeline.settings import (
     LATENT_DEFAULTS,
     SCRIBBLE_STRENGTH,
@@ -198,8 +199,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 of its pixels is) or "nearest" (Blended Latent Diffusion's resize and threshold).
             reconstruction: "paste" (decode, then paste the input outside the mask) or "decoder" (first fit a
                 copy of the decoder per result returned so that it decodes the input outside the mask: a smaller
-                seam; the results are ranked as the plain decoder shows them, pasted, so that only those returned
-                are fitted);
+                seam; with more candidates than results they are ranked, and scored, as the plain decoder shows
+                them, pasted, so that only those returned are fitted);
                 "none" returns the decoder's pixels as they are, outside the mask too (diffusers' inpaint
                 pipelines' output: for comparisons).
             blend: blend with the noised input latents after every step; False runs plain img2img in the crop.
@@ -281,20 +282,23 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             prompt_embeds=conditioning["encoder_hidden_states"],
         )
 
-        # 4. Decode; rank each edit's results and keep its best (each decoded again by a decoder fitted to the
-        #    input's background, when asked), then back to each input's size with its exact pixels outside the mask.
+        # 4. Decode (with a decoder fitted to the input's background, when asked: for the best candidates only);
+        #    rank each edit's results and keep its best, then back to each input's size, exact outside the mask.
         if settings.output_type == "latent":
             return self._latent_output(latents, settings, return_dict)
+        fit_later = settings.reconstruction == "decoder" and settings.candidates_per_result > 1
         with self._autocast(precision, device):
-            results = self._decode(latents).clamp(-1, 1)
+            made = "paste" if fit_later else settings.reconstruction
+            results = self._decode(latents, model_image, model_mask, made).clamp(-1, 1)
 
         def fitted(rows: torch.Tensor) -> torch.Tensor:
             with self._autocast(precision, device):
                 return self._decode(latents[rows], model_image[rows], model_mask[rows], "decoder").clamp(-1, 1)
 
         exact = settings.reconstruction != "none"
-        reconstruct = fitted if settings.reconstruction == "decoder" else None
-        return self._ranked_output(results, regions, sources, settings, return_dict, exact, reconstruct)
+        return self._ranked_output(
+            results, regions, sources, settings, return_dict, exact, fitted if fit_later else None
+        )
 
     @property
     def guidance_scale(self) -> float:
@@ -439,15 +443,16 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         return list(negative_prompt)
 
     def _prompt_conditioning(
-        self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
+        self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
-        """The denoiser's keyword arguments for classifier-free guidance, rows [negatives, prompts], one per result:
-        here the text encoder's last hidden states (a family with more encoders overrides this)."""
+        """The denoiser's keyword arguments for classifier-free guidance, rows [negatives, prompts], each repeated
+        ``rows_per_prompt`` times (one per result made): here the text encoder's last hidden states (a family with
+        more encoders overrides this)."""
         texts = [*(negatives or [""] * len(prompts)), *prompts]
         length = self.tokenizer.model_max_length
         tokens = self.tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         embeddings = self.text_encoder(tokens.input_ids.to(device)).last_hidden_state
-        return {"encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0).to(self.denoiser.dtype)}
+        return {"encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0).to(self.denoiser.dtype)}
 
     def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
         """The denoiser's output for ``sample`` (scaled for the scheduler, in the denoiser's dtype) at ``t``."""
@@ -465,18 +470,14 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         for negative in negative_prompts or []:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
-        ranks = {
-            "rank_border_weight": settings["rank_border_weight"] > 0,
-            "restart_at": settings["restart_at"] > 0,
-            "rank_rivals": bool(settings["rank_rivals"]),
-            "candidates_per_result": settings["candidates_per_result"] > 1,
-        }
-        for name in (name for name, asked in ranks.items() if asked and self.clip_model is None):
-            unasked = "1" if name == "candidates_per_result" else "0" if name != "rank_rivals" else "''"
-            raise ValueError(
-                f"{name}={settings[name]!r} ranks results, which needs CLIP parts; load the pipeline with "
-                f"clip_model, clip_tokenizer and feature_extractor, or leave it at {unasked}"
-            )
+        off = {"rank_border_weight": 0, "restart_at": 0, "rank_rivals": "", "candidates_per_result": 1}
+        for name, value in off.items():
+            asked = bool(rival_groups(settings[name])) if name == "rank_rivals" else settings[name] != value
+            if asked and self.clip_model is None:
+                raise ValueError(
+                    f"{name}={settings[name]!r} ranks results, which needs CLIP parts; load the pipeline with "
+                    f"clip_model, clip_tokenizer and feature_extractor, or pass {name}={value!r}"
+                )
         flow = (
             hasattr(self.scheduler, "scale_noise") or self.scheduler.config.get("prediction_type") == "flow_prediction"
         )

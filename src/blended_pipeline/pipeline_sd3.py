@@ -68,7 +68,7 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         self._register(locals())
 
     def _prompt_conditioning(
-        self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
+        self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
         """CLIP's and T5's token embeddings one after the other (CLIP's zero-padded to T5's width) and both CLIP
         encoders' pooled projections, rows [negatives, prompts]."""
@@ -82,8 +82,8 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         t5 = self._t5_embeddings(texts, device, clip.dtype)
         embeddings = torch.cat([F.pad(clip, (0, t5.shape[-1] - clip.shape[-1])), t5], dim=-2)
         return {
-            "encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0),
-            "pooled_projections": torch.cat(pooled, dim=-1).repeat_interleave(num_images_per_prompt, 0),
+            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0),
+            "pooled_projections": torch.cat(pooled, dim=-1).repeat_interleave(rows_per_prompt, 0),
         }
 
     def _t5_embeddings(self, texts: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -73,7 +73,7 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
         self._register(locals())
 
     def _prompt_conditioning(
-        self, prompts: list[str], negatives: list[str] | None, num_images_per_prompt: int, device: torch.device
+        self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
         """Both encoders' penultimate hidden states side by side, the second's pooled projection and the time ids,
         rows [negatives, prompts]; no negative prompt gives zeros where the checkpoint asks for them."""
@@ -82,13 +82,13 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
             negative, negative_pooled = torch.zeros_like(embeddings), torch.zeros_like(pooled)
         else:
             negative, negative_pooled = self._encoded(negatives or [""] * len(prompts), device)
-        rows = len(prompts) * num_images_per_prompt
+        rows = len(prompts) * rows_per_prompt
         embeddings = torch.cat([negative, embeddings]).to(self.text_encoder_2.dtype)
         time_ids = torch.tensor(self._time_ids(), dtype=embeddings.dtype, device=device)
         return {
-            "encoder_hidden_states": embeddings.repeat_interleave(num_images_per_prompt, 0),
+            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0),
             "added_cond_kwargs": {
-                "text_embeds": torch.cat([negative_pooled, pooled]).repeat_interleave(num_images_per_prompt, 0),
+                "text_embeds": torch.cat([negative_pooled, pooled]).repeat_interleave(rows_per_prompt, 0),
                 "time_ids": time_ids.repeat_interleave(rows, 0),
             },
         }

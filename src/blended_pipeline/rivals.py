@@ -17,14 +17,14 @@ RivalGroups = tuple[tuple[str, ...], ...]
 def rival_groups(text: str, name: str = "rank_rivals") -> RivalGroups:
     """The groups of ``text``: groups separated by ";", the names of a group by ","; "" gives none.
 
-    Raises ``ValueError`` (calling the setting ``name``) for a group of fewer than two distinct names, or an empty
-    name."""
+    Raises ``ValueError`` (calling the setting ``name``) for a group of fewer than two names distinct in any case,
+    or an empty name."""
     if not isinstance(text, str):
         raise ValueError(f"{name} must be a string of name groups, e.g. 'circle,square,triangle', got {text!r}")
     groups = []
     for part in text.split(";") if text.strip() else []:
-        names = tuple(name.strip() for name in part.split(","))
-        if any(not name for name in names) or len(set(names)) < 2:
+        names = tuple(word.strip() for word in part.split(","))
+        if any(not word for word in names) or len({word.casefold() for word in names}) < 2:
             raise ValueError(
                 f"{name} {text!r}: each group needs two or more distinct names separated by commas, groups "
                 "separated by semicolons, e.g. 'circle,square,triangle;cat,dog'"
@@ -41,7 +41,7 @@ def rival_prompts(prompt: str, groups: RivalGroups) -> list[str]:
         for name in group:
             pattern = re.compile(rf"\b{re.escape(name)}\b", re.IGNORECASE)
             if pattern.search(prompt):
-                rivals += [pattern.sub(other, prompt) for other in group if other != name]
+                rivals += [pattern.sub(lambda _, other=other: other, prompt) for other in group if other != name]
                 break
     return rivals
 

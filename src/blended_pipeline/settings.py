@@ -154,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
         page="steps",
     ),
     Setting(
-        "num_images_per_prompt", "results to generate and rank", int, 4, flag="--samples", bounds=">= 1", page="samples"
+        "num_images_per_prompt", "results to return, ranked", int, 4, flag="--samples", bounds=">= 1", page="samples"
     ),
     Setting(
         "mask_blur",
