@@ -17,6 +17,7 @@ LAYERS = {
         "guidance",
         "augment",
         "ranking",
+        "rivals",
         "restart",
         "reconstruction",
         "image_io",
