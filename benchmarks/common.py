@@ -293,7 +293,10 @@ def seconds_per_step(
 ) -> dict[str, float]:
     """Each pipeline's seconds per denoising step: ``runs[name](count)`` is a call of ``count`` steps; every call
     runs ``repeats`` times at both step counts, alternating, and the difference of the medians over the difference
-    of the steps drops the fixed costs (prompt encoding, the VAE, the paste)."""
+    of the steps drops the fixed costs (prompt encoding, the VAE, the paste). Each runs once untimed first, so that
+    first-call costs (lazy set-up, the allocator) do not fall on one step count."""
+    for run in runs.values():
+        run(steps[0])()
     times = {name: {count: [] for count in steps} for name in runs}
     for _ in range(repeats):
         for count in steps:

@@ -165,7 +165,7 @@ def main() -> None:
     pipe, settings = load_for_edits(args.model, args.smoke)
     settings.update(dict(args.setting))
     peer = diffusers_peer(pipe)
-    edits, steps, repeats = (1, (2, 3), 1) if args.smoke else (args.edits, (10, 50), args.repeats)
+    edits, steps, repeats = (1, (2, 4), 1) if args.smoke else (args.edits, (10, 50), args.repeats)
     seed = EDIT_SETS[args.edit_set]
     cases = {**hard_edit_cases(seed, edits, 32), "standard": edit_cases(seed, edits, 32)}
     results = {
