@@ -195,14 +195,15 @@ def tiny_sdxl_parts(refiner: bool = False) -> dict:
     )
 
 
-def tiny_latent_pipeline(with_clip: bool = True, family: str = "sd"):
-    """A latent pipeline of ``family`` (``TINY_PARTS``: sd, sdxl, sd3, flux) on tiny random components."""
+def tiny_latent_pipeline(with_clip: bool = True, family: str = "sd", **config):
+    """A latent pipeline of ``family`` (``TINY_PARTS``: sd, sdxl, sd3, flux) on tiny random components, with a
+    checkpoint's ``config`` (``default_...``) if given."""
     from blended_pipeline.families import latent_pipeline_class
 
     parts = TINY_PARTS[family]()
     if not with_clip:
         parts.update(clip_model=None, clip_tokenizer=None, feature_extractor=None)
-    pipe = latent_pipeline_class(family)(**parts)
+    pipe = latent_pipeline_class(family)(**parts, **config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

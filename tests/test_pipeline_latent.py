@@ -494,14 +494,10 @@ def test_with_candidates_only_the_results_returned_fit_a_decoder(image, mask, mo
 
 def test_a_checkpoints_candidates_and_rivals_give_way_where_nothing_is_ranked(image, mask):
     defaults = dict(default_candidates_per_result=3, default_rank_rivals="ball,box")
-    pipe = tiny_latent_pipeline()
-    pipe = type(pipe)(**pipe.components, **defaults)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = tiny_latent_pipeline(**defaults)
     latents = edit(pipe, image, mask, output_type="latent")
     assert latents.images.shape[0] == 2 and latents.settings["candidates_per_result"] == 1
-    without_clip = tiny_latent_pipeline(with_clip=False)
-    without_clip = type(without_clip)(**without_clip.components, **defaults)
-    without_clip.set_progress_bar_config(disable=True)
+    without_clip = tiny_latent_pipeline(with_clip=False, **defaults)
     out = edit(without_clip, image, mask)
     assert len(out.images) == 2 and out.scores is None
     assert (out.settings["candidates_per_result"], out.settings["rank_rivals"]) == (1, "")

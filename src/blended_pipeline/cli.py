@@ -40,7 +40,7 @@ from blended_pipeline.loading import (
 )
 from blended_pipeline.output import OutputSet
 from blended_pipeline.request import EditRequest, run_edit
-from blended_pipeline.settings import BY_NAME, InputWarning, UsageError, check_settings, steps_run
+from blended_pipeline.settings import BY_NAME, InputWarning, UsageError, check_settings, results_made, steps_run
 
 INTERRUPTED = 130  # the shell's status for a command stopped by SIGINT
 NAMES = {**FLAGS, "image": "--image", "mask": "--mask", "scribble": "--scribble", "extend": "--extend"}
@@ -106,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
         planned = request.planned_settings(pipe)
         steps, strength = planned["num_inference_steps"], planned["strength"]
         run_steps = steps_run(steps, strength)
-        returned = planned["num_images_per_prompt"]
-        made = returned * planned["candidates_per_result"]
+        returned, made = planned["num_images_per_prompt"], results_made(planned)
         results = f"{returned} results" if made == returned else f"the best {returned} of {made} results"
         say(
             args,

@@ -34,12 +34,14 @@ from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
     BY_ARGUMENT,
     BY_CHECKPOINT,
+    BY_NAME,
     MixedPrecision,
     OutputType,
     check_image_size,
     check_prompt,
     check_settings,
     resolve_settings,
+    results_made,
     steps_run,
 )
 
@@ -72,8 +74,8 @@ class CallSettings(dict):
 
     @property
     def results_made(self) -> int:
-        """Results made per edit: ``candidates_per_result`` for each of the ``num_images_per_prompt`` returned."""
-        return self["num_images_per_prompt"] * self["candidates_per_result"]
+        """``settings.results_made`` of these settings."""
+        return results_made(self)
 
 
 def call_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -168,9 +170,9 @@ class BlendedPipelineMixin:
         settings = CallSettings(resolve_settings(self.kind, self.config, arguments))
         settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
         unranked = self.clip_model is None or settings.output_type == "latent"
-        for name, off in (("candidates_per_result", 1), ("rank_rivals", "")):
+        for name in ("candidates_per_result", "rank_rivals"):
             if unranked and arguments.get(name) is None:  # a checkpoint's default, where nothing is ranked
-                settings[name] = off
+                settings[name] = BY_NAME[name].default_for(self.kind)
         check_settings(**settings)
         return settings
 
@@ -256,7 +258,8 @@ class BlendedPipelineMixin:
         if guidance is None:
             return None
         rounds, present = rival_rounds(prompts, rival_groups(settings.rank_rivals))
-        rivals = Rivals(tuple(guidance.prepare(r, image.device) for r in rounds), torch.tensor(present))
+        targets = tuple(guidance.prepare(r, image.device) for r in rounds)
+        rivals = Rivals(targets, torch.tensor(present)) if rounds else None
         pasted = settings.get("reconstruction") != "none"
         return Ranking(
             guidance,

@@ -288,8 +288,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             return self._latent_output(latents, settings, return_dict)
         fit_later = settings.reconstruction == "decoder" and settings.candidates_per_result > 1
         with self._autocast(precision, device):
-            made = "paste" if fit_later else settings.reconstruction
-            results = self._decode(latents, model_image, model_mask, made).clamp(-1, 1)
+            decoded_as = "paste" if fit_later else settings.reconstruction
+            results = self._decode(latents, model_image, model_mask, decoded_as).clamp(-1, 1)
 
         def fitted(rows: torch.Tensor) -> torch.Tensor:
             with self._autocast(precision, device):
@@ -470,8 +470,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         for negative in negative_prompts or []:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
-        off = {"rank_border_weight": 0, "restart_at": 0, "rank_rivals": "", "candidates_per_result": 1}
-        for name, value in off.items():
+        for name in ("rank_border_weight", "restart_at", "rank_rivals", "candidates_per_result"):
+            value = getattr(LATENT_DEFAULTS, name)  # the table's: nothing ranked
             asked = bool(rival_groups(settings[name])) if name == "rank_rivals" else settings[name] != value
             if asked and self.clip_model is None:
                 raise ValueError(

@@ -516,6 +516,11 @@ def scheduler_class(name: str) -> type:
     return getattr(diffusers, SCHEDULERS[name])
 
 
+def results_made(settings: Mapping[str, Any]) -> int:
+    """Results a call makes per edit: ``candidates_per_result`` for each of the ``num_images_per_prompt`` returned."""
+    return settings["num_images_per_prompt"] * settings["candidates_per_result"]
+
+
 def steps_run(num_inference_steps: int, strength: float) -> int:
     """How many of the schedule's steps a call runs: the last ``int(num_inference_steps * strength)``."""
     return int(num_inference_steps * strength)
