@@ -25,6 +25,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from blended_pipeline.blending import BlendCallback
+from blended_pipeline.denoiser_vote import reranked, vote_pool
 from blended_pipeline.guidance import Guidance
 from blended_pipeline.image_io import ImageInput, load_mask, load_source, to_output
 from blended_pipeline.ranking import Ranking, Rivals
@@ -170,8 +171,8 @@ class BlendedPipelineMixin:
         settings = CallSettings(resolve_settings(self.kind, self.config, arguments))
         settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
         unranked = self.clip_model is None or settings.output_type == "latent"
-        for name in ("candidates_per_result", "rank_rivals"):
-            if unranked and arguments.get(name) is None:  # a checkpoint's default, where nothing is ranked
+        for name in ("candidates_per_result", "rank_rivals", "rank_denoiser_weight"):
+            if unranked and name in settings and arguments.get(name) is None:  # a checkpoint's, nothing ranked
                 settings[name] = BY_NAME[name].default_for(self.kind)
         check_settings(**settings)
         return settings
@@ -331,16 +332,23 @@ class BlendedPipelineMixin:
         return_dict: bool,
         exact: bool = True,
         reconstruct: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        vote: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> BlendedPipelineOutput | tuple:
         """Each edit's results (in [-1, 1], at the model's resolution) ranked as they are returned when there is a
-        ranking, the best ``num_images_per_prompt`` of each edit's kept (``reconstruct``: made again from those rows'
-        indices, in the same order), then back in each input's size with the input's exact pixels outside the mask
-        (not ``exact``: over their whole crop)."""
+        ranking (``vote``: the denoiser's votes of the rows ``(edits, pool)``, which re-rank each edit's pool when
+        ``rank_denoiser_weight`` asks), the best ``num_images_per_prompt`` of each edit's kept (``reconstruct``:
+        made again from those rows' indices, in the same order), then back in each input's size with the input's
+        exact pixels outside the mask (not ``exact``: over their whole crop)."""
         made, returned = settings.results_made, settings.num_images_per_prompt
         order, scores = torch.arange(results.shape[0], device=results.device), None
         if self._ranking is not None:
             with self._autocast(settings.mixed_precision, results.device):
                 order, ranked_scores = self._ranking.of_results(results)
+            weight = settings.get("rank_denoiser_weight", 0.0)
+            if vote is not None and weight > 0:
+                pool = vote_pool(made, returned)
+                votes = vote(order.view(-1, made)[:, :pool])
+                order, ranked_scores = reranked(order, ranked_scores, votes, weight, made, pool)
             scores = [float(s) for s in ranked_scores.view(-1, made)[:, :returned].flatten()]
         kept = order.view(-1, made)[:, :returned].flatten()
         ranked = (results[kept] if reconstruct is None else reconstruct(kept)).split(returned)

@@ -13,8 +13,10 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.schedulers import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, PreTrainedTokenizerBase
 
+from blended_pipeline.denoiser_vote import VOTE_LEVELS, VOTE_NOISES, VOTE_SEED, vote_margins, vote_texts
 from blended_pipeline.families import family_of, latent_pipeline_class
 from blended_pipeline.guidance import CLIPGuidance
 from blended_pipeline.image_io import ImageInput
@@ -58,8 +60,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
     Config: as ``BlendedDiffusionPipeline``'s (``default_strength``, ``scribble_strength``,
     ``default_num_inference_steps``, ``default_rank_border_weight``, ``default_restart_at``,
-    ``default_rank_rivals``, ``default_candidates_per_result``), with Blended Latent Diffusion's defaults where a
-    checkpoint names none.
+    ``default_rank_rivals``, ``default_candidates_per_result``), and ``default_rank_denoiser_weight``, with Blended
+    Latent Diffusion's defaults where a checkpoint names none.
     """
 
     kind = "latent"
@@ -103,6 +105,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
         default_rank_rivals: str = LATENT_DEFAULTS.rank_rivals,
         default_candidates_per_result: int = LATENT_DEFAULTS.candidates_per_result,
+        default_rank_denoiser_weight: float = LATENT_DEFAULTS.rank_denoiser_weight,
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
     ) -> None:
         super().__init__()
@@ -172,6 +175,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         rank_border_weight: float | None = None,
         rank_rivals: str | None = None,
         candidates_per_result: int | None = None,
+        rank_denoiser_weight: float | None = None,
         restart_at: float | None = None,
         eta: float = LATENT_DEFAULTS.eta,
         mixed_precision: MixedPrecision | None = None,
@@ -210,6 +214,11 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 edge when the CLIP parts rank them (0: by CLIP alone); needs the CLIP parts. Default: the
                 checkpoint's ``default_rank_border_weight``.
             rank_rivals, candidates_per_result: as in ``BlendedDiffusionPipeline``; needs the CLIP parts.
+            rank_denoiser_weight: re-rank each edit's better half by CLIP (at least the results returned) by CLIP's
+                score plus this weight on the denoiser's own vote (``blended_pipeline.denoiser_vote``): its error in
+                the mask under the prompt's best rival (or no text) less its error under the prompt, the results
+                noised halfway; needs the CLIP parts. Default: the checkpoint's ``default_rank_denoiser_weight``
+                (0: CLIP alone).
             restart_at: as in ``BlendedDiffusionPipeline`` (the samples' ``x0_hat`` decoded and ranked); needs the
                 CLIP parts and a scheduler on unscaled samples. Default: the checkpoint's ``default_restart_at``.
             mask_blur, crop_margin, rank_by, eta, mixed_precision, generator, output_type, return_dict,
@@ -295,9 +304,12 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             with self._autocast(precision, device):
                 return self._decode(latents[rows], model_image[rows], model_mask[rows], "decoder").clamp(-1, 1)
 
+        def vote(rows: torch.Tensor) -> torch.Tensor:
+            return self._denoiser_votes(latents, region_mask, target_prompts, rows, settings)
+
         exact = settings.reconstruction != "none"
         return self._ranked_output(
-            results, regions, sources, settings, return_dict, exact, fitted if fit_later else None
+            results, regions, sources, settings, return_dict, exact, fitted if fit_later else None, vote
         )
 
     @property
@@ -458,6 +470,62 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         """The denoiser's output for ``sample`` (scaled for the scheduler, in the denoiser's dtype) at ``t``."""
         return self.unet(sample, t, **conditioning).sample
 
+    def _text_conditioning(self, texts: list[str], rows_per_text: int, device: torch.device) -> dict[str, Any]:
+        """The denoiser's keyword arguments for its conditional prediction under each of ``texts``, each repeated
+        ``rows_per_text`` times: the prompt rows of ``_prompt_conditioning``."""
+        conditioning = self._prompt_conditioning(texts, None, rows_per_text, device)
+        return _prompt_rows(conditioning) if self.classifier_free_guidance else conditioning
+
+    def _noised_at(
+        self, clean: torch.Tensor, noise: torch.Tensor, level: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``clean`` noised at ``level`` of the schedule (0: clean, 1: noise) as the denoiser reads it, the timestep
+        it is told, and what it should predict: a flow's velocity, else the scheduler's ``prediction_type``."""
+        trained = self.scheduler.config.num_train_timesteps
+        if self.flow_matching:
+            timestep = torch.tensor(level * trained, device=clean.device)
+            return (1 - level) * clean + level * noise, timestep, noise - clean
+        t = round(level * (trained - 1))
+        alpha_bar = self.scheduler.alphas_cumprod[t].to(clean.device).float()
+        sample = alpha_bar.sqrt() * clean + (1 - alpha_bar).sqrt() * noise
+        targets = {
+            "epsilon": noise,
+            "v_prediction": alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * clean,
+            "sample": clean,
+        }
+        return sample, torch.tensor(t, device=clean.device), targets[self.scheduler.config.prediction_type]
+
+    def _denoiser_votes(
+        self, latents: torch.Tensor, mask: torch.Tensor, prompts: list[str], rows: torch.Tensor, settings: Any
+    ) -> torch.Tensor:
+        """(edits * pool,) the denoiser's vote for each result of ``rows`` (edits, pool), from its errors inside the
+        latent ``mask`` under each of the edit's ``vote_texts`` (``prompts``: one per row), noised at each of
+        ``VOTE_LEVELS`` with the same noises; a text's rows batched with others' up to a sampling step's batch."""
+        groups, (edits, pool) = rival_groups(settings.rank_rivals), rows.shape
+        texts = [vote_texts(prompts[int(edit_rows[0])], groups) for edit_rows in rows]
+        pairs = [(edit, text) for edit in range(edits) for text in texts[edit]]
+        per_call = max(1, 2 * latents.shape[0] // pool)
+        device, dtype = latents.device, self.denoiser.dtype
+        generator = torch.Generator(device).manual_seed(VOTE_SEED)
+        noises = randn_tensor((VOTE_NOISES, 1, *latents.shape[1:]), generator=generator, device=device)
+        errors = []
+        for first in range(0, len(pairs), per_call):
+            chunk = pairs[first : first + per_call]
+            picked = torch.cat([rows[edit] for edit, _ in chunk])
+            clean, region = latents[picked], mask[picked]
+            cells = region.sum(dim=(1, 2, 3)).clamp(min=1) * clean.shape[1]
+            error = torch.zeros(len(picked), device=device)
+            with self._autocast(settings.mixed_precision, device):
+                conditioning = self._text_conditioning([text for _, text in chunk], pool, device)
+                for level in VOTE_LEVELS:
+                    for noise in noises:
+                        sample, t, target = self._noised_at(clean, noise.expand_as(clean), level)
+                        prediction = self._denoiser_prediction(sample.to(dtype), t, conditioning).float()
+                        error += ((prediction - target) ** 2 * region).sum(dim=(1, 2, 3)) / cells
+            errors.append(error.view(len(chunk), pool))
+        by_edit = torch.cat(errors).split([len(t) for t in texts])
+        return torch.cat([vote_margins(e.T) for e in by_edit])
+
     def check_inputs(
         self,
         prompts: list[Any],
@@ -470,7 +538,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         for negative in negative_prompts or []:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
-        for name in ("rank_border_weight", "restart_at", "rank_rivals", "candidates_per_result"):
+        ranking = ("rank_border_weight", "restart_at", "rank_rivals", "candidates_per_result", "rank_denoiser_weight")
+        for name in ranking:
             value = getattr(LATENT_DEFAULTS, name)  # the table's: nothing ranked
             asked = bool(rival_groups(settings[name])) if name == "rank_rivals" else settings[name] != value
             if asked and self.clip_model is None:
@@ -486,6 +555,17 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             raise ValueError(
                 f"{type(self.scheduler).__name__} does not fit a {self.family} model, which needs "
                 f"{wanted if self.flow_matching else 'a noise-prediction scheduler (DDIM, DDPM, Euler, DPM-Solver++)'}"
+            )
+        vp_schedule = hasattr(self.scheduler, "alphas_cumprod") and self.scheduler.config.get("prediction_type") in (
+            "epsilon",
+            "v_prediction",
+            "sample",
+        )
+        if settings["rank_denoiser_weight"] > 0 and not (self.flow_matching or vp_schedule):
+            raise ValueError(
+                f"rank_denoiser_weight noises the results as the denoiser was trained, which needs a scheduler with "
+                f"alphas_cumprod and a prediction_type of epsilon, v_prediction or sample; "
+                f"{type(self.scheduler).__name__} has neither, so pass rank_denoiser_weight=0 or swap the scheduler"
             )
         if settings["restart_at"] > 0 and float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(
@@ -508,3 +588,10 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 raise ValueError(f"{type(scheduler).__name__} has no `{attribute}`; use a diffusers scheduler")
         if not (hasattr(scheduler, "add_noise") or hasattr(scheduler, "scale_noise")):
             raise ValueError(f"{type(scheduler).__name__} cannot noise an input (no add_noise or scale_noise)")
+
+
+def _prompt_rows(conditioning: Any) -> Any:
+    """The prompt rows of classifier-free conditioning, whose every tensor holds rows [negatives, prompts]."""
+    if isinstance(conditioning, dict):
+        return {name: _prompt_rows(value) for name, value in conditioning.items()}
+    return conditioning[conditioning.shape[0] // 2 :]

@@ -61,6 +61,7 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         default_rank_border_weight: float = LATENT_DEFAULTS.rank_border_weight,
         default_rank_rivals: str = LATENT_DEFAULTS.rank_rivals,
         default_candidates_per_result: int = LATENT_DEFAULTS.candidates_per_result,
+        default_rank_denoiser_weight: float = LATENT_DEFAULTS.rank_denoiser_weight,
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
     ) -> None:
         DiffusionPipeline.__init__(self)  # the components differ from the base family's

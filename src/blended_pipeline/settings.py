@@ -214,6 +214,17 @@ SETTINGS: tuple[Setting, ...] = (
         bounds=">= 1",
     ),
     Setting(
+        "rank_denoiser_weight",
+        "re-rank the better half of each edit's results by CLIP plus this weight on the denoiser's own vote for the "
+        "prompt over its rivals (0: CLIP alone; needs the CLIP parts)",
+        float,
+        0.0,
+        LATENT,
+        flag="--rank-denoiser",
+        checkpoint="default_rank_denoiser_weight",
+        bounds=">= 0",
+    ),
+    Setting(
         "guidance_scale",
         "guidance weight: CLIP guidance for a pixel model, classifier-free for a latent one",
         float,
