@@ -18,6 +18,7 @@ LAYERS = {
         "augment",
         "ranking",
         "rivals",
+        "denoiser_vote",
         "restart",
         "reconstruction",
         "image_io",

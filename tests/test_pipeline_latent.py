@@ -231,7 +231,13 @@ def test_rank_border_weight_marks_each_result_down_by_its_step_across_the_mask_e
 
 
 @pytest.mark.parametrize(
-    "ranked", [dict(rank_border_weight=0.5), dict(candidates_per_result=2), dict(rank_rivals="ball,box")]
+    "ranked",
+    [
+        dict(rank_border_weight=0.5),
+        dict(candidates_per_result=2),
+        dict(rank_rivals="ball,box"),
+        dict(rank_denoiser_weight=1.0),
+    ],
 )
 def test_ranking_settings_without_clip_parts_are_refused_before_any_work(image, mask, ranked):
     pipe = tiny_latent_pipeline(with_clip=False)
@@ -493,13 +499,133 @@ def test_with_candidates_only_the_results_returned_fit_a_decoder(image, mask, mo
 
 
 def test_a_checkpoints_candidates_and_rivals_give_way_where_nothing_is_ranked(image, mask):
-    defaults = dict(default_candidates_per_result=3, default_rank_rivals="ball,box")
+    defaults = dict(default_candidates_per_result=3, default_rank_rivals="ball,box", default_rank_denoiser_weight=1.0)
+    names = ("candidates_per_result", "rank_rivals", "rank_denoiser_weight")
     pipe = tiny_latent_pipeline(**defaults)
     latents = edit(pipe, image, mask, output_type="latent")
     assert latents.images.shape[0] == 2 and latents.settings["candidates_per_result"] == 1
     without_clip = tiny_latent_pipeline(with_clip=False, **defaults)
     out = edit(without_clip, image, mask)
     assert len(out.images) == 2 and out.scores is None
-    assert (out.settings["candidates_per_result"], out.settings["rank_rivals"]) == (1, "")
+    assert tuple(out.settings[name] for name in names) == (1, "", 0.0)
     ranked = edit(pipe, image, mask)
-    assert (ranked.settings["candidates_per_result"], ranked.settings["rank_rivals"]) == (3, "ball,box")
+    assert tuple(ranked.settings[name] for name in names) == (3, "ball,box", 1.0)
+
+
+def spy_on_votes(pipe) -> list:
+    """Each call's ``_denoiser_votes``: the latents, mask and prompts it is given, and the votes it returns."""
+    seen, votes_of = [], pipe._denoiser_votes
+
+    def spied(latents, mask, prompts, settings):
+        seen.append(dict(latents=latents, mask=mask, prompts=prompts, votes=votes_of(latents, mask, prompts, settings)))
+        return seen[-1]["votes"]
+
+    pipe._denoiser_votes = spied
+    return seen
+
+
+def test_the_denoisers_vote_orders_a_pool_of_two_above_a_weight_of_one(latent_pipe, image, mask):
+    clip_only = edit(latent_pipe, image, mask, candidates_per_result=2, rank_rivals="ball,box,cube")
+    seen = spy_on_votes(latent_pipe)
+    voted = edit(
+        latent_pipe, image, mask, candidates_per_result=2, rank_rivals="ball,box,cube", rank_denoiser_weight=10.0
+    )
+    assert len(seen) == 1 and seen[0]["votes"].shape == (2,)  # the pool: the better half of 4 results made
+    votes = seen[0]["votes"]
+    by_vote = sorted(clip_only.images, key=lambda p: -votes[clip_only.images.index(p)].item())
+    assert [p.tobytes() for p in voted.images] == [p.tobytes() for p in by_vote]
+    assert sum(voted.scores) == pytest.approx(sum(clip_only.scores), abs=1e-4)  # CLIP's units, the pool's mean
+    assert voted.settings["rank_denoiser_weight"] == 10.0
+
+
+def test_the_vote_sees_the_pools_results_as_returned_encoded_again(image, mask):
+    pipe, final = tiny_latent_pipeline(), {}
+    seen = spy_on_votes(pipe)
+
+    def keep_latents(pipeline, step, timestep, tensors):
+        final.update(tensors)
+        return {}
+
+    edit(
+        pipe,
+        image,
+        mask,
+        num_images_per_prompt=1,
+        candidates_per_result=4,
+        rank_denoiser_weight=1.0,
+        callback_on_step_end=keep_latents,
+        callback_on_step_end_tensor_inputs=["latents", "mask"],
+    )
+    decoded = pipe._decode(final["latents"])
+    pool = pipe.ranking.of_results(decoded)[0][:2]
+    as_returned = pipe.ranking.as_returned(decoded[pool], pool)
+    assert not torch.equal(as_returned, decoded[pool].clamp(-1, 1))  # the input pasted outside the mask
+    assert torch.allclose(seen[0]["latents"], pipe._encode(as_returned), atol=1e-5)
+    assert torch.equal(seen[0]["mask"], final["mask"][pool]) and seen[0]["prompts"] == ["a red ball"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_vote_is_the_best_rivals_denoising_error_at_mid_schedule_less_the_prompts(family, image, mask):
+    """Worked by hand from what the vote is given: noised halfway with the seeded noises, the error in the latent
+    mask under the prompt and under its rival."""
+    pipe = tiny_latent_pipeline(family=family)
+    seen = spy_on_votes(pipe)
+    options = dict(num_images_per_prompt=1, candidates_per_result=4, rank_rivals="ball,box", rank_denoiser_weight=1.0)
+    edit(pipe, image, mask, prompt="a red box", **options)
+    latents, region = seen[0]["latents"], seen[0]["mask"]
+    noises = torch.randn((2, 1, *latents.shape[1:]), generator=torch.Generator().manual_seed(0))
+    errors = []
+    for text in ("a red box", "a red ball"):
+        conditioning = pipe._text_conditioning([text], 2, torch.device("cpu"))
+        error = torch.zeros(2)
+        for noise in noises:
+            if pipe.flow_matching:  # trained on 1000 timesteps, the middle one
+                sample, t, target = 0.5 * latents + 0.5 * noise, torch.tensor(500.0), noise - latents
+            else:  # the tiny schedule's 100 timesteps, the middle one (49.5 rounded to even)
+                alpha_bar = pipe.scheduler.alphas_cumprod[50]
+                sample = alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise
+                t, target = torch.tensor(50), noise.expand_as(latents)
+            predicted = pipe._denoiser_prediction(sample, t, conditioning)
+            cells = region.sum(dim=(1, 2, 3)) * latents.shape[1]
+            error += ((predicted - target) ** 2 * region).sum(dim=(1, 2, 3)) / cells
+        errors.append(error)
+    assert seen[0]["votes"].tolist() == pytest.approx((errors[1] - errors[0]).tolist(), rel=1e-4, abs=1e-6)
+
+
+def test_the_conditional_rows_are_the_text_encoders_states_of_each_text():
+    pipe = tiny_latent_pipeline()
+    conditioning = pipe._text_conditioning(["a red box", "a ball"], 3, torch.device("cpu"))
+    tokens = pipe.tokenizer(
+        ["a red box", "a ball"], padding="max_length", max_length=pipe.tokenizer.model_max_length, return_tensors="pt"
+    )
+    states = pipe.text_encoder(tokens.input_ids).last_hidden_state.repeat_interleave(3, 0)
+    assert torch.allclose(conditioning["encoder_hidden_states"], states)
+
+
+def test_the_vote_runs_no_larger_batch_than_a_sampling_step(image, mask):
+    pipe, batches = tiny_latent_pipeline(), []
+    pipe.unet.register_forward_pre_hook(lambda module, arguments: batches.append(arguments[0].shape[0]))
+    rivalled = dict(num_images_per_prompt=1, candidates_per_result=4, rank_rivals="ball,box,cube,cone,cup")
+    edit(pipe, image, mask, **rivalled)
+    steps = len(batches)
+    batches.clear()
+    edit(pipe, image, mask, rank_denoiser_weight=1.0, **rivalled)
+    # a step runs 4 results twice (classifier-free); the vote 5 texts x 2 pool rows, in calls of at most 8 rows
+    assert set(batches[:steps]) == {8} and batches[steps:] == [8, 8, 2, 2]
+
+
+def test_a_pool_of_one_is_not_voted_on(image, mask):
+    pipe = tiny_latent_pipeline()
+    seen = spy_on_votes(pipe)
+    out = edit(pipe, image, mask, num_images_per_prompt=1, candidates_per_result=3, rank_denoiser_weight=1.0)
+    plain = edit(pipe, image, mask, num_images_per_prompt=1, candidates_per_result=3)
+    assert seen == [] and out.images[0].tobytes() == plain.images[0].tobytes() and out.scores == plain.scores
+
+
+def test_the_vote_is_refused_before_any_work_for_a_schedule_it_cannot_noise_as_trained(image, mask):
+    pipe = tiny_latent_pipeline()
+    del pipe.scheduler.alphas_cumprod
+    calls = counting_unet_calls(pipe)
+    with pytest.raises(ValueError, match="rank_denoiser_weight noises the results as the denoiser was trained"):
+        edit(pipe, image, mask, rank_denoiser_weight=1.0)
+    assert calls == []

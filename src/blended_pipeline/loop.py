@@ -344,9 +344,8 @@ class BlendedPipelineMixin:
         if self._ranking is not None:
             with self._autocast(settings.mixed_precision, results.device):
                 order, ranked_scores = self._ranking.of_results(results)
-            weight = settings.get("rank_denoiser_weight", 0.0)
-            if vote is not None and weight > 0:
-                pool = vote_pool(made, returned)
+            weight, pool = settings.get("rank_denoiser_weight", 0.0), vote_pool(made, returned)
+            if vote is not None and weight > 0 and pool > 1:
                 votes = vote(order.view(-1, made)[:, :pool])
                 order, ranked_scores = reranked(order, ranked_scores, votes, weight, made, pool)
             scores = [float(s) for s in ranked_scores.view(-1, made)[:, :returned].flatten()]

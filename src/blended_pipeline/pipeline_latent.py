@@ -304,8 +304,12 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             with self._autocast(precision, device):
                 return self._decode(latents[rows], model_image[rows], model_mask[rows], "decoder").clamp(-1, 1)
 
-        def vote(rows: torch.Tensor) -> torch.Tensor:
-            return self._denoiser_votes(latents, region_mask, target_prompts, rows, settings)
+        def vote(rows: torch.Tensor) -> torch.Tensor:  # on the results as returned, encoded again
+            chosen = rows.flatten()
+            with self._autocast(precision, device):
+                returned = self._encode(self._ranking.as_returned(results[chosen], chosen))
+            edit_prompts = [target_prompts[int(edit_rows[0])] for edit_rows in rows]
+            return self._denoiser_votes(returned, region_mask[chosen], edit_prompts, settings)
 
         exact = settings.reconstruction != "none"
         return self._ranked_output(
@@ -496,22 +500,24 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         return sample, torch.tensor(t, device=clean.device), targets[self.scheduler.config.prediction_type]
 
     def _denoiser_votes(
-        self, latents: torch.Tensor, mask: torch.Tensor, prompts: list[str], rows: torch.Tensor, settings: Any
+        self, latents: torch.Tensor, mask: torch.Tensor, prompts: list[str], settings: Any
     ) -> torch.Tensor:
-        """(edits * pool,) the denoiser's vote for each result of ``rows`` (edits, pool), from its errors inside the
-        latent ``mask`` under each of the edit's ``vote_texts`` (``prompts``: one per row), noised at each of
-        ``VOTE_LEVELS`` with the same noises; a text's rows batched with others' up to a sampling step's batch."""
-        groups, (edits, pool) = rival_groups(settings.rank_rivals), rows.shape
-        texts = [vote_texts(prompts[int(edit_rows[0])], groups) for edit_rows in rows]
+        """(edits * pool,) the denoiser's vote for each of ``latents``, one edit's pool after another (``prompts``:
+        one per edit), from its errors inside the latent ``mask`` under each of the edit's ``vote_texts``, noised
+        at each of ``VOTE_LEVELS`` with the same noises; a text's rows batched with others' up to the batch of a
+        sampling step (two rows per result made)."""
+        groups, edits = rival_groups(settings.rank_rivals), len(prompts)
+        pool = latents.shape[0] // edits
+        texts = [vote_texts(prompt, groups) for prompt in prompts]
         pairs = [(edit, text) for edit in range(edits) for text in texts[edit]]
-        per_call = max(1, 2 * latents.shape[0] // pool)
+        per_call = max(1, 2 * edits * settings.results_made // pool)
         device, dtype = latents.device, self.denoiser.dtype
         generator = torch.Generator(device).manual_seed(VOTE_SEED)
         noises = randn_tensor((VOTE_NOISES, 1, *latents.shape[1:]), generator=generator, device=device)
         errors = []
         for first in range(0, len(pairs), per_call):
             chunk = pairs[first : first + per_call]
-            picked = torch.cat([rows[edit] for edit, _ in chunk])
+            picked = torch.cat([torch.arange(edit * pool, (edit + 1) * pool) for edit, _ in chunk]).to(device)
             clean, region = latents[picked], mask[picked]
             cells = region.sum(dim=(1, 2, 3)).clamp(min=1) * clean.shape[1]
             error = torch.zeros(len(picked), device=device)

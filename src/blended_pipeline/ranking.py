@@ -108,12 +108,15 @@ class Ranking:
         )
 
     def of_results(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rank results as they are returned: with the input outside the mask when it is pasted there (a
-        decoder's pixels there are then never shown)."""
+        """Rank results as they are returned (``as_returned``)."""
+        return self(self.as_returned(pixels), self.mask)
+
+    def as_returned(self, pixels: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Results (of ``rows``, default all) as they are returned: with the input outside the mask when it is
+        pasted there (a decoder's pixels there are then never shown)."""
+        image, mask = (self.image, self.mask) if rows is None else (self.image[rows], self.mask[rows])
         pixels = pixels.clamp(-1, 1)
-        if self.pasted:
-            pixels = pixels * self.mask + self.image * (1 - self.mask)
-        return self(pixels, self.mask)
+        return pixels * mask + image * (1 - mask) if self.pasted else pixels
 
     def of_samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rank predicted clean samples as the results will be (``of_results``, in pixels)."""
