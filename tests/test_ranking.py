@@ -57,6 +57,19 @@ def test_results_rank_with_the_input_outside_the_mask_only_where_it_is_pasted_th
     assert as_made.of_samples(x)[0].tolist() == [1, 0]  # a restart ranks samples as the results will be
 
 
+def test_results_as_returned_hold_each_rows_input_outside_its_mask_and_are_clamped():
+    x, mask = brighter_inside_or_outside()
+    mask = torch.cat([mask, 1 - mask])
+    source = torch.stack([torch.full((3, 4, 4), -0.5), torch.full((3, 4, 4), 0.25)])
+    ranking = Ranking(ByMean(), None, "whole", 2, 0.0, source, mask)
+    returned = ranking.as_returned(x[1:] * 3, torch.tensor([1]))  # the second row: its mask is the bottom half
+    assert returned.shape == (1, 3, 4, 4)
+    assert torch.equal(returned[0, :, :2], torch.full((3, 2, 4), 0.25))  # the input outside the mask
+    assert torch.equal(returned[0, :, 2:], torch.full((3, 2, 4), 1.0))  # 3.0, clamped
+    as_made = Ranking(ByMean(), None, "whole", 2, 0.0, source, mask, pasted=False)
+    assert torch.equal(as_made.as_returned(x * 3), (x * 3).clamp(-1, 1))
+
+
 def test_edge_step_measures_the_colour_step_across_the_mask_edge_and_ranking_can_weigh_it():
     from blended_pipeline.ranking import edge_step
 
