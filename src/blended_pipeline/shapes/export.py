@@ -49,6 +49,9 @@ LATENT_SCRIBBLE_STRENGTH = 0.5
 LATENT_STEPS = 25
 LATENT_CANDIDATES_PER_RESULT = 4
 LATENT_RANK_RIVALS = ",".join(SHAPES)
+# The better half of those results is re-ranked with the denoiser's own vote for the asked shape over the others, at
+# weight 1: chosen on the tuning set, judged held out (docs/research-log.md, "The denoiser's vote").
+LATENT_RANK_DENOISER_WEIGHT = 1.0
 
 
 def trained_unet(run: Path) -> UNet2DModel:
@@ -108,6 +111,7 @@ def export_latent(run: Path, out: Path, unet_dtype: torch.dtype = torch.float32)
         default_num_inference_steps=LATENT_STEPS,
         default_rank_rivals=LATENT_RANK_RIVALS,
         default_candidates_per_result=LATENT_CANDIDATES_PER_RESULT,
+        default_rank_denoiser_weight=LATENT_RANK_DENOISER_WEIGHT,
     )
     save(pipe, out)
 
