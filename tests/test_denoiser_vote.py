@@ -43,3 +43,15 @@ def test_each_group_is_reranked_on_its_own_and_equal_votes_change_nothing():
     assert new_order.tolist() == [0, 1, 3, 2]  # the first group swapped, the second's votes are equal
     assert new_scores[2:].tolist() == pytest.approx([0.6, 0.2])
     assert new_scores[:2].sum().item() == pytest.approx(1.6)  # the pool's mean score is kept
+
+
+def test_a_pool_of_two_at_weight_one_is_a_tie_that_clips_order_keeps():
+    order, scores = torch.tensor([1, 0]), torch.tensor([0.7, 0.3])
+    new_order, new_scores = reranked(order, scores, torch.tensor([0.0, 1.0]), 1.0, group_size=2, pool=2)
+    assert new_order.tolist() == [1, 0] and new_scores.tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_equal_clip_scores_are_settled_by_the_vote():
+    order, scores = torch.tensor([0, 1, 2]), torch.tensor([0.4, 0.4, 0.4])
+    new_order, new_scores = reranked(order, scores, torch.tensor([0.1, 0.3, 0.2]), 0.5, group_size=3, pool=3)
+    assert new_order.tolist() == [1, 2, 0] and new_scores.tolist() == pytest.approx([0.4] * 3)

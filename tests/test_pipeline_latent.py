@@ -564,11 +564,18 @@ def test_the_vote_sees_the_pools_results_as_returned_encoded_again(image, mask):
     assert torch.equal(seen[0]["mask"], final["mask"][pool]) and seen[0]["prompts"] == ["a red ball"]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_the_vote_is_the_best_rivals_denoising_error_at_mid_schedule_less_the_prompts(family, image, mask):
+@pytest.mark.parametrize(
+    "family, prediction_type",
+    [(family, None) for family in FAMILIES] + [("sd", "v_prediction"), ("sd", "sample")],
+)
+def test_the_vote_is_the_best_rivals_denoising_error_at_mid_schedule_less_the_prompts(
+    family, prediction_type, image, mask
+):
     """Worked by hand from what the vote is given: noised halfway with the seeded noises, the error in the latent
-    mask under the prompt and under its rival."""
+    mask under the prompt and under its rival, against what the model was trained to predict."""
     pipe = tiny_latent_pipeline(family=family)
+    if prediction_type is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
     seen = spy_on_votes(pipe)
     options = dict(num_images_per_prompt=1, candidates_per_result=4, rank_rivals="ball,box", rank_denoiser_weight=1.0)
     edit(pipe, image, mask, prompt="a red box", **options)
@@ -584,12 +591,37 @@ def test_the_vote_is_the_best_rivals_denoising_error_at_mid_schedule_less_the_pr
             else:  # the tiny schedule's 100 timesteps, the middle one (49.5 rounded to even)
                 alpha_bar = pipe.scheduler.alphas_cumprod[50]
                 sample = alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise
-                t, target = torch.tensor(50), noise.expand_as(latents)
+                t, target = (
+                    torch.tensor(50),
+                    {
+                        None: noise.expand_as(latents),
+                        "v_prediction": alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * latents,
+                        "sample": latents,
+                    }[prediction_type],
+                )
             predicted = pipe._denoiser_prediction(sample, t, conditioning)
             cells = region.sum(dim=(1, 2, 3)) * latents.shape[1]
             error += ((predicted - target) ** 2 * region).sum(dim=(1, 2, 3)) / cells
         errors.append(error)
     assert seen[0]["votes"].tolist() == pytest.approx((errors[1] - errors[0]).tolist(), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3"])
+def test_the_votes_conditioning_is_the_prompt_rows_of_classifier_free_conditioning(family):
+    pipe = tiny_latent_pipeline(family=family)
+    texts = ["a red box", "a ball"]
+    conditional = pipe._text_conditioning(texts, 3, torch.device("cpu"))
+    guided = pipe._prompt_conditioning(texts, ["a blue cube", "grass"], 3, torch.device("cpu"))
+
+    def tensors(conditioning):
+        for name, value in conditioning.items():
+            yield from tensors(value) if isinstance(value, dict) else [(name, value)]
+
+    pairs = list(zip(tensors(conditional), tensors(guided), strict=True))
+    assert pairs and all(name == other for (name, _), (other, _) in pairs)
+    for (name, prompt_rows), (_, rows) in pairs:
+        assert prompt_rows.shape[0] == 6 and torch.equal(prompt_rows, rows[6:]), name
+    assert not torch.equal(conditional["encoder_hidden_states"], guided["encoder_hidden_states"][:6])
 
 
 def test_the_conditional_rows_are_the_text_encoders_states_of_each_text():
@@ -602,16 +634,20 @@ def test_the_conditional_rows_are_the_text_encoders_states_of_each_text():
     assert torch.allclose(conditioning["encoder_hidden_states"], states)
 
 
-def test_the_vote_runs_no_larger_batch_than_a_sampling_step(image, mask):
-    pipe, batches = tiny_latent_pipeline(), []
-    pipe.unet.register_forward_pre_hook(lambda module, arguments: batches.append(arguments[0].shape[0]))
+@pytest.mark.parametrize("family, step, vote_calls", [("sd", 8, [8, 8, 2, 2]), ("flux", 4, [4, 4, 4, 4, 2, 2])])
+def test_the_vote_runs_no_larger_batch_than_a_sampling_step(family, step, vote_calls, image, mask):
+    pipe, batches = tiny_latent_pipeline(family=family), []
+    pipe.denoiser.register_forward_pre_hook(
+        lambda module, arguments, options: batches.append((arguments or [options["hidden_states"]])[0].shape[0]),
+        with_kwargs=True,
+    )
     rivalled = dict(num_images_per_prompt=1, candidates_per_result=4, rank_rivals="ball,box,cube,cone,cup")
     edit(pipe, image, mask, **rivalled)
     steps = len(batches)
     batches.clear()
     edit(pipe, image, mask, rank_denoiser_weight=1.0, **rivalled)
-    # a step runs 4 results twice (classifier-free); the vote 5 texts x 2 pool rows, in calls of at most 8 rows
-    assert set(batches[:steps]) == {8} and batches[steps:] == [8, 8, 2, 2]
+    # a step runs 4 results (twice with classifier-free guidance); the vote 5 texts x 2 pool rows, two noises each
+    assert set(batches[:steps]) == {step} and batches[steps:] == vote_calls
 
 
 def test_a_pool_of_one_is_not_voted_on(image, mask):
@@ -627,5 +663,16 @@ def test_the_vote_is_refused_before_any_work_for_a_schedule_it_cannot_noise_as_t
     del pipe.scheduler.alphas_cumprod
     calls = counting_unet_calls(pipe)
     with pytest.raises(ValueError, match="rank_denoiser_weight noises the results as the denoiser was trained"):
+        edit(pipe, image, mask, rank_denoiser_weight=1.0)
+    assert calls == []
+
+
+def test_the_vote_is_refused_before_any_work_for_latents_and_unknown_prediction_types(image, mask):
+    pipe = tiny_latent_pipeline()
+    calls = counting_unet_calls(pipe)
+    with pytest.raises(ValueError, match="output_type='latent' returns the samples unranked"):
+        edit(pipe, image, mask, rank_denoiser_weight=1.0, output_type="latent")
+    pipe.scheduler.register_to_config(prediction_type="flow_x")
+    with pytest.raises(ValueError, match=r"prediction_type among .* \(it has 'flow_x'\)"):
         edit(pipe, image, mask, rank_denoiser_weight=1.0)
     assert calls == []

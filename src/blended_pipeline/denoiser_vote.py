@@ -19,7 +19,9 @@ VOTE_LEVELS: tuple[float, ...] = (0.5,)
 VOTE_NOISES = 2
 """Noises drawn per level, the same for every result and text, so that the errors differ by those alone."""
 VOTE_SEED = 0
-"""The seed of those noises: a call's ranking does not depend on its generator."""
+"""The seed of those noises, drawn on the CPU: a call's ranking depends neither on its generator nor its device."""
+PREDICTION_TARGETS = ("epsilon", "v_prediction", "sample")
+"""The ``prediction_type``s of a noise-prediction scheduler whose training target the vote can form."""
 
 
 def vote_texts(prompt: str, groups: RivalGroups) -> list[str]:
@@ -43,16 +45,22 @@ def vote_margins(errors: torch.Tensor) -> torch.Tensor:
 def reranked(
     order: torch.Tensor, scores: torch.Tensor, votes: torch.Tensor, weight: float, group_size: int, pool: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A ranking (``ranking.rank``'s order and scores) with each group's first ``pool`` re-ranked by their score plus
-    ``weight`` times their standardised vote, in the units of the pool's scores (its spread), so that the scores
-    stay comparable across edits. ``votes`` are those of the first ``pool`` of each group, in order."""
+    """A ranking (``ranking.rank``'s order and scores) with each group's first ``pool`` re-ranked by their
+    standardised score plus ``weight`` times their standardised vote, and scored so again in the units of CLIP's
+    scores (their mean and spread over the pool), so that scores stay comparable across edits. A tie (to 1e-5 in
+    standard units: a pool of two at weight 1, where CLIP and the vote disagree) keeps CLIP's order; equal scores
+    are settled by the vote. ``votes`` are those of the first ``pool`` of each group, in order."""
     order, scores = order.view(-1, group_size).clone(), scores.view(-1, group_size).clone()
-    votes = votes.view(-1, pool).to(scores)
     best = scores[:, :pool]
-    spread = votes.std(dim=1, unbiased=False, keepdim=True)
-    standard = (votes - votes.mean(dim=1, keepdim=True)) / spread.where(spread > 0, torch.ones_like(spread))
-    combined = best + weight * best.std(dim=1, unbiased=False, keepdim=True) * standard
-    within = torch.argsort(combined, dim=1, descending=True, stable=True)
+    mean, spread = best.mean(dim=1, keepdim=True), best.std(dim=1, unbiased=False, keepdim=True)
+    combined = _standardised(best) + weight * _standardised(votes.view(-1, pool).to(scores))
+    within = torch.argsort(combined.mul(1e5).round(), dim=1, descending=True, stable=True)
     order[:, :pool] = order[:, :pool].gather(1, within)
-    scores[:, :pool] = combined.gather(1, within)
+    scores[:, :pool] = (mean + spread * combined).gather(1, within)
     return order.flatten(), scores.flatten()
+
+
+def _standardised(values: torch.Tensor) -> torch.Tensor:
+    """Each row less its mean, over its spread (rows without spread: zeros)."""
+    spread = values.std(dim=1, unbiased=False, keepdim=True)
+    return (values - values.mean(dim=1, keepdim=True)) / spread.where(spread > 0, torch.ones_like(spread))

@@ -166,8 +166,8 @@ class BlendedPipelineMixin:
     def _settings(self, arguments: dict[str, Any]) -> CallSettings:
         """The call's settings, each not given taking the checkpoint's default (``model_index.json``) or the
         table's, mixed precision the pipeline's own (``prepare_with``); checked against the table. A checkpoint's
-        candidates and rivals give way where nothing is ranked (no CLIP parts, or latents asked for): a default
-        must not make a plain call fail."""
+        candidates, rivals and vote give way where nothing is ranked (no CLIP parts, or latents asked for): a
+        default must not make a plain call fail."""
         settings = CallSettings(resolve_settings(self.kind, self.config, arguments))
         settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
         unranked = self.clip_model is None or settings.output_type == "latent"

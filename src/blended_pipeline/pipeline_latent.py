@@ -16,7 +16,14 @@ from diffusers.schedulers import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, PreTrainedTokenizerBase
 
-from blended_pipeline.denoiser_vote import VOTE_LEVELS, VOTE_NOISES, VOTE_SEED, vote_margins, vote_texts
+from blended_pipeline.denoiser_vote import (
+    PREDICTION_TARGETS,
+    VOTE_LEVELS,
+    VOTE_NOISES,
+    VOTE_SEED,
+    vote_margins,
+    vote_texts,
+)
 from blended_pipeline.families import family_of, latent_pipeline_class
 from blended_pipeline.guidance import CLIPGuidance
 from blended_pipeline.image_io import ImageInput
@@ -215,10 +222,10 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 checkpoint's ``default_rank_border_weight``.
             rank_rivals, candidates_per_result: as in ``BlendedDiffusionPipeline``; needs the CLIP parts.
             rank_denoiser_weight: re-rank each edit's better half by CLIP (at least the results returned) by CLIP's
-                score plus this weight on the denoiser's own vote (``blended_pipeline.denoiser_vote``): its error in
-                the mask under the prompt's best rival (or no text) less its error under the prompt, the results
-                noised halfway; needs the CLIP parts. Default: the checkpoint's ``default_rank_denoiser_weight``
-                (0: CLIP alone).
+                score plus this weight on the denoiser's own vote (``blended_pipeline.denoiser_vote``: its error in
+                the mask under the prompt's best rival, or no text, less its error under the prompt, the results
+                noised halfway), both standardised over that half, the sum scored in CLIP's units; needs the CLIP
+                parts. Default: the checkpoint's ``default_rank_denoiser_weight`` (0: CLIP alone).
             restart_at: as in ``BlendedDiffusionPipeline`` (the samples' ``x0_hat`` decoded and ranked); needs the
                 CLIP parts and a scheduler on unscaled samples. Default: the checkpoint's ``default_restart_at``.
             mask_blur, crop_margin, rank_by, eta, mixed_precision, generator, output_type, return_dict,
@@ -480,11 +487,12 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         conditioning = self._prompt_conditioning(texts, None, rows_per_text, device)
         return _prompt_rows(conditioning) if self.classifier_free_guidance else conditioning
 
-    def _noised_at(
+    def _training_example(
         self, clean: torch.Tensor, noise: torch.Tensor, level: float
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``clean`` noised at ``level`` of the schedule (0: clean, 1: noise) as the denoiser reads it, the timestep
-        it is told, and what it should predict: a flow's velocity, else the scheduler's ``prediction_type``."""
+        """A training example at ``level`` of the schedule (0: clean, 1: noise): ``clean`` noised as the denoiser
+        reads it, the timestep it is told, and what it should predict (a flow's velocity, else what the scheduler's
+        ``prediction_type`` names)."""
         trained = self.scheduler.config.num_train_timesteps
         if self.flow_matching:
             timestep = torch.tensor(level * trained, device=clean.device)
@@ -505,14 +513,15 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         """(edits * pool,) the denoiser's vote for each of ``latents``, one edit's pool after another (``prompts``:
         one per edit), from its errors inside the latent ``mask`` under each of the edit's ``vote_texts``, noised
         at each of ``VOTE_LEVELS`` with the same noises; a text's rows batched with others' up to the batch of a
-        sampling step (two rows per result made)."""
+        sampling step (two rows per result made with classifier-free guidance, one without)."""
         groups, edits = rival_groups(settings.rank_rivals), len(prompts)
         pool = latents.shape[0] // edits
         texts = [vote_texts(prompt, groups) for prompt in prompts]
         pairs = [(edit, text) for edit in range(edits) for text in texts[edit]]
-        per_call = max(1, 2 * edits * settings.results_made // pool)
+        step_rows = (2 if self.classifier_free_guidance else 1) * edits * settings.results_made
+        per_call = max(1, step_rows // pool)
         device, dtype = latents.device, self.denoiser.dtype
-        generator = torch.Generator(device).manual_seed(VOTE_SEED)
+        generator = torch.Generator().manual_seed(VOTE_SEED)
         noises = randn_tensor((VOTE_NOISES, 1, *latents.shape[1:]), generator=generator, device=device)
         errors = []
         for first in range(0, len(pairs), per_call):
@@ -525,7 +534,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 conditioning = self._text_conditioning([text for _, text in chunk], pool, device)
                 for level in VOTE_LEVELS:
                     for noise in noises:
-                        sample, t, target = self._noised_at(clean, noise.expand_as(clean), level)
+                        sample, t, target = self._training_example(clean, noise.expand_as(clean), level)
                         prediction = self._denoiser_prediction(sample.to(dtype), t, conditioning).float()
                         error += ((prediction - target) ** 2 * region).sum(dim=(1, 2, 3)) / cells
             errors.append(error.view(len(chunk), pool))
@@ -562,17 +571,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 f"{type(self.scheduler).__name__} does not fit a {self.family} model, which needs "
                 f"{wanted if self.flow_matching else 'a noise-prediction scheduler (DDIM, DDPM, Euler, DPM-Solver++)'}"
             )
-        vp_schedule = hasattr(self.scheduler, "alphas_cumprod") and self.scheduler.config.get("prediction_type") in (
-            "epsilon",
-            "v_prediction",
-            "sample",
-        )
-        if settings["rank_denoiser_weight"] > 0 and not (self.flow_matching or vp_schedule):
-            raise ValueError(
-                f"rank_denoiser_weight noises the results as the denoiser was trained, which needs a scheduler with "
-                f"alphas_cumprod and a prediction_type of epsilon, v_prediction or sample; "
-                f"{type(self.scheduler).__name__} has neither, so pass rank_denoiser_weight=0 or swap the scheduler"
-            )
+        if settings["rank_denoiser_weight"] > 0:
+            self._check_vote(settings)
         if settings["restart_at"] > 0 and float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(
                 f"restart_at ranks each sample's x0_hat, which {type(self.scheduler).__name__}'s sigma-scaled samples "
@@ -580,6 +580,27 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 "restart_at=0"
             )
         self._check_call(prompts, generator, callbacks, settings)
+
+    def _check_vote(self, settings: dict[str, Any]) -> None:
+        """Refuse a vote on latents, which are not ranked, and one on a schedule whose training examples it cannot
+        form (``_training_example``)."""
+        weight = settings["rank_denoiser_weight"]
+        if settings["output_type"] == "latent":
+            raise ValueError(
+                f"rank_denoiser_weight={weight} re-ranks the results, and output_type='latent' returns the samples "
+                "unranked; pass rank_denoiser_weight=0 for latents"
+            )
+        if self.flow_matching:
+            return
+        name, kind = type(self.scheduler).__name__, self.scheduler.config.get("prediction_type")
+        missing = "alphas_cumprod" if not hasattr(self.scheduler, "alphas_cumprod") else None
+        if missing is None and kind not in PREDICTION_TARGETS:
+            missing = f"a prediction_type among {PREDICTION_TARGETS} (it has {kind!r})"
+        if missing is not None:
+            raise ValueError(
+                f"rank_denoiser_weight noises the results as the denoiser was trained, which needs the scheduler's "
+                f"{missing}; {name} lacks it, so pass rank_denoiser_weight=0 or swap the scheduler"
+            )
 
     @staticmethod
     def check_scheduler(scheduler: Any) -> None:

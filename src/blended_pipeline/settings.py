@@ -215,12 +215,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "rank_denoiser_weight",
-        "re-rank the better half of each edit's results by CLIP plus this weight on the denoiser's own vote for the "
-        "prompt over its rivals (0: CLIP alone; needs the CLIP parts)",
+        "re-rank the better half of each edit's results by CLIP with this weight on the denoiser's own vote for the "
+        "prompt over its rivals, both standardised (0: CLIP alone; needs the CLIP parts)",
         float,
         0.0,
         LATENT,
-        flag="--rank-denoiser",
+        flag="--rank-denoiser-weight",
         checkpoint="default_rank_denoiser_weight",
         bounds=">= 0",
     ),
