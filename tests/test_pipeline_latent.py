@@ -5,6 +5,7 @@ bad inputs refused before any work."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -48,6 +49,18 @@ def edit(pipe, image, mask, **options):
     return pipe(image=image, mask_image=mask, **arguments)
 
 
+def last_step_tensors() -> tuple[dict, Any]:
+    """Where the tensors a step-end callback is handed are kept, and the callback that keeps them (copied, each
+    step over the last: the last step's once the call ends)."""
+    seen = {}
+
+    def keep_last(pipeline, step, timestep, tensors):
+        seen.update({name: tensor.clone() for name, tensor in tensors.items()})
+        return {}
+
+    return seen, keep_last
+
+
 def outside(mask: PIL.Image.Image) -> np.ndarray:
     return np.asarray(mask) == 0
 
@@ -69,12 +82,7 @@ def test_soft_mask_keeps_pixels_where_the_feathered_mask_is_zero(latent_pipe, im
 
 
 def test_latents_outside_the_latent_mask_end_as_the_clean_input_latents(latent_pipe, image, mask):
-    seen = {}
-
-    def keep_last(pipe, step, timestep, tensors):
-        seen.update(tensors)
-        return {}
-
+    seen, keep_last = last_step_tensors()
     edit(
         latent_pipe,
         image,
@@ -415,12 +423,7 @@ def test_a_ranking_clip_ranks_latent_results_in_place_of_the_clip_parts(latent_p
 
 
 def test_latent_output_is_the_final_latents_with_the_input_outside_the_latent_mask(latent_pipe, image, mask):
-    seen = {}
-
-    def keep_last(pipe, step, timestep, tensors):
-        seen.update({name: tensor.clone() for name, tensor in tensors.items()})
-        return {}
-
+    seen, keep_last = last_step_tensors()
     out = edit(
         latent_pipe,
         image,
@@ -539,13 +542,8 @@ def test_the_denoisers_vote_orders_a_pool_of_two_above_a_weight_of_one(latent_pi
 
 
 def test_the_vote_sees_the_pools_results_as_returned_encoded_again(image, mask):
-    pipe, final = tiny_latent_pipeline(), {}
+    pipe, (final, keep_latents) = tiny_latent_pipeline(), last_step_tensors()
     seen = spy_on_votes(pipe)
-
-    def keep_latents(pipeline, step, timestep, tensors):
-        final.update(tensors)
-        return {}
-
     edit(
         pipe,
         image,
