@@ -90,12 +90,14 @@ def judged_results(results: list[np.ndarray], case: EditCase, seconds: float) ->
 
 
 def summary(per_edit: list[dict]) -> dict:
-    """Top-1 success, batch precision with the results' diversity beside it (four near-copies must not read as
-    four independent successes), seconds per image, seam step, background exactness and the refused results by
-    reason, over ``judged_edit``'s edits."""
+    """Top-1 success, the share of edits with any accepted result (what a perfect ranking of the results returned
+    would reach), batch precision with the results' diversity beside it (four near-copies must not read as four
+    independent successes), seconds per image, seam step, background exactness and the refused results by reason,
+    over ``judged_edit``'s edits."""
     return {
         "edits": len(per_edit),
         "top1_success": float(np.mean([e["verdicts"][0] for e in per_edit])),
+        "any_success": float(np.mean([any(e["verdicts"]) for e in per_edit])),
         "batch_precision": float(np.mean([np.mean(e["verdicts"]) for e in per_edit])),
         "diversity": float(np.mean([e["diversity"] for e in per_edit])),
         "seconds_per_image": float(np.mean([e["seconds_per_image"] for e in per_edit])),

@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.clip_regions import drawn_in
 from benchmarks.common import kinds_in, load_kept, with_all_hard
+from benchmarks.metrics import summary
 from benchmarks.tradeoffs_report import pareto_front
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.shapes.edits import edit_cases, hard_edit_cases
@@ -162,6 +163,29 @@ def test_all_hard_row_adds_counts_and_averages_shares_over_the_hard_kinds_only()
     assert list(combined) == ["small", "wide", "standard", "all hard"]
     assert combined["all hard"] == {"edits": 4, "top1": 0.75, "refused": {"wrong shape": 4}, "by_weight": {"0.2": 0.75}}
     assert list(with_all_hard({"standard": rows["standard"]})) == ["standard"]
+
+
+def test_summary_counts_top_results_edits_with_any_accepted_and_all_accepted_results():
+    def edit(verdicts, failures):
+        return {
+            "verdicts": verdicts,
+            "failures": failures,
+            "diversity": 2.0,
+            "seconds_per_image": 1.0,
+            "seam_step": 3.0,
+            "background_exact": True,
+        }
+
+    per_edit = [
+        edit([True, False, False, True], ["wrong_shape", "too_small"]),
+        edit([False, False, True, False], ["no_colour", "wrong_shape", "wrong_shape"]),
+        edit([False, False, False, False], ["too_small"] * 4),
+    ]
+    row = summary(per_edit)
+    assert row["top1_success"] == pytest.approx(1 / 3)
+    assert row["any_success"] == pytest.approx(2 / 3)  # what a perfect ranking of these four would reach
+    assert row["batch_precision"] == pytest.approx((2 / 4 + 1 / 4 + 0) / 3)
+    assert row["refused_results"] == {"no_colour": 1, "too_small": 5, "wrong_shape": 3}
 
 
 def test_examples_run(tmp_path):
