@@ -3,19 +3,23 @@
 Guidance and ranking show CLIP the masked region on a grey surround, so besides whole scenes it is trained on
 box views of one shape ("a red circle"), of bare background ("a blue background") and on scenes whose object
 is greyed out ("a blue background"), some warped like the extending augmentations. Several images in a batch
-share a caption, so the contrastive target spreads over all matching captions. Resumable, like the UNet::
+share a caption, so the contrastive target spreads over all matching captions. A CLIP that ranks a latent model's
+results can also see a share of its views through that model's VAE (``--vae``), since those results are decoded
+and so blurred at the shapes' edges. Resumable, like the UNet::
 
     python -m blended_pipeline.shapes.train_clip --out runs/clip --steps 3000
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import AutoencoderKL
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from blended_pipeline.augment import ProjectiveAugmentation
@@ -235,17 +239,40 @@ def misdrawn_pairs(seed: int, step: int, count: int) -> tuple[torch.Tensor, torc
 
 
 def view_batch(
-    seed: int, step: int, batch_size: int, regions: str = "square", captions: str = "last"
+    seed: int,
+    step: int,
+    batch_size: int,
+    regions: str = "square",
+    captions: str = "last",
+    round_trip: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    round_trip_share: float = 0.0,
 ) -> tuple[torch.Tensor, list[str]]:
-    """Views in [-1, 1] with the masked-out part grey (0), half of them projectively warped."""
+    """Views in [-1, 1] with the masked-out part grey (0), half of them projectively warped; ``round_trip_share``
+    of the images passed through ``round_trip`` before they are masked (drawn apart, so that without it the
+    batches are the same)."""
     rng = np.random.default_rng([seed, step])
     views = [training_view(rng, regions, captions) for _ in range(batch_size)]
     images = to_model_range(np.stack([v[0] for v in views]))
+    if round_trip is not None and round_trip_share > 0:
+        passed = torch.from_numpy(np.random.default_rng([seed, step, 1]).random(batch_size) < round_trip_share)
+        if passed.any():
+            images[passed] = round_trip(images[passed]).clamp(-1, 1)
     keep = torch.from_numpy(np.stack([v[1] for v in views]))[:, None].float()
     images = images * keep
     warped = ProjectiveAugmentation()(images, 2, torch.Generator().manual_seed(seed * 7919 + step))[batch_size:]
     chosen = torch.from_numpy(rng.random(batch_size) < 0.5).view(-1, 1, 1, 1)
     return torch.where(chosen, warped, images), [v[2] for v in views]
+
+
+def vae_round_trip(vae: AutoencoderKL) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Images in [-1, 1] through ``vae``'s encoder (its posterior's mean) and decoder, as a latent edit's results
+    are decoded."""
+
+    @torch.no_grad()
+    def round_trip(images: torch.Tensor) -> torch.Tensor:
+        return vae.decode(vae.encode(images).latent_dist.mean).sample
+
+    return round_trip
 
 
 def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tensor:
@@ -318,12 +345,17 @@ def train(
     captions: str = "last",
     init: Path | None = None,
     misdrawn_weight: float = 0.0,
+    vae: Path | None = None,
+    vae_share: float = 0.5,
 ) -> None:
     """A run in ``out``, resumed if it holds a state; a new one starts from ``init``'s weights (a ``clip_model``
     directory) when given, with a new optimiser, to fine-tune a model whose training state is not at hand.
-    ``misdrawn_weight`` adds that times ``misdrawn_loss`` on a quarter batch of pairs, for a CLIP that ranks."""
+    ``misdrawn_weight`` adds that times ``misdrawn_loss`` on a quarter batch of pairs, for a CLIP that ranks.
+    ``vae`` (an ``AutoencoderKL`` directory) passes ``vae_share`` of the views through its encoding and decoding."""
     if not misdrawn_weight >= 0:
         raise ValueError(f"misdrawn weight must be a number >= 0, got {misdrawn_weight}")
+    if vae is not None and not 0 < vae_share <= 1:
+        raise ValueError(f"the VAE's share of the views must be in (0, 1], got {vae_share}")
     if misdrawn_weight > 0 and batch_size < 4:
         raise ValueError(f"misdrawn pairs are a quarter batch: the batch size must be at least 4, got {batch_size}")
     out.mkdir(parents=True, exist_ok=True)
@@ -336,8 +368,9 @@ def train(
     state_path = out / "state.pt"
     start = resume(state_path, model=model, optimizer=optimizer)
     log = ProgressLog(start)
+    round_trip = None if vae is None else vae_round_trip(AutoencoderKL.from_pretrained(vae).eval())
     for step in range(start, steps):
-        images, texts = view_batch(seed, step, batch_size, regions, captions)
+        images, texts = view_batch(seed, step, batch_size, regions, captions, round_trip, vae_share)
         output = clip_output(model, tokenizer, feature_extractor, images, texts)
         loss = contrastive_loss(output.logits_per_image, texts)
         if misdrawn_weight > 0:
@@ -367,10 +400,12 @@ def main() -> None:
     parser.add_argument(
         "--misdrawn-weight", type=float, default=0.0, help="weight of the hinge ranking shapes above misdrawn ones"
     )
+    parser.add_argument("--vae", type=Path, help="an AutoencoderKL directory a share of the views pass through")
+    parser.add_argument("--vae-share", type=float, default=0.5, help="the share of the views that --vae round-trips")
     args = parse_training_arguments(parser)
     run = (args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every, args.regions, args.captions)
     try:
-        train(*run, args.init, args.misdrawn_weight)
+        train(*run, args.init, args.misdrawn_weight, args.vae, args.vae_share)
     except ValueError as error:
         parser.error(str(error))
 
