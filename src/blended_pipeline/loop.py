@@ -35,7 +35,6 @@ from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
     BY_ARGUMENT,
     BY_CHECKPOINT,
-    BY_NAME,
     MixedPrecision,
     OutputType,
     check_image_size,
@@ -44,6 +43,7 @@ from blended_pipeline.settings import (
     resolve_settings,
     results_made,
     steps_run,
+    unranked_settings,
 )
 
 Generators = torch.Generator | list[torch.Generator] | None
@@ -169,13 +169,16 @@ class BlendedPipelineMixin:
         candidates, rivals and vote give way where nothing is ranked (no CLIP parts, or latents asked for): a
         default must not make a plain call fail."""
         settings = CallSettings(resolve_settings(self.kind, self.config, arguments))
+        if not self.ranks(settings.output_type):
+            settings = CallSettings(unranked_settings(self.kind, settings, arguments))
         settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
-        unranked = self.clip_model is None or settings.output_type == "latent"
-        for name in ("candidates_per_result", "rank_rivals", "rank_denoiser_weight"):
-            if unranked and name in settings and arguments.get(name) is None:  # a checkpoint's, nothing ranked
-                settings[name] = BY_NAME[name].default_for(self.kind)
         check_settings(**settings)
         return settings
+
+    def ranks(self, output_type: str = "pil") -> bool:
+        """Whether a call returning ``output_type`` ranks its results: it needs CLIP parts, and latents are returned
+        unranked."""
+        return self.clip_model is not None and output_type != "latent"
 
     @staticmethod
     def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:

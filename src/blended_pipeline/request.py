@@ -41,6 +41,7 @@ from blended_pipeline.settings import (
     resolve_settings,
     scheduler_class,
     steps_run,
+    unranked_settings,
 )
 
 ImageSource = Path | PIL.Image.Image
@@ -186,7 +187,10 @@ class EditRequest:
         refused, naming the settings as the front end does, when no step would run (a strength too small for the
         checkpoint's steps is known only once its config is read)."""
         kind = pipeline_kind(pipe)
-        planned = resolve_settings(kind, pipe.config, self.pipeline_arguments(kind, pipe.config))
+        arguments = self.pipeline_arguments(kind, pipe.config)
+        planned = resolve_settings(kind, pipe.config, arguments)
+        if not pipe.ranks():
+            planned = unranked_settings(kind, planned, arguments)
         names = {key: self.name(key) for key in ("strength", "num_inference_steps")}
         try:
             check_settings(names, strength=planned["strength"], num_inference_steps=planned["num_inference_steps"])

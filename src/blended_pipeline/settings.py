@@ -574,6 +574,20 @@ def resolve_settings(kind: str, config: Mapping[str, Any], given: Mapping[str, A
     return resolved
 
 
+RANKING_ONLY = ("candidates_per_result", "rank_rivals", "rank_denoiser_weight")
+"""Settings that only choose among results: a checkpoint's default for them gives way where nothing is ranked."""
+
+
+def unranked_settings(kind: str, resolved: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``resolved`` (``resolve_settings``'s) for a call that ranks nothing (no CLIP parts, or latents asked for):
+    each of ``RANKING_ONLY`` not ``given`` takes the table's default, so that a checkpoint's default does not make a
+    plain call fail. One asked for is kept, for the pipeline to refuse."""
+    return {
+        name: BY_NAME[name].default_for(kind) if name in RANKING_ONLY and given.get(name) is None else value
+        for name, value in resolved.items()
+    }
+
+
 def _check_number(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
