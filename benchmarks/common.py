@@ -148,12 +148,6 @@ def write_results(prefix: Path, results: dict, markdown: str) -> None:
     print(markdown)
 
 
-@torch.no_grad()
-def vae_round_trip(vae: Any, images: torch.Tensor) -> torch.Tensor:
-    """``images`` (in [-1, 1]) encoded to their posterior means and decoded: what every latent result goes through."""
-    return vae.decode(vae.encode(images).latent_dist.mean).sample
-
-
 def unet_layout(unet: torch.nn.Module) -> str:
     """How the UNet's convolution weights lie in memory: "channels-last" (NHWC) or "NCHW"."""
     return "channels-last" if unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last) else "NCHW"

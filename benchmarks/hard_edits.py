@@ -13,9 +13,10 @@
 
 The shipped shapes checkpoint at the CLI's defaults (``--setting NAME=VALUE`` overrides a pipeline argument,
 VALUE read as JSON), judged by the shapes world's pixel judge: per kind of edit (``shapes.edits.HARD_KINDS``)
-and on the standard square-box edits, top-1 success, batch precision (the share of all results the judge
-accepts) with the diversity of each edit's results beside it (how much
-they differ inside the mask: results restarted from one are alike). ``--set`` names one of
+and on the standard square-box edits, top-1 success, the share of edits with any result accepted (what a perfect
+ranking of the results returned would reach), batch precision (the share of all results the judge accepts) with the
+diversity of each edit's results beside it (how much they differ inside the mask: results restarted from one are
+alike). ``--set`` names one of
 ``shapes.edits.EDIT_SETS``: settings are chosen on the tuning set; the held-out set is for the figures published
 once the choice is made; "confirm", "recheck" and "fifth" are fresh checks of a choice the sets before left
 undecided.

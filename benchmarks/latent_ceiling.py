@@ -21,11 +21,12 @@ from diffusers import AutoencoderKL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file: the shared code is benchmarks.*
 
-from benchmarks.common import heading, provenance, vae_round_trip, with_all_hard, write_results
+from benchmarks.common import heading, provenance, with_all_hard, write_results
 from benchmarks.metrics import FAILURE_KINDS, failure_kind, psnr_where, to_uint8
 from blended_pipeline import SHAPES_LATENT_CHECKPOINT
 from blended_pipeline.shapes.edits import EDIT_SETS, EditCase, edit_cases, hard_edit_cases, ideal_edit
 from blended_pipeline.shapes.judge import judge
+from blended_pipeline.shapes.training_utils import vae_round_trip
 
 RESULTS_PER_EDIT = 4  # as many as the latent pipeline makes and ranks by default
 

@@ -25,8 +25,8 @@ optimised rather than the plain view; and "similarity", how alike CLIP finds the
 do best on the given results: chosen on one set, they are to be checked on another. "any" is the share of edits
 with at least one accepted result: no ranking of these results can do better. ``--ranking-clip DIR`` scores with
 another CLIP, as a pipeline with that ``ranking_clip_model`` ranks. Neither command applies rival prompts
-(``rank_rivals``) or the denoiser's vote (``rank_denoiser_weight``, which needs the latents the kept pictures no
-longer hold exactly): a checkpoint that sets either ranks otherwise than "shipped" here, as the latent one does.
+(``rank_rivals``) or the denoiser's vote (``rank_denoiser_weight``: rerank loads no denoiser or VAE to cast it): a
+checkpoint that sets either ranks otherwise than "shipped" here, as the latent one does.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DDPMPipeline
 
-from benchmarks.common import heading, load_for_edits, provenance, vae_round_trip, write_results
+from benchmarks.common import heading, load_for_edits, provenance, write_results
 from benchmarks.metrics import edit_success
 from blended_pipeline import SHAPES_CHECKPOINT, SHAPES_LATENT_CHECKPOINT, BlendedDiffusionPipeline
 from blended_pipeline.shapes.judge import judge_scene
 from blended_pipeline.shapes.train_clip import zero_shot_accuracy
 from blended_pipeline.shapes.train_unet import scene_batch
+from blended_pipeline.shapes.training_utils import vae_round_trip
 
 
 def ddpm_validity(pipe: BlendedDiffusionPipeline, count: int, steps: int) -> dict:

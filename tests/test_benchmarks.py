@@ -165,7 +165,7 @@ def test_all_hard_row_adds_counts_and_averages_shares_over_the_hard_kinds_only()
     assert list(with_all_hard({"standard": rows["standard"]})) == ["standard"]
 
 
-def test_summary_counts_top_results_edits_with_any_accepted_and_all_accepted_results():
+def test_summary_counts_top_results_edits_with_any_accepted_and_the_share_of_results_accepted():
     def edit(verdicts, failures):
         return {
             "verdicts": verdicts,

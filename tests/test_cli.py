@@ -11,6 +11,7 @@ import torch
 from helpers import another_tiny_clip, tiny_latent_pipeline, tiny_pipeline
 
 from blended_pipeline import SHAPES_CHECKPOINT, BlendedDiffusionPipeline, cli
+from blended_pipeline.request import pipeline_defaults
 
 FAST = ["--steps", "4", "--samples", "2", "--augmentations", "2"]
 
@@ -408,9 +409,10 @@ def test_checkpoint_defaults_apply_where_not_given_and_are_checked(capsys, optio
     assert message in capsys.readouterr().err
 
 
-def test_the_plan_shows_a_checkpoints_ranking_giving_way_where_nothing_is_ranked():
-    """The plan line says what the pipeline will run: a checkpoint's candidates, rivals and vote apply only where
-    there are CLIP parts to rank with (the pipeline's own rule); one asked for is kept, for the pipeline to refuse."""
+def test_planned_and_default_settings_let_a_checkpoints_ranking_give_way_where_nothing_is_ranked():
+    """The plan line and the defaults the page and benchmarks show are what the pipeline will run: a checkpoint's
+    candidates, rivals and vote apply only where there are CLIP parts to rank with; one asked for is kept, for the
+    pipeline to refuse."""
     defaults = dict(default_candidates_per_result=3, default_rank_rivals="ball,box", default_rank_denoiser_weight=1.0)
     names = ("candidates_per_result", "rank_rivals", "rank_denoiser_weight")
     parser = cli.build_parser()
@@ -418,6 +420,8 @@ def test_the_plan_shows_a_checkpoints_ranking_giving_way_where_nothing_is_ranked
     ranked, unranked = tiny_latent_pipeline(**defaults), tiny_latent_pipeline(with_clip=False, **defaults)
     assert tuple(request.planned_settings(ranked)[name] for name in names) == (3, "ball,box", 1.0)
     assert tuple(request.planned_settings(unranked)[name] for name in names) == (1, "", 0.0)
+    assert tuple(pipeline_defaults(unranked)[name] for name in names) == (1, "", 0.0)
+    assert tuple(pipeline_defaults(ranked)[name] for name in names) == (3, "ball,box", 1.0)
     asked = cli.edit_request(parser.parse_args(["--demo", "--out", "x", "--candidates", "2"]))
     assert asked.planned_settings(unranked)["candidates_per_result"] == 2
 

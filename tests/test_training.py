@@ -23,7 +23,7 @@ from blended_pipeline.shapes.export import (
     export_latent,
 )
 from blended_pipeline.shapes.train_unet import RESOLUTION
-from blended_pipeline.shapes.training_utils import to_model_range
+from blended_pipeline.shapes.training_utils import to_model_range, vae_round_trip
 from blended_pipeline.shapes.world import Scene, Shape, box_mask, random_scene, render, shape_mask
 
 
@@ -98,34 +98,36 @@ def test_visible_captions_name_every_shape_showing_in_the_region():
 def test_a_share_of_the_views_pass_through_the_round_trip_before_they_are_masked():
     plain = train_clip.view_batch(0, 5, 64, "varied")
     assert torch.equal(train_clip.view_batch(0, 5, 64, "varied", round_trip=lambda x: -x)[0], plain[0])  # share 0
-    flipped = train_clip.view_batch(0, 5, 64, "varied", round_trip=lambda x: -x, round_trip_share=0.5)
-    assert flipped[1] == plain[1]
+    identity = train_clip.view_batch(0, 5, 64, "varied", round_trip=lambda x: x, round_trip_share=0.5)[0]
+    assert torch.equal(identity, plain[0])  # the share is drawn apart: the views themselves are the same
+    greyed = train_clip.view_batch(0, 5, 64, "varied", round_trip=torch.zeros_like, round_trip_share=0.5)
+    assert greyed[1] == plain[1]
     passed = torch.from_numpy(np.random.default_rng([0, 5, 1]).random(64) < 0.5)
     assert 16 < int(passed.sum()) < 48
-    unwarped = train_clip.view_batch(0, 5, 64, "varied", round_trip=lambda x: x, round_trip_share=0.5)[0]
-    assert torch.equal(unwarped, plain[0])  # an identity round trip changes nothing: the draws are apart
-    differs = (flipped[0] != plain[0]).flatten(1).any(dim=1)
-    assert torch.equal(differs, passed)
-    grey = plain[0] == 0
-    assert torch.equal(flipped[0][grey], plain[0][grey])  # masked after the round trip: the surround stays grey
+    assert torch.equal((greyed[0] != plain[0]).flatten(1).any(dim=1), passed)
+    assert (greyed[0][passed] == 0).all() and (greyed[0][~passed] == plain[0][~passed]).all()
+    lifted = train_clip.view_batch(0, 5, 64, "varied", round_trip=lambda x: torch.full_like(x, 0.5), round_trip_share=1)
+    surround = plain[0] == 0  # grey: masked out (a palette colour is never exactly mid-grey)
+    assert (lifted[0][surround] == 0).all()  # masked after the round trip, so the surround stays grey
+    assert (lifted[0][~surround] != 0).any()
 
 
 def test_the_vae_round_trip_keeps_a_scene_close_and_trains_the_clip_on_it(tmp_path):
     vae = Path(SHAPES_LATENT_CHECKPOINT) / "vae"
     rng = np.random.default_rng(0)
     scenes = to_model_range(np.stack([render(random_scene(rng, RESOLUTION), RESOLUTION) for _ in range(8)]))
-    passed = train_clip.vae_round_trip(AutoencoderKL.from_pretrained(vae).eval())(scenes)
+    passed = vae_round_trip(AutoencoderKL.from_pretrained(vae).eval(), scenes)
     assert passed.shape == scenes.shape and not torch.equal(passed, scenes)
     assert float((passed - scenes).abs().mean()) < 0.1  # blurred at the edges, the same scene
     run = {"steps": 1, "batch_size": 8, "seed": 0, "lr": 1e-3, "save_every": 1}
     train_clip.train(tmp_path / "plain", **run)
-    train_clip.train(tmp_path / "through", vae=vae, vae_share=1.0, **run)
+    train_clip.train(tmp_path / "through", vae_dir=vae, vae_share=1.0, **run)
     plain = CLIPModel.from_pretrained(tmp_path / "plain" / "clip_model").state_dict()
     through = CLIPModel.from_pretrained(tmp_path / "through" / "clip_model").state_dict()
     assert any(not torch.equal(value, through[name]) for name, value in plain.items())
     for share in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"share of the views must be in \(0, 1\]"):
-            train_clip.train(tmp_path / "refused", vae=vae, vae_share=share, **run)
+            train_clip.train(tmp_path / "refused", vae_dir=vae, vae_share=share, **run)
     assert not (tmp_path / "refused").exists()
 
 

@@ -12,7 +12,7 @@ import importlib.util
 import inspect
 import shutil
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -168,12 +168,17 @@ class BlendedPipelineMixin:
         table's, mixed precision the pipeline's own (``prepare_with``); checked against the table. A checkpoint's
         candidates, rivals and vote give way where nothing is ranked (no CLIP parts, or latents asked for): a
         default must not make a plain call fail."""
-        settings = CallSettings(resolve_settings(self.kind, self.config, arguments))
-        if not self.ranks(settings.output_type):
-            settings = CallSettings(unranked_settings(self.kind, settings, arguments))
+        settings = CallSettings(self.resolved_settings(arguments))
         settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
         check_settings(**settings)
         return settings
+
+    def resolved_settings(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Every setting a call given ``arguments`` runs with, by argument name (``resolve_settings``), where a
+        checkpoint's ranking defaults give way if nothing is ranked (``unranked_settings``): what the front ends show
+        before a call and what the call runs with are the same."""
+        settings = resolve_settings(self.kind, self.config, arguments)
+        return settings if self.ranks(settings["output_type"]) else unranked_settings(self.kind, settings, arguments)
 
     def ranks(self, output_type: str = "pil") -> bool:
         """Whether a call returning ``output_type`` ranks its results: it needs CLIP parts, and latents are returned

@@ -38,10 +38,8 @@ from blended_pipeline.settings import (
     check_image_size,
     check_mask_size,
     check_settings,
-    resolve_settings,
     scheduler_class,
     steps_run,
-    unranked_settings,
 )
 
 ImageSource = Path | PIL.Image.Image
@@ -187,10 +185,7 @@ class EditRequest:
         refused, naming the settings as the front end does, when no step would run (a strength too small for the
         checkpoint's steps is known only once its config is read)."""
         kind = pipeline_kind(pipe)
-        arguments = self.pipeline_arguments(kind, pipe.config)
-        planned = resolve_settings(kind, pipe.config, arguments)
-        if not pipe.ranks():
-            planned = unranked_settings(kind, planned, arguments)
+        planned = pipe.resolved_settings(self.pipeline_arguments(kind, pipe.config))
         names = {key: self.name(key) for key in ("strength", "num_inference_steps")}
         try:
             check_settings(names, strength=planned["strength"], num_inference_steps=planned["num_inference_steps"])
@@ -337,7 +332,7 @@ def run_edit(
 
 def pipeline_defaults(pipe: Any) -> dict[str, Any]:
     """What ``pipe`` runs a call with where nothing is asked: the checkpoint's defaults, else the table's."""
-    return resolve_settings(pipeline_kind(pipe), pipe.config, {})
+    return pipe.resolved_settings({})
 
 
 def pipeline_kind(pipe: Any) -> str:

@@ -13,6 +13,7 @@ and so blurred at the shapes' edges. Resumable, like the UNet::
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from blended_pipeline.shapes.training_utils import (
     save_state,
     to_model_range,
     training_parser,
+    vae_round_trip,
 )
 from blended_pipeline.shapes.world import (
     PALETTE,
@@ -264,17 +266,6 @@ def view_batch(
     return torch.where(chosen, warped, images), [v[2] for v in views]
 
 
-def vae_round_trip(vae: AutoencoderKL) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Images in [-1, 1] through ``vae``'s encoder (its posterior's mean) and decoder, as a latent edit's results
-    are decoded."""
-
-    @torch.no_grad()
-    def round_trip(images: torch.Tensor) -> torch.Tensor:
-        return vae.decode(vae.encode(images).latent_dist.mean).sample
-
-    return round_trip
-
-
 def contrastive_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tensor:
     """Cross-entropy both ways, with the target spread evenly over every matching caption."""
     same = torch.tensor([[a == b for b in captions] for a in captions], dtype=torch.float32)
@@ -345,16 +336,16 @@ def train(
     captions: str = "last",
     init: Path | None = None,
     misdrawn_weight: float = 0.0,
-    vae: Path | None = None,
+    vae_dir: Path | None = None,
     vae_share: float = 0.5,
 ) -> None:
     """A run in ``out``, resumed if it holds a state; a new one starts from ``init``'s weights (a ``clip_model``
     directory) when given, with a new optimiser, to fine-tune a model whose training state is not at hand.
     ``misdrawn_weight`` adds that times ``misdrawn_loss`` on a quarter batch of pairs, for a CLIP that ranks.
-    ``vae`` (an ``AutoencoderKL`` directory) passes ``vae_share`` of the views through its encoding and decoding."""
+    ``vae_dir`` (an ``AutoencoderKL`` directory) passes ``vae_share`` of the views through its encoding and decoding."""
     if not misdrawn_weight >= 0:
         raise ValueError(f"misdrawn weight must be a number >= 0, got {misdrawn_weight}")
-    if vae is not None and not 0 < vae_share <= 1:
+    if vae_dir is not None and not 0 < vae_share <= 1:
         raise ValueError(f"the VAE's share of the views must be in (0, 1], got {vae_share}")
     if misdrawn_weight > 0 and batch_size < 4:
         raise ValueError(f"misdrawn pairs are a quarter batch: the batch size must be at least 4, got {batch_size}")
@@ -368,7 +359,7 @@ def train(
     state_path = out / "state.pt"
     start = resume(state_path, model=model, optimizer=optimizer)
     log = ProgressLog(start)
-    round_trip = None if vae is None else vae_round_trip(AutoencoderKL.from_pretrained(vae).eval())
+    round_trip = None if vae_dir is None else partial(vae_round_trip, AutoencoderKL.from_pretrained(vae_dir).eval())
     for step in range(start, steps):
         images, texts = view_batch(seed, step, batch_size, regions, captions, round_trip, vae_share)
         output = clip_output(model, tokenizer, feature_extractor, images, texts)
@@ -400,12 +391,18 @@ def main() -> None:
     parser.add_argument(
         "--misdrawn-weight", type=float, default=0.0, help="weight of the hinge ranking shapes above misdrawn ones"
     )
-    parser.add_argument("--vae", type=Path, help="an AutoencoderKL directory a share of the views pass through")
-    parser.add_argument("--vae-share", type=float, default=0.5, help="the share of the views that --vae round-trips")
+    parser.add_argument(
+        "--vae", type=Path, help="a VAE for a share of the views: a train_vae run, or a latent checkpoint, or its vae"
+    )
+    parser.add_argument("--vae-share", type=float, help="the share of the views --vae round-trips (default 0.5)")
     args = parse_training_arguments(parser)
+    if args.vae_share is not None and args.vae is None:
+        parser.error("--vae-share is the share of the views --vae passes through; give --vae too")
+    vae_dir = None if args.vae is None else args.vae / "vae" if (args.vae / "vae").is_dir() else args.vae
+    share = 0.5 if args.vae_share is None else args.vae_share
     run = (args.out, args.steps, args.batch_size, args.seed, args.lr, args.save_every, args.regions, args.captions)
     try:
-        train(*run, args.init, args.misdrawn_weight, args.vae, args.vae_share)
+        train(*run, args.init, args.misdrawn_weight, vae_dir, share)
     except ValueError as error:
         parser.error(str(error))
 

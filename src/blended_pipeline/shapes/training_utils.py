@@ -132,3 +132,9 @@ def parse_training_arguments(parser: argparse.ArgumentParser) -> argparse.Namesp
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
+
+
+@torch.no_grad()
+def vae_round_trip(vae: Any, images: torch.Tensor) -> torch.Tensor:
+    """``images`` (in [-1, 1]) encoded to their posterior means and decoded: what every latent result goes through."""
+    return vae.decode(vae.encode(images).latent_dist.mean).sample
