@@ -93,20 +93,18 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         del arguments["num_inference_steps"]
         return {**arguments, "sigmas": np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)}
 
-    def _prompt_conditioning(
-        self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
-    ) -> dict[str, Any]:
+    def _text_conditioning(self, texts: list[str], rows_per_text: int, device: torch.device) -> dict[str, Any]:
         """T5's token embeddings, CLIP's pooled output, the text's (zero) position ids and the image patches'
-        positions, one row per result."""
+        positions."""
         length = self.tokenizer.model_max_length
-        tokens = self.tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        tokens = self.tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
         pooled = self.text_encoder(tokens.input_ids.to(device), output_hidden_states=False).pooler_output
         pooled = pooled.to(self.text_encoder.dtype)
-        embeddings = t5_states(self.tokenizer_2, self.text_encoder_2, prompts, device, T5_TOKENS)
+        embeddings = t5_states(self.tokenizer_2, self.text_encoder_2, texts, device, T5_TOKENS)
         rows, columns = (side // self.vae_scale_factor // 2 for side in self._model_resolution())
         return {
-            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0),
-            "pooled_projections": pooled.repeat_interleave(rows_per_prompt, 0),
+            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_text, 0),
+            "pooled_projections": pooled.repeat_interleave(rows_per_text, 0),
             "txt_ids": torch.zeros(embeddings.shape[1], 3, device=device, dtype=self.text_encoder.dtype),
             "img_ids": _patch_positions(rows, columns, embeddings),
         }

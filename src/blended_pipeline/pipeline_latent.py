@@ -468,24 +468,24 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
     def _prompt_conditioning(
         self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
-        """The denoiser's keyword arguments for classifier-free guidance, rows [negatives, prompts], each repeated
-        ``rows_per_prompt`` times (one per result made): here the text encoder's last hidden states (a family with
-        more encoders overrides this)."""
-        texts = [*(negatives or [""] * len(prompts)), *prompts]
-        length = self.tokenizer.model_max_length
-        tokens = self.tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
-        embeddings = self.text_encoder(tokens.input_ids.to(device)).last_hidden_state
-        return {"encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0).to(self.denoiser.dtype)}
+        """The denoiser's keyword arguments for a sampling step, each row repeated ``rows_per_prompt`` times (one per
+        result made): [negatives, prompts] with classifier-free guidance (no text where no negative is given), the
+        prompts alone without. A family whose unconditional rows are not a text's own (SDXL's zeros) overrides this."""
+        texts = [*(negatives or [""] * len(prompts)), *prompts] if self.classifier_free_guidance else prompts
+        return self._text_conditioning(texts, rows_per_prompt, device)
 
     def _denoiser_prediction(self, sample: torch.Tensor, t: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
         """The denoiser's output for ``sample`` (scaled for the scheduler, in the denoiser's dtype) at ``t``."""
         return self.unet(sample, t, **conditioning).sample
 
     def _text_conditioning(self, texts: list[str], rows_per_text: int, device: torch.device) -> dict[str, Any]:
-        """The denoiser's keyword arguments for its conditional prediction under each of ``texts``, each repeated
-        ``rows_per_text`` times: the prompt rows of ``_prompt_conditioning``."""
-        conditioning = self._prompt_conditioning(texts, None, rows_per_text, device)
-        return _prompt_rows(conditioning) if self.classifier_free_guidance else conditioning
+        """The denoiser's keyword arguments for its prediction under each of ``texts``, each repeated
+        ``rows_per_text`` times: here the text encoder's last hidden states (a family with more encoders overrides
+        this)."""
+        length = self.tokenizer.model_max_length
+        tokens = self.tokenizer(texts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        embeddings = self.text_encoder(tokens.input_ids.to(device)).last_hidden_state
+        return {"encoder_hidden_states": embeddings.repeat_interleave(rows_per_text, 0).to(self.denoiser.dtype)}
 
     def _training_example(
         self, clean: torch.Tensor, noise: torch.Tensor, level: float
@@ -615,10 +615,3 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 raise ValueError(f"{type(scheduler).__name__} has no `{attribute}`; use a diffusers scheduler")
         if not (hasattr(scheduler, "add_noise") or hasattr(scheduler, "scale_noise")):
             raise ValueError(f"{type(scheduler).__name__} cannot noise an input (no add_noise or scale_noise)")
-
-
-def _prompt_rows(conditioning: Any) -> Any:
-    """The prompt rows of classifier-free conditioning, whose every tensor holds rows [negatives, prompts]."""
-    if isinstance(conditioning, dict):
-        return {name: _prompt_rows(value) for name, value in conditioning.items()}
-    return conditioning[conditioning.shape[0] // 2 :]

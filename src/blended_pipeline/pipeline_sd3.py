@@ -68,12 +68,9 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         self._check_transformer(transformer, SD3Transformer2DModel, vae)
         self._register(locals())
 
-    def _prompt_conditioning(
-        self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
-    ) -> dict[str, Any]:
+    def _text_conditioning(self, texts: list[str], rows_per_text: int, device: torch.device) -> dict[str, Any]:
         """CLIP's and T5's token embeddings one after the other (CLIP's zero-padded to T5's width) and both CLIP
-        encoders' pooled projections, rows [negatives, prompts]."""
-        texts = [*(negatives or [""] * len(prompts)), *prompts]
+        encoders' pooled projections."""
         length, states, pooled = self.tokenizer.model_max_length, [], []
         for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
             hidden, projected = clip_states_and_pooled(tokenizer, encoder, texts, device, length)
@@ -83,8 +80,8 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         t5 = self._t5_embeddings(texts, device, clip.dtype)
         embeddings = torch.cat([F.pad(clip, (0, t5.shape[-1] - clip.shape[-1])), t5], dim=-2)
         return {
-            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0),
-            "pooled_projections": torch.cat(pooled, dim=-1).repeat_interleave(rows_per_prompt, 0),
+            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_text, 0),
+            "pooled_projections": torch.cat(pooled, dim=-1).repeat_interleave(rows_per_text, 0),
         }
 
     def _t5_embeddings(self, texts: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -94,6 +94,11 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
             },
         }
 
+    def _text_conditioning(self, texts: list[str], rows_per_text: int, device: torch.device) -> dict[str, Any]:
+        """The prompt rows of ``_prompt_conditioning``: SDXL's negative and prompt rows differ in more than their
+        text (zeros, aesthetic scores), so they are formed together; zeroed negatives cost no encoding."""
+        return _prompt_rows(self._prompt_conditioning(texts, None, rows_per_text, device))
+
     def _encoded(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, L, D1 + D2) penultimate hidden states of the encoders there are, and (N, P) the pooled projection."""
         states, pooled = [], None
@@ -114,3 +119,10 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
         if self.config.requires_aesthetics_score:
             return [[*size, 0, 0, NEGATIVE_AESTHETIC_SCORE], [*size, 0, 0, AESTHETIC_SCORE]]
         return [[*size, 0, 0, *size]] * 2
+
+
+def _prompt_rows(conditioning: Any) -> Any:
+    """The prompt rows of classifier-free conditioning, whose every tensor holds rows [negatives, prompts]."""
+    if isinstance(conditioning, dict):
+        return {name: _prompt_rows(value) for name, value in conditioning.items()}
+    return conditioning[conditioning.shape[0] // 2 :]
