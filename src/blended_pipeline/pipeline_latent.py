@@ -1,6 +1,6 @@
 """``BlendedLatentDiffusionPipeline``: Blended Latent Diffusion (Avrahami, Fried, Lischinski, SIGGRAPH 2023) on
 Stable Diffusion 1.x/2.x checkpoints, and the latent loop every model family shares (SDXL, SD3 and Flux override
-the prompt's conditioning, the denoiser's call and the schedule: ``docs/models.md``); the pixel pipeline's loop,
+the text conditioning, the denoiser's call and the schedule: ``docs/models.md``); the pixel pipeline's loop,
 region, blending, ranking and image I/O underneath."""
 
 from __future__ import annotations
@@ -469,8 +469,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
         """The denoiser's keyword arguments for a sampling step, each row repeated ``rows_per_prompt`` times (one per
-        result made): [negatives, prompts] with classifier-free guidance (no text where no negative is given), the
-        prompts alone without. A family whose unconditional rows are not a text's own (SDXL's zeros) overrides this."""
+        result made): [negatives, prompts] with classifier-free guidance (the empty text where no negative is given),
+        the prompts alone without. A family whose unconditional rows are not a text's own (SDXL's zeros) overrides
+        this."""
         texts = [*(negatives or [""] * len(prompts)), *prompts] if self.classifier_free_guidance else prompts
         return self._text_conditioning(texts, rows_per_prompt, device)
 

@@ -96,7 +96,8 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
 
     def _text_conditioning(self, texts: list[str], rows_per_text: int, device: torch.device) -> dict[str, Any]:
         """The prompt rows of ``_prompt_conditioning``: SDXL's negative and prompt rows differ in more than their
-        text (zeros, aesthetic scores), so they are formed together; zeroed negatives cost no encoding."""
+        text (zeros, aesthetic scores), so they are formed together. Where the checkpoint zeroes an empty negative
+        that costs no encoding; a refiner, which does not, encodes the empty texts it drops."""
         return _prompt_rows(self._prompt_conditioning(texts, None, rows_per_text, device))
 
     def _encoded(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
