@@ -35,6 +35,7 @@ from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
     BY_ARGUMENT,
     BY_CHECKPOINT,
+    BY_NAME,
     MixedPrecision,
     OutputType,
     check_image_size,
@@ -241,11 +242,14 @@ class BlendedPipelineMixin:
             raise ValueError(
                 f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
             )
-        if settings.candidates_per_result > 1 and settings.output_type == "latent":
-            raise ValueError(
-                f"candidates_per_result={settings.candidates_per_result} returns the best results, and "
-                "output_type='latent' returns the samples unranked; pass candidates_per_result=1 for latents"
-            )
+        choosing = {"candidates_per_result": "returns the best results", "rank_denoiser_weight": "re-ranks the results"}
+        for name, what in choosing.items() if settings.output_type == "latent" else ():
+            unranked = BY_NAME[name].default_for(self.kind)
+            if name in settings and settings[name] != unranked:
+                raise ValueError(
+                    f"{name}={settings[name]} {what}, and output_type='latent' returns the samples unranked; pass "
+                    f"{name}={unranked:g} for latents"
+                )
         self.check_scheduler(self.scheduler)
 
     def _ranking_for(

@@ -573,7 +573,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 f"{wanted if self.flow_matching else 'a noise-prediction scheduler (DDIM, DDPM, Euler, DPM-Solver++)'}"
             )
         if settings["rank_denoiser_weight"] > 0:
-            self._check_vote(settings)
+            self._check_vote()
         if settings["restart_at"] > 0 and float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(
                 f"restart_at ranks each sample's x0_hat, which {type(self.scheduler).__name__}'s sigma-scaled samples "
@@ -582,15 +582,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             )
         self._check_call(prompts, generator, callbacks, settings)
 
-    def _check_vote(self, settings: dict[str, Any]) -> None:
-        """Refuse a vote on latents, which are not ranked, and one on a schedule whose training examples it cannot
-        form (``_training_example``)."""
-        weight = settings["rank_denoiser_weight"]
-        if settings["output_type"] == "latent":
-            raise ValueError(
-                f"rank_denoiser_weight={weight} re-ranks the results, and output_type='latent' returns the samples "
-                "unranked; pass rank_denoiser_weight=0 for latents"
-            )
+    def _check_vote(self) -> None:
+        """Refuse a vote on a schedule whose training examples it cannot form (``_training_example``); one on latents
+        is refused with candidates (``_check_call``)."""
         if self.flow_matching:
             return
         name, kind = type(self.scheduler).__name__, self.scheduler.config.get("prediction_type")
