@@ -16,6 +16,7 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
 )
+from diffusers.callbacks import PipelineCallback
 from helpers import fast_call, tiny_clip_parts, tiny_pipeline, tiny_unet
 
 from blended_pipeline import BlendedDiffusionPipeline
@@ -347,32 +348,59 @@ def test_soft_mask_blends_a_ramp_and_keeps_zero_pixels_exact(pipe, image, mask):
         assert not np.array_equal(result[ramp], source[ramp])
 
 
-def test_large_image_is_edited_on_a_crop_around_the_mask(pipe):
+def large_edit(rows: slice, cols: slice) -> tuple[PIL.Image.Image, PIL.Image.Image]:
+    """A 160x96 random picture and a mask of the box ``rows``, ``cols``: larger than the tiny UNet's 16 pixels."""
     rng = np.random.default_rng(1)
     large = PIL.Image.fromarray(rng.integers(0, 256, size=(96, 160, 3), dtype=np.uint8))
     array = np.zeros((96, 160), dtype=np.uint8)
-    array[60:72, 100:116] = 255
-    mask = PIL.Image.fromarray(array)
-    from diffusers.callbacks import PipelineCallback
+    array[rows, cols] = 255
+    return large, PIL.Image.fromarray(array)
 
+
+class SeeImage(PipelineCallback):
+    """Keeps the input each step is blended with: what the pipeline edits, at the model's resolution."""
+
+    tensor_inputs = ["image"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.seen.append(callback_kwargs["image"])
+        return callback_kwargs
+
+
+def test_large_image_is_edited_on_a_crop_around_the_mask(pipe):
     from blended_pipeline.image_io import load_image, load_mask
     from blended_pipeline.region import crop_box, to_resolution
 
-    class SeeImage(PipelineCallback):
-        tensor_inputs = ["image"]
-        seen: list = []
-
-        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
-            self.seen.append(callback_kwargs["image"])
-            return callback_kwargs
-
-    out = fast_call(pipe, large, mask, callback_on_step_end=SeeImage())
+    large, mask = large_edit(slice(60, 72), slice(100, 116))
+    see = SeeImage()
+    out = fast_call(pipe, large, mask, callback_on_step_end=see)
     assert out.images.shape == (2, 96, 160, 3)
     assert_background_exact(out.images, large, mask)
     top, left, bottom, right = crop_box(load_mask(mask, (96, 160)), 16, 0.25)
     assert (bottom - top, right - left) == (24, 24)
     expected, _ = to_resolution(load_image(large)[..., top:bottom, left:right], torch.ones(1, 1, 24, 24), (16, 16))
-    assert torch.equal(SeeImage.seen[0], expected.expand(2, -1, -1, -1))  # one row per result
+    assert torch.equal(see.seen[0], expected.expand(2, -1, -1, -1))  # one row per result
+
+
+def test_zoom_edits_a_small_mask_on_a_tighter_crop_enlarged_and_ranks_in_the_unzoomed_one(pipe):
+    from blended_pipeline.image_io import load_image
+    from blended_pipeline.region import to_resolution
+
+    large, mask = large_edit(slice(60, 66), slice(100, 106))  # 6 pixels: edited on 8 at zoom 0.75, else on 16
+    plain = fast_call(pipe, large, mask)
+    unzoomed = pipe.ranking
+    see = SeeImage()
+    out = fast_call(pipe, large, mask, zoom=0.75, callback_on_step_end=see)
+    assert_background_exact(out.images, large, mask)
+    crop = load_image(large)[..., 59:67, 99:107]  # the 8-pixel square centred on the mask
+    expected, _ = to_resolution(crop, torch.ones(1, 1, 8, 8), (16, 16))
+    assert torch.equal(see.seen[0], expected.expand(2, -1, -1, -1))
+    assert torch.equal(pipe.ranking.image, unzoomed.image) and torch.equal(pipe.ranking.mask, unzoomed.mask)
+    assert not np.array_equal(out.images, plain.images)
 
 
 def seeded(*seeds: int) -> list[torch.Generator]:

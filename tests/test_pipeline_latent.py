@@ -691,3 +691,30 @@ def test_the_vote_is_refused_before_any_work_for_latents_and_unknown_prediction_
     with pytest.raises(ValueError, match=r"prediction_type among .* \(it has 'flow_x'\)"):
         edit(pipe, image, mask, rank_denoiser_weight=1.0)
     assert calls == []
+
+
+def test_zoom_edits_a_small_mask_enlarged_and_ranks_in_the_crop_it_would_have_had(latent_pipe, image):
+    array = np.zeros((24, 40), dtype=np.uint8)
+    array[10:14, 18:22] = 255  # 4 pixels across: the unzoomed crop is the model's 16, the zoomed one 8
+    small = PIL.Image.fromarray(array)
+    seen, keep = last_step_tensors()
+    options = dict(
+        candidates_per_result=2,
+        rank_denoiser_weight=1.0,
+        callback_on_step_end=keep,
+        callback_on_step_end_tensor_inputs=["mask"],
+    )
+    plain = edit(latent_pipe, image, small, **options)
+    plain_mask, plain_ranking = seen["mask"], latent_pipe.ranking
+    zoomed = edit(latent_pipe, image, small, zoom=0.5, **options)
+    assert zoomed.settings["zoom"] == 0.5 and plain.settings["zoom"] == 0.0
+    assert seen["mask"].sum() > 2 * plain_mask.sum()  # twice as many latent cells across
+    assert torch.equal(latent_pipe.ranking.image, plain_ranking.image)  # seen as without zoom
+    assert torch.equal(latent_pipe.ranking.mask, plain_ranking.mask)
+    for picture in zoomed.images:
+        assert picture.size == image.size
+        assert np.array_equal(np.asarray(picture)[outside(small)], np.asarray(image)[outside(small)])
+    assert zoomed.scores[0] >= zoomed.scores[1]
+    assert [np.asarray(p).tolist() for p in zoomed.images] != [np.asarray(p).tolist() for p in plain.images]
+    with pytest.raises(ValueError, match=r"zoom must be in \[0, 1\] \(the share of the crop's side"):
+        edit(latent_pipe, image, small, zoom=1.5)

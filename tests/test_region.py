@@ -106,3 +106,53 @@ def test_an_8_bit_input_is_edited_as_its_floats_and_pasted_back_in_8_bits():
     keep = soft[0, 0] == 0
     assert torch.equal(in_bytes[:, :, keep], stored[:, :, keep].expand(3, -1, -1))
     assert not torch.equal(in_bytes[:, :, ~keep], stored[:, :, ~keep].expand(3, -1, -1))
+
+
+def test_a_zoomed_square_is_the_mask_box_over_the_zoom_inside_the_unzoomed_crop():
+    from blended_pipeline.region import zoomed_square
+
+    around = (0, 0, 32, 32)
+    top, left, bottom, right = zoomed_square((2, 20, 14, 30), around, 0.75)  # 12 x 10 near the top edge
+    assert bottom - top == right - left == 16  # ceil(12 / 0.75)
+    assert top <= 2 and bottom >= 14 and left <= 20 and right >= 30  # holds the mask's box
+    assert top >= 0 and right <= 32  # moved inside the crop it would have had
+    assert zoomed_square((3, 3, 28, 28), around, 0.75) == around  # 25 / 0.75 > 32: no smaller square
+    assert zoomed_square((10, 10, 14, 14), (0, 0, 20, 40), 0.1) == (0, 0, 20, 40)  # no wider than the crop's height
+
+
+def test_a_zoomed_region_edits_a_tighter_crop_and_keeps_the_unzoomed_one_as_its_view():
+    from blended_pipeline.region import EditRegion
+
+    source = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[..., 8:20, 10:22] = True
+    plain = EditRegion.around(source, mask, (32, 32), 0.25)
+    zoomed = EditRegion.around(source, mask, (32, 32), 0.25, zoom=0.75)
+    assert plain.view is None and EditRegion.around(source, mask, (32, 32), 0.25, zoom=0.3).view is None
+    assert zoomed.crop == (..., slice(6, 22), slice(8, 24)) and zoomed.image.shape == (1, 3, 32, 32)
+    assert zoomed.mask.sum() > 2 * plain.mask.sum()  # the mask covers more of the model's pixels
+    assert zoomed.view.crop == plain.crop
+    assert torch.equal(zoomed.view.image, plain.image) and torch.equal(zoomed.view.mask, plain.mask)
+    results = torch.rand(2, 3, 32, 32) * 2 - 1
+    returned = zoomed.paste(results, source)  # exact outside the mask, results inside
+    assert torch.equal(returned[:, :, ~mask[0, 0]], source[:, :, ~mask[0, 0]].expand(2, -1, -1))
+    assert not torch.equal(returned[:, :, mask[0, 0]], source[:, :, mask[0, 0]].expand(2, -1, -1))
+
+
+def test_results_of_a_zoomed_crop_are_seen_in_its_view_where_the_crop_lies():
+    from blended_pipeline.region import EditRegion
+
+    source = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    mask[..., 8:20, 10:22] = True
+    zoomed = EditRegion.around(source, mask, (32, 32), 0.25, zoom=0.75)
+    seen = zoomed.in_view(torch.ones(2, 3, 32, 32), source)  # white over the crop (rows 6-22, columns 8-24)
+    assert seen.shape == (2, 3, 32, 32)
+    assert torch.all(seen[:, :, 6:22, 8:24] == 1)
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[6:22, 8:24] = False
+    assert torch.equal(seen[:, :, outside], (source * 2 - 1)[:, :, outside].expand(2, -1, -1))
+    assert torch.allclose(zoomed.in_view(zoomed.image, source), zoomed.view.image, atol=0.3)  # the input, resampled
+    plain = EditRegion.around(source, mask, (32, 32), 0.25)
+    results = torch.rand(2, 3, 32, 32)
+    assert plain.in_view(results, source) is results

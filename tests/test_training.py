@@ -297,3 +297,26 @@ def test_a_latent_run_resumes_only_with_its_own_captions(tmp_path):
 def test_the_shipped_latent_checkpoint_stays_under_15_mb():
     files = [path for path in Path(SHAPES_LATENT_CHECKPOINT).rglob("*") if path.is_file()]
     assert sum(path.stat().st_size for path in files) < 15_000_000
+
+
+def test_a_latent_run_may_start_from_a_trained_unet_on_shapes_of_other_sizes(tmp_path):
+    run = {"vae_dir": Path(SHAPES_LATENT_CHECKPOINT) / "vae", "batch_size": 2, "seed": 0, "lr": 1e-3}
+    train_latent_unet.train(tmp_path / "first", steps=2, save_every=2, channels=(16, 32), **{**run, "seed": 1})
+    init = UNet2DConditionModel.from_pretrained(tmp_path / "first" / "unet").state_dict()
+    sizes = {"channels": (16, 32), "size_range": (0.2, 0.25), **run}
+    train_latent_unet.train(tmp_path / "tuned", steps=1, save_every=1, init=tmp_path / "first" / "unet", **sizes)
+    train_latent_unet.train(tmp_path / "fresh", steps=1, save_every=1, **sizes)
+    tuned = torch.load(tmp_path / "tuned" / "state.pt", weights_only=True)["model"]
+    fresh = torch.load(tmp_path / "fresh" / "state.pt", weights_only=True)["model"]
+    gap = {name: (tuned[name] - value).abs().max() for name, value in init.items()}
+    assert max(gap.values()) < 1e-3 < max((fresh[name] - value).abs().max() for name, value in init.items())
+    with pytest.raises(ValueError, match="resume it with --size-range 0.2 0.25"):
+        train_latent_unet.train(tmp_path / "tuned", steps=2, save_every=2, channels=(16, 32), **run)
+    with pytest.raises(ValueError, match=r"0 < LOW <= HIGH <= 1, got 0.5 0.3"):
+        train_latent_unet.train(tmp_path / "other", steps=1, save_every=1, size_range=(0.5, 0.3), **run)
+    assert not (tmp_path / "other").exists()
+    rng = np.random.default_rng([3, 5])
+    scenes = [random_scene(rng, RESOLUTION, size_range=(0.2, 0.25)) for _ in range(16)]
+    assert all(0.2 * RESOLUTION <= shape.size <= 0.25 * RESOLUTION for scene in scenes for shape in scene.shapes)
+    images, _ = train_latent_unet.caption_batch(3, 5, 16, size_range=(0.2, 0.25))
+    assert torch.equal(images, to_model_range(np.stack([render(scene, RESOLUTION) for scene in scenes])))

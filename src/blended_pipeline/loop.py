@@ -205,7 +205,7 @@ class BlendedPipelineMixin:
         self, images: list[ImageInput], masks: list[ImageInput], settings: CallSettings
     ) -> tuple[list[torch.Tensor], list[EditRegion]]:
         """Each edit's input as stored (``load_source``), checked, and its region: the (feathered) mask's crop at
-        the model's resolution (``_model_resolution``, which each pipeline defines)."""
+        the model's resolution (``_model_resolution``, which each pipeline defines), zoomed into as ``zoom`` asks."""
         sources = [load_source(picture) for picture in images]
         for source in sources:
             check_image_size(source.shape[-1], source.shape[-2], "image")
@@ -214,8 +214,15 @@ class BlendedPipelineMixin:
             raise ValueError(
                 f"output_type={settings.output_type!r} needs every image of one size; use output_type='pil'"
             )
-        resolution, margin, blur = self._model_resolution(), settings.crop_margin, settings.mask_blur
-        regions = [EditRegion.around(s, m, resolution, margin, blur) for s, m in zip(sources, loaded, strict=True)]
+        resolution, margin, blur, zoom = (
+            self._model_resolution(),
+            settings.crop_margin,
+            settings.mask_blur,
+            settings.zoom,
+        )
+        regions = [
+            EditRegion.around(s, m, resolution, margin, blur, zoom) for s, m in zip(sources, loaded, strict=True)
+        ]
         return sources, regions
 
     def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: CallSettings) -> None:
@@ -258,33 +265,45 @@ class BlendedPipelineMixin:
         target: Any,
         prompts: list[str],
         settings: CallSettings,
-        image: torch.Tensor,
-        mask: torch.Tensor,
+        regions: list[EditRegion],
+        sources: list[torch.Tensor],
         to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> Ranking | None:
         """The call's ranking: by ``guidance`` toward ``target`` (what it prepared of ``prompts``, one per result;
-        None: nothing to rank with), or by the ranking CLIP when the pipeline has one, with the prompts' rivals.
-        ``image`` and ``mask`` are the rows' input and mask in pixels."""
+        None: nothing to rank with), or by the ranking CLIP when the pipeline has one, with the prompts' rivals;
+        each edit's results seen in its region's view (``EditRegion.in_view``)."""
+        device, per_edit = self._execution_device, settings.results_made
         if self.ranking_clip_model is not None:
             guidance = self._clip_guidance(self.ranking_clip_model)
-            target = guidance.prepare(prompts, image.device)
+            target = guidance.prepare(prompts, device)
         if guidance is None:
             return None
         rounds, present = rival_rounds(prompts, rival_groups(settings.rank_rivals))
-        targets = tuple(guidance.prepare(r, image.device) for r in rounds)
+        targets = tuple(guidance.prepare(r, device) for r in rounds)
         rivals = Rivals(targets, torch.tensor(present)) if rounds else None
         pasted = settings.get("reconstruction") != "none"
+        views = [region.view or region for region in regions]
+        image = torch.cat([view.image for view in views]).repeat_interleave(per_edit, 0).to(device)
+        mask = torch.cat([view.mask for view in views]).repeat_interleave(per_edit, 0).to(device)
+
+        def to_view(pixels: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+            edits = ((torch.arange(pixels.shape[0]) if rows is None else rows.cpu()) // per_edit).tolist()
+            seen = [regions[e].in_view(row[None], sources[e]) for e, row in zip(edits, pixels, strict=True)]
+            return torch.cat(seen)
+
+        zoomed = any(region.view is not None for region in regions)
         return Ranking(
             guidance,
             target,
             settings.rank_by,
-            settings.results_made,
+            per_edit,
             settings.rank_border_weight,
             image,
             mask,
             to_pixels,
             pasted,
             rivals,
+            to_view if zoomed else None,
         )
 
     def denoise(

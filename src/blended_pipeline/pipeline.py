@@ -75,6 +75,8 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             shape is settled depends on the model and its schedule, so it is the checkpoint's).
         default_rank_rivals, default_candidates_per_result: those settings of a call that names none (what a
             result may be confused with, and how many candidates a model needs, are the checkpoint's).
+        default_zoom: the ``zoom`` of a call that names none (0: none; how small a region a model draws well
+            depends on the model).
 
     Pluggable parts, plain attributes: ``guidance`` (a ``Guidance``; ``None``, the default, is CLIP from the
     components) and ``augmentation`` (the extending augmentations).
@@ -101,6 +103,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         default_rank_rivals: str = DEFAULTS.rank_rivals,
         default_candidates_per_result: int = DEFAULTS.candidates_per_result,
         default_restart_at: float = DEFAULTS.restart_at,
+        default_zoom: float = DEFAULTS.zoom,
     ) -> None:
         super().__init__()
         self._register(locals())
@@ -133,6 +136,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         masked_start: MaskedStart = DEFAULTS.masked_start,
         mask_blur: float = DEFAULTS.mask_blur,
         crop_margin: float = DEFAULTS.crop_margin,
+        zoom: float | None = None,
         rank_by: RankBy = DEFAULTS.rank_by,
         rank_border_weight: float | None = None,
         rank_rivals: str | None = None,
@@ -193,6 +197,11 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 the soft mask, so there is no hard seam. Pixels where the feathered mask is 0 stay exact.
             crop_margin: an image larger than the UNet is edited on a square crop around the mask's bounding box,
                 grown by this fraction of the box's longer side on each side for context.
+            zoom: a mask whose bounding box spans less than this share of that crop's side is edited on the square
+                around it that it spans this share of, enlarged to the model's resolution, so that the model gives
+                the region more of its pixels (diffusers' ``padding_mask_crop`` does the like); the results are
+                ranked in the crop they would have had without zoom, where objects are the size the ranking knows.
+                0 = never. Default: the checkpoint's ``default_zoom``.
             rank_by: what the ranking scores: "masked" (the paper: the masked region alone), "whole" (the result
                 with its context) or "both" (the sum; see ``ranking.rank`` and docs/method.md for the measurement).
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
@@ -261,7 +270,7 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             source=model_image,
             generator=generator,
         )
-        self._ranking = self._ranking_for(guidance, loss.target, target_prompts, settings, model_image, model_mask)
+        self._ranking = self._ranking_for(guidance, loss.target, target_prompts, settings, regions, sources)
 
         # 2. The part of the schedule to run, from the input (its masked region filled from around it, if asked).
         timesteps = self._timesteps(settings.num_inference_steps, settings.strength, device)

@@ -67,8 +67,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
 
     Config: as ``BlendedDiffusionPipeline``'s (``default_strength``, ``scribble_strength``,
     ``default_num_inference_steps``, ``default_rank_border_weight``, ``default_restart_at``,
-    ``default_rank_rivals``, ``default_candidates_per_result``), and ``default_rank_denoiser_weight``, with Blended
-    Latent Diffusion's defaults where a checkpoint names none.
+    ``default_rank_rivals``, ``default_candidates_per_result``, ``default_zoom``), and ``default_rank_denoiser_weight``,
+    with Blended Latent Diffusion's defaults where a checkpoint names none.
     """
 
     kind = "latent"
@@ -114,6 +114,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         default_candidates_per_result: int = LATENT_DEFAULTS.candidates_per_result,
         default_rank_denoiser_weight: float = LATENT_DEFAULTS.rank_denoiser_weight,
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
+        default_zoom: float = LATENT_DEFAULTS.zoom,
     ) -> None:
         super().__init__()
         self._check_denoiser(unet, vae)
@@ -178,6 +179,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         blend_noise: BlendNoise = LATENT_DEFAULTS.blend_noise,
         mask_blur: float = LATENT_DEFAULTS.mask_blur,
         crop_margin: float = LATENT_DEFAULTS.crop_margin,
+        zoom: float | None = None,
         rank_by: RankBy = LATENT_DEFAULTS.rank_by,
         rank_border_weight: float | None = None,
         rank_rivals: str | None = None,
@@ -228,7 +230,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 parts. Default: the checkpoint's ``default_rank_denoiser_weight`` (0: CLIP alone).
             restart_at: as in ``BlendedDiffusionPipeline`` (the samples' ``x0_hat`` decoded and ranked); needs the
                 CLIP parts and a scheduler on unscaled samples. Default: the checkpoint's ``default_restart_at``.
-            mask_blur, crop_margin, rank_by, eta, mixed_precision, generator, output_type, return_dict,
+            mask_blur, crop_margin, zoom, rank_by, eta, mixed_precision, generator, output_type, return_dict,
             callback_on_step_end, callback_on_step_end_tensor_inputs: as in ``BlendedDiffusionPipeline``; here
                 a callback's ``latents``, ``noised_image``, ``image`` and ``mask`` are in latent space.
 
@@ -260,9 +262,7 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         target_prompts = [p for p in prompts for _ in range(results_made)]
         guidance = self._clip_guidance()
         target = guidance.prepare(target_prompts, device) if guidance is not None else None
-        self._ranking = self._ranking_for(
-            guidance, target, target_prompts, settings, model_image, model_mask, self._decode
-        )
+        self._ranking = self._ranking_for(guidance, target, target_prompts, settings, regions, sources, self._decode)
 
         # 2. The part of the schedule to run; the guidance weight, which a step-end callback may change.
         self._guidance_scale = settings.guidance_scale
@@ -316,7 +316,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             with self._autocast(precision, device):
                 returned = self._encode(self._ranking.as_returned(results[chosen], chosen))
             edit_prompts = [target_prompts[int(edit_rows[0])] for edit_rows in rows]
-            return self._denoiser_votes(returned, region_mask[chosen], edit_prompts, settings)
+            seen_mask = latent_region_mask(self._ranking.mask[chosen], tuple(returned.shape[-2:]), settings.latent_mask)
+            return self._denoiser_votes(returned, seen_mask, edit_prompts, settings)
 
         exact = settings.reconstruction != "none"
         return self._ranked_output(

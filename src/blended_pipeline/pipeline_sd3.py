@@ -63,6 +63,7 @@ class BlendedLatentDiffusion3Pipeline(BlendedLatentDiffusionPipeline):
         default_candidates_per_result: int = LATENT_DEFAULTS.candidates_per_result,
         default_rank_denoiser_weight: float = LATENT_DEFAULTS.rank_denoiser_weight,
         default_restart_at: float = LATENT_DEFAULTS.restart_at,
+        default_zoom: float = LATENT_DEFAULTS.zoom,
     ) -> None:
         DiffusionPipeline.__init__(self)  # the components differ from the base family's
         self._check_transformer(transformer, SD3Transformer2DModel, vae)

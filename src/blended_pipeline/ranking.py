@@ -84,10 +84,12 @@ class Ranking:
     """One call's ranking, as ``rank`` with everything but the images and their mask fixed: the pipeline ranks its
     results with it, and callbacks rank the run's samples the same way mid-run (``pipeline.ranking``).
 
-    ``image`` and ``mask`` are the rows' input and mask in pixels; ``to_pixels`` decodes a sample of the
-    pipeline's space (a latent pipeline's latents) into pixels, None where samples are pixels. ``pasted``: the
-    results are returned with the input outside the mask (False: as made, e.g. ``reconstruction="none"``).
-    ``rivals``: each row's rival prompts, prepared (None: none named).
+    ``image`` and ``mask`` are the rows' input and mask in pixels, in the view they are ranked in; ``to_pixels``
+    decodes a sample of the pipeline's space (a latent pipeline's latents) into pixels, None where samples are
+    pixels. ``pasted``: the results are returned with the input outside the mask (False: as made, e.g.
+    ``reconstruction="none"``). ``rivals``: each row's rival prompts, prepared (None: none named). ``to_view``
+    puts results (of the rows given, or all) made on a zoomed crop into that view (``EditRegion.in_view``); None
+    where every row's crop is its view.
     """
 
     guidance: Guidance
@@ -100,6 +102,7 @@ class Ranking:
     to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None
     pasted: bool = True
     rivals: Rivals | None = None
+    to_view: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None
 
     def __call__(self, images: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``rank``'s order (best first within each group) and scores."""
@@ -112,10 +115,10 @@ class Ranking:
         return self(self.as_returned(pixels), self.mask)
 
     def as_returned(self, pixels: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Results (of ``rows``, default all) as they are returned: with the input outside the mask when it is
-        pasted there (a decoder's pixels there are then never shown)."""
+        """Results (of ``rows``, default all) as they are returned, in the view they are ranked in: with the input
+        outside the mask when it is pasted there (a decoder's pixels there are then never shown)."""
         image, mask = (self.image, self.mask) if rows is None else (self.image[rows], self.mask[rows])
-        pixels = pixels.clamp(-1, 1)
+        pixels = pixels.clamp(-1, 1) if self.to_view is None else self.to_view(pixels.clamp(-1, 1), rows)
         return pixels * mask + image * (1 - mask) if self.pasted else pixels
 
     def of_samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,8 @@
 
 This is the algorithm's geometry, shared by every pipeline: an image of any size is edited on a square crop
 around the mask, brought to the model's resolution, and pasted back so that every pixel where the mask is 0 is
-the input's, exactly.
+the input's, exactly. A small mask may be edited on a tighter crop, enlarged (``zoom``), so that the model gives it
+more of its pixels or latent cells; its results are then ranked in the view the edit would have had without it.
 """
 
 from __future__ import annotations
@@ -20,20 +21,31 @@ class EditRegion:
 
     ``crop_mask`` is (1, 1, H', W') floats in [0, 1] over the crop at the input's resolution; ``image`` is
     (1, 3, h, w) in [-1, 1] and ``mask`` (1, 1, h, w) in [0, 1] at the model's. Only the crop is ever converted
-    to floats, so a large input costs its stored bytes and not a float copy of itself.
+    to floats, so a large input costs its stored bytes and not a float copy of itself. ``view``: where the crop
+    was zoomed into, the region the edit would have had without zoom, where its results are ranked (``in_view``),
+    so that the ranking sees objects at the size it knows; None where the crop is that region.
     """
 
     crop: tuple
     crop_mask: torch.Tensor
     image: torch.Tensor
     mask: torch.Tensor
+    view: EditRegion | None = None
 
     @classmethod
     def around(
-        cls, source: torch.Tensor, mask: torch.Tensor, resolution: tuple[int, int], margin: float, blur: float = 0.0
+        cls,
+        source: torch.Tensor,
+        mask: torch.Tensor,
+        resolution: tuple[int, int],
+        margin: float,
+        blur: float = 0.0,
+        zoom: float = 0.0,
     ) -> EditRegion:
         """The region of ``source`` (1, 3, H, W), 8-bit or floats in [0, 1], that the (1, 1, H, W) bool ``mask``
-        feathered by ``blur`` pixels (``feather``) asks to edit."""
+        feathered by ``blur`` pixels (``feather``) asks to edit: on a square crop around it (``square_around``),
+        or, with ``zoom`` in (0, 1], on the square inside that crop that the mask's bounding box spans ``zoom`` of
+        the side of, where that square is the smaller (``zoomed_square``)."""
         height, width = mask.shape[-2:]
         reach = math.ceil(blur) if blur > 0 else 0
         top, left, bottom, right = bounding_box(mask)
@@ -41,10 +53,27 @@ class EditRegion:
         soft = feather(mask[_crop(window)], blur)  # exactly 0 farther than ``reach`` from the mask
         inside = bounding_box(soft > 0)
         support = (window[0] + inside[0], window[1] + inside[1], window[0] + inside[2], window[1] + inside[3])
+
+        def on(box: tuple[int, int, int, int], view: EditRegion | None = None) -> EditRegion:
+            crop_mask = torch.zeros(1, 1, box[2] - box[0], box[3] - box[1])
+            crop_mask[_crop(_shifted(support, box))] = soft[_crop(inside)]
+            image = as_unit_float(source[_crop(box)])
+            return cls(_crop(box), crop_mask, *to_resolution(image, crop_mask, resolution), view)
+
         box = square_around(support, (height, width), max(resolution), margin)
-        crop_mask = torch.zeros(1, 1, box[2] - box[0], box[3] - box[1])
-        crop_mask[_crop(_shifted(support, box))] = soft[_crop(inside)]
-        return cls(_crop(box), crop_mask, *to_resolution(as_unit_float(source[_crop(box)]), crop_mask, resolution))
+        zoomed = zoomed_square(support, box, zoom) if zoom > 0 else box
+        return on(box) if zoomed == box else on(zoomed, view=on(box))
+
+    def in_view(self, results: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) results of this region's crop in [-1, 1], put into its ``view`` (of ``source``) over the
+        whole crop, at the model's resolution; the results themselves where there is no view."""
+        if self.view is None:
+            return results
+        inner = _shifted(_box(self.crop), _box(self.view.crop))
+        around = as_unit_float(source[self.view.crop]).to(results.device)
+        seen = around.expand(results.shape[0], -1, -1, -1).clone()
+        seen[_crop(inner)] = paste(results, around[_crop(inner)], torch.ones_like(self.crop_mask))
+        return to_resolution(seen, self.view.crop_mask, tuple(self.view.image.shape[-2:]))[0]
 
     def paste(self, results: torch.Tensor, source: torch.Tensor, exact: bool = True) -> torch.Tensor:
         """(N, 3, h, w) results in [-1, 1] put into the input ``source`` (1, 3, H, W): (N, 3, H, W) of the
@@ -66,6 +95,12 @@ def _crop(box: tuple[int, int, int, int]) -> tuple:
     """The index that cuts the (top, left, bottom, right) box out of a (..., H, W) tensor."""
     top, left, bottom, right = box
     return (..., slice(top, bottom), slice(left, right))
+
+
+def _box(crop: tuple) -> tuple[int, int, int, int]:
+    """The (top, left, bottom, right) box that the index ``crop`` (``_crop``'s) cuts."""
+    rows, cols = crop[-2:]
+    return rows.start, cols.start, rows.stop, cols.stop
 
 
 def _shifted(box: tuple[int, int, int, int], origin: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -126,6 +161,21 @@ def square_around(
         return 0, 0, height, width
     top = min(max(0, (top + bottom - side) // 2), height - side)
     left = min(max(0, (left + right - side) // 2), width - side)
+    return top, left, top + side, left + side
+
+
+def zoomed_square(
+    box: tuple[int, int, int, int], around: tuple[int, int, int, int], zoom: float
+) -> tuple[int, int, int, int]:
+    """The square (top, left, bottom, right) whose side the region ``box``'s longer side is ``zoom`` of, centred on
+    it and moved inside the square ``around`` (the crop it would have been edited on); ``around`` itself where that
+    square would be no smaller."""
+    top, left, bottom, right = box
+    side = math.ceil(max(bottom - top, right - left) / zoom)
+    if side >= min(around[2] - around[0], around[3] - around[1]):
+        return around
+    top = min(max(around[0], (top + bottom - side) // 2), around[2] - side)
+    left = min(max(around[1], (left + right - side) // 2), around[3] - side)
     return top, left, top + side, left + side
 
 

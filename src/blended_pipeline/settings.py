@@ -169,6 +169,16 @@ SETTINGS: tuple[Setting, ...] = (
         "crop_margin", "context around the mask for large images", float, 0.25, flag="--crop-margin", bounds=">= 0"
     ),
     Setting(
+        "zoom",
+        "edit a small mask on a crop its bounding box spans this share of, enlarged to the model's (0: never)",
+        float,
+        0.0,
+        flag="--zoom",
+        checkpoint="default_zoom",
+        bounds="[0, 1]",
+        meaning="(the share of the crop's side the mask spans; 0: no zoom)",
+    ),
+    Setting(
         "rank_by",
         "score the masked region, the whole image, or both",
         str,

@@ -3,8 +3,9 @@
 The text encoder is the shipped shapes CLIP's text tower, frozen (its weights are reused, not retrained); the
 UNet predicts the noise of 8x8x4 latents with Stable Diffusion's noise schedule, and one caption in ten is
 dropped (empty) so that classifier-free guidance works; ``--one-shape-captions`` names a single shape of the scene
-in a share of them, as edit prompts do (kept in the run's ``captions.json``). Resumable and reproducible like the
-other scripts::
+in a share of them, as edit prompts do, and ``--size-range`` draws the shapes' sizes from another range than the
+world's (both kept in the run's ``captions.json``); ``--init`` starts a new run from a trained UNet's weights.
+Resumable and reproducible like the other scripts::
 
     python -m blended_pipeline.shapes.train_latent_unet --vae runs/vae --out runs/latent-unet --steps 8000 --threads 1
 """
@@ -34,7 +35,7 @@ from blended_pipeline.shapes.training_utils import (
     to_model_range,
     training_parser,
 )
-from blended_pipeline.shapes.world import random_scene, render
+from blended_pipeline.shapes.world import SHAPE_SIZE_RANGE, random_scene, render
 
 CAPTION_DROP = 0.1  # empty captions, for classifier-free guidance
 OBJECTS_ONLY = 0.4  # captions naming the shapes alone, as edit prompts do ("a red circle")
@@ -79,13 +80,19 @@ def shapes_text_encoder() -> tuple[CLIPTextModel, CLIPTokenizer]:
     return text_encoder.eval(), CLIPTokenizer.from_pretrained(Path(SHAPES_CHECKPOINT) / "tokenizer")
 
 
-def caption_batch(seed: int, step: int, batch_size: int, one_shape: float = 0.0) -> tuple[torch.Tensor, list[str]]:
+def caption_batch(
+    seed: int,
+    step: int,
+    batch_size: int,
+    one_shape: float = 0.0,
+    size_range: tuple[float, float] = SHAPE_SIZE_RANGE,
+) -> tuple[torch.Tensor, list[str]]:
     """Scenes in [-1, 1] and their captions (whole, objects only, one of the shapes, or empty), determined by
     (seed, step). ``one_shape`` of the captions, taken from the whole ones' share, name a single shape of the
     scene, as an edit's prompt does: "a red circle" then means that the scene holds one, not that it holds only
-    one."""
+    one. ``size_range``: the shapes' sides, as fractions of the image side."""
     rng = np.random.default_rng([seed, step])
-    scenes = [random_scene(rng, RESOLUTION) for _ in range(batch_size)]
+    scenes = [random_scene(rng, RESOLUTION, size_range=size_range) for _ in range(batch_size)]
     captions = []
     for scene in scenes:
         draw = rng.random()
@@ -129,6 +136,8 @@ def train(
     save_every: int,
     channels: tuple[int, int] = CHANNELS,
     one_shape_captions: float = 0.0,
+    size_range: tuple[float, float] = SHAPE_SIZE_RANGE,
+    init: Path | None = None,
 ) -> None:
     saved = out / "unet" / "config.json"
     trained = tuple(json.loads(saved.read_text())["block_out_channels"]) if saved.exists() else tuple(channels)
@@ -137,26 +146,36 @@ def train(
         raise ValueError(f"{out} holds a run of a UNet with channels {listed}: resume it with --channels {listed}")
     if not 0 <= one_shape_captions <= WHOLE_CAPTIONS:
         raise ValueError(f"one-shape captions must be a share in [0, {WHOLE_CAPTIONS:g}], got {one_shape_captions}")
-    recipe = out / "captions.json"  # absent in runs from before the option: their captions name no single shape
-    named = json.loads(recipe.read_text())["one_shape_captions"] if recipe.exists() else 0.0
+    low, high = size_range
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"the size range must be two fractions of the side, 0 < LOW <= HIGH <= 1, got {low} {high}")
+    recipe = out / "captions.json"  # absent in runs from before the options: one-shape captions 0, the world's sizes
+    held = json.loads(recipe.read_text()) if recipe.exists() else {}
+    named = held.get("one_shape_captions", 0.0)
     if saved.exists() and named != one_shape_captions:
         raise ValueError(
             f"{out} holds a run with one-shape captions {named:g}: resume it with --one-shape-captions {named:g}"
         )
+    sizes = tuple(held.get("size_range", SHAPE_SIZE_RANGE))
+    if saved.exists() and sizes != tuple(size_range):
+        listed = " ".join(f"{v:g}" for v in sizes)
+        raise ValueError(f"{out} holds a run with shape sizes {listed}: resume it with --size-range {listed}")
     torch.manual_seed(seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
     vae.register_to_config(scaling_factor=latent_scale(vae))
     text_encoder, tokenizer = shapes_text_encoder()
     unet, noise_schedule = build_latent_unet(channels), DDPMScheduler.from_config(build_latent_scheduler().config)
+    if init is not None and not saved.exists():
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(init).float().state_dict())
     ema = ExponentialMovingAverage(unet, decay=0.999)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     out.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(json.dumps({"one_shape_captions": one_shape_captions}) + "\n")
+    recipe.write_text(json.dumps({"one_shape_captions": one_shape_captions, "size_range": list(size_range)}) + "\n")
     state_path = out / "state.pt"
     start = resume(state_path, model=unet, ema=ema, optimizer=optimizer)
     log = ProgressLog(start)
     for step in range(start, steps):
-        images, captions = caption_batch(seed, step, batch_size, one_shape_captions)
+        images, captions = caption_batch(seed, step, batch_size, one_shape_captions, size_range)
         latents, text = encode_images(vae, images), encode_text(text_encoder, tokenizer, captions)
         generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
         noise = torch.randn(latents.shape, generator=generator)
@@ -189,11 +208,20 @@ def main() -> None:
         default=0.0,
         help="share of captions naming one shape of the scene, as edit prompts do (a resumed run's own)",
     )
+    parser.add_argument(
+        "--size-range",
+        type=float,
+        nargs=2,
+        default=SHAPE_SIZE_RANGE,
+        metavar=("LOW", "HIGH"),
+        help="the training scenes' shape sizes, as fractions of the side (default the world's; a resumed run's own)",
+    )
+    parser.add_argument("--init", type=Path, help="a unet directory whose weights a new run starts from")
     args = parse_training_arguments(parser)
     began = time.time()
     run = (args.out, args.vae / "vae", args.steps, args.batch_size, args.seed, args.lr, args.save_every)
     try:
-        train(*run, tuple(args.channels), args.one_shape_captions)
+        train(*run, tuple(args.channels), args.one_shape_captions, tuple(args.size_range), args.init)
     except ValueError as error:
         parser.error(str(error))
     print(f"done in {time.time() - began:.0f} s", flush=True)

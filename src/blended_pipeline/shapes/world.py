@@ -94,8 +94,10 @@ def random_scene(
     resolution: int,
     num_shapes: int | None = None,
     two_bands: bool | None = None,
+    size_range: tuple[float, float] = SHAPE_SIZE_RANGE,
 ) -> Scene:
-    """A random scene following the world's rules; ``None`` arguments are drawn at random."""
+    """A random scene following the world's rules; ``None`` arguments are drawn at random. ``size_range``: the
+    shapes' sides as fractions of the image side (a training run may draw from a wider range than the world's)."""
     if two_bands is None:
         two_bands = bool(rng.random() < 0.5)
     if num_shapes is None:
@@ -109,7 +111,7 @@ def random_scene(
     allowed = [c for c in COLOURS if c not in background]
     shapes = []
     for _ in range(num_shapes):
-        size = float(rng.uniform(*SHAPE_SIZE_RANGE) * resolution)
+        size = float(rng.uniform(*size_range) * resolution)
         center = tuple(float(v) for v in rng.uniform(size / 2, resolution - size / 2, size=2))
         shapes.append(Shape(str(rng.choice(SHAPES)), str(rng.choice(allowed)), center, size))
     return Scene(background, split, tuple(shapes))
