@@ -214,15 +214,8 @@ class BlendedPipelineMixin:
             raise ValueError(
                 f"output_type={settings.output_type!r} needs every image of one size; use output_type='pil'"
             )
-        resolution, margin, blur, zoom = (
-            self._model_resolution(),
-            settings.crop_margin,
-            settings.mask_blur,
-            settings.zoom,
-        )
-        regions = [
-            EditRegion.around(s, m, resolution, margin, blur, zoom) for s, m in zip(sources, loaded, strict=True)
-        ]
+        geometry = (self._model_resolution(), settings.crop_margin, settings.mask_blur, settings.zoom)
+        regions = [EditRegion.around(s, m, *geometry) for s, m in zip(sources, loaded, strict=True)]
         return sources, regions
 
     def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: CallSettings) -> None:
