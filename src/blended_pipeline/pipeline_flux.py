@@ -129,15 +129,6 @@ class BlendedLatentFluxPipeline(BlendedLatentDiffusionPipeline):
         velocity = velocity.reshape(batch, height // 2, width // 2, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
         return velocity.reshape(batch, channels, height, width)
 
-    def check_inputs(self, prompts: list[Any], negative_prompts: list[Any] | None, *rest: Any) -> None:
-        """As every family's, and no negative prompt: Flux runs no classifier-free guidance to take one."""
-        if negative_prompts is not None:
-            raise ValueError(
-                "negative_prompt needs classifier-free guidance, which Flux's guidance-distilled checkpoints do not "
-                "run; describe what the region should show in the prompt instead"
-            )
-        super().check_inputs(prompts, negative_prompts, *rest)
-
 
 def _patch_positions(rows: int, columns: int, like: torch.Tensor) -> torch.Tensor:
     """(rows * columns, 3) position ids of the packed patches: (0, row, column), on ``like``'s device and dtype."""

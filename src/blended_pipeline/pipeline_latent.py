@@ -555,6 +555,11 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         for negative in negative_prompts or []:
             if not isinstance(negative, str):
                 raise TypeError(f"negative_prompt must be a string or a list of strings, got {type(negative).__name__}")
+        if negative_prompts is not None and not self.classifier_free_guidance:
+            raise ValueError(
+                f"negative_prompt needs classifier-free guidance, which a {self.family} model (guidance-distilled) "
+                "does not run; describe what the region should show in the prompt instead"
+            )
         ranking = ("rank_border_weight", "restart_at", "rank_rivals", "candidates_per_result", "rank_denoiser_weight")
         for name in ranking:
             value = getattr(LATENT_DEFAULTS, name)  # the table's: nothing ranked
