@@ -21,7 +21,7 @@ from diffusers import (
     HeunDiscreteScheduler,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
-from helpers import another_tiny_clip, tiny_latent_pipeline, tiny_unet
+from helpers import another_tiny_clip, tiny_latent_pipeline, tiny_sdxl_parts, tiny_unet
 
 from blended_pipeline import (
     BlendedLatentDiffusionPipeline,
@@ -637,6 +637,24 @@ def test_a_texts_conditioning_encodes_those_texts_alone(family, guided):
     batches.clear()
     pipe._prompt_conditioning(["a red box", "a ball"], None, 3, torch.device("cpu"))
     assert batches == [guided] * len(encoders)
+
+
+def test_a_refiners_text_conditioning_encodes_no_negatives():
+    """A refiner (the second encoder only, aesthetic scores, no zeros for an empty negative) encodes the empty
+    negatives a sampling step takes, and the vote's conditioning only its texts, with the positive score."""
+    from blended_pipeline.families import latent_pipeline_class
+
+    parts = tiny_sdxl_parts(refiner=True)
+    pipe = latent_pipeline_class("sdxl")(**parts, requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
+    batches = []
+    pipe.text_encoder_2.register_forward_pre_hook(lambda module, arguments: batches.append(arguments[0].shape[0]))
+    conditional = pipe._text_conditioning(["a red box", "a ball"], 3, torch.device("cpu"))
+    assert batches == [2]
+    guided = pipe._prompt_conditioning(["a red box", "a ball"], None, 3, torch.device("cpu"))
+    assert batches == [2, 2, 2]  # the prompts, then the empty negatives
+    assert torch.equal(conditional["added_cond_kwargs"]["time_ids"], guided["added_cond_kwargs"]["time_ids"][6:])
+    assert not torch.equal(guided["added_cond_kwargs"]["time_ids"][:6], guided["added_cond_kwargs"]["time_ids"][6:])
+    assert torch.allclose(conditional["encoder_hidden_states"], guided["encoder_hidden_states"][6:], atol=1e-6)
 
 
 def test_the_conditional_rows_are_the_text_encoders_states_of_each_text():

@@ -77,29 +77,38 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
     def _prompt_conditioning(
         self, prompts: list[str], negatives: list[str] | None, rows_per_prompt: int, device: torch.device
     ) -> dict[str, Any]:
-        """Both encoders' penultimate hidden states side by side, the second's pooled projection and the time ids,
-        rows [negatives, prompts]; no negative prompt gives zeros where the checkpoint asks for them."""
-        embeddings, pooled = self._encoded(prompts, device)
+        """Rows [negatives, prompts]: SDXL's negative rows differ from its prompt rows in more than their text (zeros
+        where the checkpoint asks for them and no negative is given, the refiner's aesthetic score)."""
+        states, pooled = self._encoded(prompts, device)
         if negatives is None and self.config.force_zeros_for_empty_prompt:
-            negative, negative_pooled = torch.zeros_like(embeddings), torch.zeros_like(pooled)
+            negative = torch.zeros_like(states), torch.zeros_like(pooled)
         else:
-            negative, negative_pooled = self._encoded(negatives or [""] * len(prompts), device)
-        rows = len(prompts) * rows_per_prompt
-        embeddings = torch.cat([negative, embeddings]).to(self.text_encoder_2.dtype)
-        time_ids = torch.tensor(self._time_ids(), dtype=embeddings.dtype, device=device)
-        return {
-            "encoder_hidden_states": embeddings.repeat_interleave(rows_per_prompt, 0),
-            "added_cond_kwargs": {
-                "text_embeds": torch.cat([negative_pooled, pooled]).repeat_interleave(rows_per_prompt, 0),
-                "time_ids": time_ids.repeat_interleave(rows, 0),
-            },
-        }
+            negative = self._encoded(negatives or [""] * len(prompts), device)
+        negative_ids, prompt_ids = self._time_ids()
+        return _stacked(
+            self._conditioning(*negative, negative_ids, rows_per_prompt, device),
+            self._conditioning(states, pooled, prompt_ids, rows_per_prompt, device),
+        )
 
     def _text_conditioning(self, texts: list[str], rows_per_text: int, device: torch.device) -> dict[str, Any]:
-        """The prompt rows of ``_prompt_conditioning``: SDXL's negative and prompt rows differ in more than their
-        text (zeros, aesthetic scores), so they are formed together. Where the checkpoint zeroes an empty negative
-        that costs no encoding; a refiner, which does not, encodes the empty texts it drops."""
-        return _prompt_rows(self._prompt_conditioning(texts, None, rows_per_text, device))
+        """Each text's own conditioning (the prompt rows of ``_prompt_conditioning``), its texts alone encoded."""
+        return self._conditioning(*self._encoded(texts, device), self._time_ids()[1], rows_per_text, device)
+
+    def _conditioning(
+        self,
+        states: torch.Tensor,
+        pooled: torch.Tensor,
+        time_ids: list[float],
+        rows_per_text: int,
+        device: torch.device,
+    ) -> dict[str, Any]:
+        """The UNet's conditioning of encoded texts: their hidden states, pooled projections and time ids."""
+        states = states.to(self.text_encoder_2.dtype).repeat_interleave(rows_per_text, 0)
+        ids = torch.tensor([time_ids], dtype=states.dtype, device=device).repeat(states.shape[0], 1)
+        return {
+            "encoder_hidden_states": states,
+            "added_cond_kwargs": {"text_embeds": pooled.repeat_interleave(rows_per_text, 0), "time_ids": ids},
+        }
 
     def _encoded(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, L, D1 + D2) penultimate hidden states of the encoders there are, and (N, P) the pooled projection."""
@@ -123,8 +132,8 @@ class BlendedLatentDiffusionXLPipeline(BlendedLatentDiffusionPipeline):
         return [[*size, 0, 0, *size]] * 2
 
 
-def _prompt_rows(conditioning: Any) -> Any:
-    """The prompt rows of classifier-free conditioning, whose every tensor holds rows [negatives, prompts]."""
-    if isinstance(conditioning, dict):
-        return {name: _prompt_rows(value) for name, value in conditioning.items()}
-    return conditioning[conditioning.shape[0] // 2 :]
+def _stacked(first: Any, second: Any) -> Any:
+    """Two conditionings of the same layout, each tensor's rows of ``first`` then those of ``second``."""
+    if isinstance(first, dict):
+        return {name: _stacked(value, second[name]) for name, value in first.items()}
+    return torch.cat([first, second])
