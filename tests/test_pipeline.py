@@ -391,14 +391,15 @@ def test_zoom_edits_a_small_mask_on_a_tighter_crop_enlarged_and_ranks_in_the_unz
     from blended_pipeline.region import to_resolution
 
     large, mask = large_edit(slice(60, 66), slice(100, 106))  # 6 pixels: edited on 8 at zoom 0.75, else on 16
-    plain = fast_call(pipe, large, mask)
+    plain = fast_call(pipe, large, mask, crop_margin=0.1)
     unzoomed = pipe.ranking
     see = SeeImage()
-    out = fast_call(pipe, large, mask, zoom=0.75, callback_on_step_end=see)
+    out = fast_call(pipe, large, mask, crop_margin=0.1, zoom=0.75, callback_on_step_end=see)
     assert_background_exact(out.images, large, mask)
     crop = load_image(large)[..., 59:67, 99:107]  # the 8-pixel square centred on the mask
     expected, _ = to_resolution(crop, torch.ones(1, 1, 8, 8), (16, 16))
     assert torch.equal(see.seen[0], expected.expand(2, -1, -1, -1))
+    assert unzoomed.to_view is None and pipe.ranking.to_view is not None
     assert torch.equal(pipe.ranking.image, unzoomed.image) and torch.equal(pipe.ranking.mask, unzoomed.mask)
     assert not np.array_equal(out.images, plain.images)
 

@@ -118,6 +118,9 @@ def test_a_zoomed_square_is_the_mask_box_over_the_zoom_inside_the_unzoomed_crop(
     assert top >= 0 and right <= 32  # moved inside the crop it would have had
     assert zoomed_square((3, 3, 28, 28), around, 0.75) == around  # 25 / 0.75 > 32: no smaller square
     assert zoomed_square((10, 10, 14, 14), (0, 0, 20, 40), 0.1) == (0, 0, 20, 40)  # no wider than the crop's height
+    assert zoomed_square((41, 61, 49, 69), (30, 50, 60, 80), 0.5) == (37, 57, 53, 73)  # centred, inside the crop
+    assert zoomed_square((30, 50, 38, 58), (30, 50, 60, 80), 0.5) == (30, 50, 46, 66)  # moved in from its corner
+    assert zoomed_square((41, 61, 49, 69), (30, 50, 60, 80), 1.0, margin=0.25) == (39, 59, 51, 71)  # the margin kept
 
 
 def test_a_zoomed_region_edits_a_tighter_crop_and_keeps_the_unzoomed_one_as_its_view():
@@ -126,9 +129,11 @@ def test_a_zoomed_region_edits_a_tighter_crop_and_keeps_the_unzoomed_one_as_its_
     source = torch.rand(1, 3, 32, 32)
     mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
     mask[..., 8:20, 10:22] = True
-    plain = EditRegion.around(source, mask, (32, 32), 0.25)
-    zoomed = EditRegion.around(source, mask, (32, 32), 0.25, zoom=0.75)
-    assert plain.view is None and EditRegion.around(source, mask, (32, 32), 0.25, zoom=0.3).view is None
+    plain = EditRegion.around(source, mask, (32, 32), 0.1)
+    zoomed = EditRegion.around(source, mask, (32, 32), 0.1, zoom=0.75)
+    assert plain.view is None and EditRegion.around(source, mask, (32, 32), 0.1, zoom=0.3).view is None
+    wide = EditRegion.around(source, mask, (32, 32), 0.5, zoom=0.75)  # the margin's context kept: 24 a side, not 16
+    assert wide.crop == (..., slice(2, 26), slice(4, 28))
     assert zoomed.crop == (..., slice(6, 22), slice(8, 24)) and zoomed.image.shape == (1, 3, 32, 32)
     assert zoomed.mask.sum() > 2 * plain.mask.sum()  # the mask covers more of the model's pixels
     assert zoomed.view.crop == plain.crop
@@ -145,14 +150,54 @@ def test_results_of_a_zoomed_crop_are_seen_in_its_view_where_the_crop_lies():
     source = torch.rand(1, 3, 32, 32)
     mask = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
     mask[..., 8:20, 10:22] = True
-    zoomed = EditRegion.around(source, mask, (32, 32), 0.25, zoom=0.75)
-    seen = zoomed.in_view(torch.ones(2, 3, 32, 32), source)  # white over the crop (rows 6-22, columns 8-24)
+    zoomed = EditRegion.around(source, mask, (32, 32), 0.1, zoom=0.75)
+    view_input = source[zoomed.view.crop]
+    seen = zoomed.in_view(torch.ones(2, 3, 32, 32), view_input)  # white over the crop (rows 6-22, columns 8-24)
     assert seen.shape == (2, 3, 32, 32)
     assert torch.all(seen[:, :, 6:22, 8:24] == 1)
     outside = torch.ones(32, 32, dtype=torch.bool)
     outside[6:22, 8:24] = False
     assert torch.equal(seen[:, :, outside], (source * 2 - 1)[:, :, outside].expand(2, -1, -1))
-    assert torch.allclose(zoomed.in_view(zoomed.image, source), zoomed.view.image, atol=0.3)  # the input, resampled
-    plain = EditRegion.around(source, mask, (32, 32), 0.25)
+    plain = EditRegion.around(source, mask, (32, 32), 0.1)
     results = torch.rand(2, 3, 32, 32)
-    assert plain.in_view(results, source) is results
+    assert plain.in_view(results, view_input) is results
+
+
+def test_a_zoomed_crop_lies_in_its_view_where_it_lies_in_the_input():
+    """A view away from the input's corner, enlarged to the model's resolution: the crop's results land where the
+    crop lies in it."""
+    from blended_pipeline.region import EditRegion, ranking_views
+
+    source = torch.rand(1, 3, 64, 64)
+    mask = torch.zeros(1, 1, 64, 64, dtype=torch.bool)
+    mask[..., 30:34, 30:34] = True
+    zoomed = EditRegion.around(source, mask, (16, 16), 0.25, zoom=0.5)
+    view, crop = zoomed.view.crop, zoomed.crop
+    assert view == (..., slice(24, 40), slice(24, 40)) and crop == (..., slice(28, 36), slice(28, 36))
+    seen = zoomed.in_view(torch.ones(1, 3, 16, 16), source[view])
+    expected = source[view].clone()
+    expected[..., 4:12, 4:12] = 1  # where the crop lies in the view
+    assert torch.equal(seen, expected * 2 - 1)
+    small = source[..., :12, :12]  # smaller than the model: the view is the whole image, enlarged
+    small_mask = mask[..., 25:37, 25:37]
+    enlarged = EditRegion.around(small, small_mask, (16, 16), 0.25, zoom=0.5)
+    assert enlarged.view.crop == (..., slice(0, 12), slice(0, 12)) and enlarged.crop == (
+        ...,
+        slice(3, 11),
+        slice(3, 11),
+    )
+    expected = small.clone()
+    expected[..., 3:11, 3:11] = 1
+    expected = torch.nn.functional.interpolate(expected, size=(16, 16), mode="bicubic", antialias=True).clamp(0, 1)
+    torch.testing.assert_close(enlarged.in_view(torch.ones(1, 3, 16, 16), small), expected * 2 - 1)
+    plain = EditRegion.around(source, mask, (16, 16), 0.25)
+    rows = torch.cat([plain.image, zoomed.image]).repeat_interleave(2, 0)
+    masks = torch.cat([plain.mask, zoomed.mask]).repeat_interleave(2, 0)
+    image, mask_seen, to_view = ranking_views([plain, zoomed], [source, source], 2, rows, masks)
+    assert torch.equal(image[:2], rows[:2]) and torch.equal(image[2:], zoomed.view.image.expand(2, -1, -1, -1))
+    assert torch.equal(mask_seen[2:], zoomed.view.mask.expand(2, -1, -1, -1))
+    pixels = torch.rand(4, 3, 16, 16) * 2 - 1
+    placed = to_view(pixels, None)
+    assert torch.equal(placed[:2], pixels[:2]) and torch.equal(placed[2:], zoomed.in_view(pixels[2:], source[view]))
+    assert torch.equal(to_view(pixels[[3, 0]], torch.tensor([3, 0])), placed[[3, 0]])
+    assert ranking_views([plain], [source], 2, rows[:2], masks[:2])[2] is None

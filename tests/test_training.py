@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -310,6 +311,11 @@ def test_a_latent_run_may_start_from_a_trained_unet_on_shapes_of_other_sizes(tmp
     fresh = torch.load(tmp_path / "fresh" / "state.pt", weights_only=True)["model"]
     gap = {name: (tuned[name] - value).abs().max() for name, value in init.items()}
     assert max(gap.values()) < 1e-3 < max((fresh[name] - value).abs().max() for name, value in init.items())
+    recipe = json.loads((tmp_path / "tuned" / "captions.json").read_text())
+    assert recipe["init"] == str(tmp_path / "first" / "unet") and recipe["size_range"] == [0.2, 0.25]
+    with pytest.raises(ValueError, match="start from it with --channels 16 32"):
+        train_latent_unet.train(tmp_path / "wider", steps=1, save_every=1, init=tmp_path / "first" / "unet", **run)
+    assert not (tmp_path / "wider").exists()
     with pytest.raises(ValueError, match="resume it with --size-range 0.2 0.25"):
         train_latent_unet.train(tmp_path / "tuned", steps=2, save_every=2, channels=(16, 32), **run)
     with pytest.raises(ValueError, match=r"0 < LOW <= HIGH <= 1, got 0.5 0.3"):

@@ -29,7 +29,7 @@ from blended_pipeline.denoiser_vote import reranked, vote_pool
 from blended_pipeline.guidance import Guidance
 from blended_pipeline.image_io import ImageInput, load_mask, load_source, to_output
 from blended_pipeline.ranking import Ranking, Rivals
-from blended_pipeline.region import EditRegion, as_unit_float
+from blended_pipeline.region import EditRegion, as_unit_float, ranking_views
 from blended_pipeline.restart import RestartFromBestCallback
 from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
@@ -214,8 +214,11 @@ class BlendedPipelineMixin:
             raise ValueError(
                 f"output_type={settings.output_type!r} needs every image of one size; use output_type='pil'"
             )
-        geometry = (self._model_resolution(), settings.crop_margin, settings.mask_blur, settings.zoom)
-        regions = [EditRegion.around(s, m, *geometry) for s, m in zip(sources, loaded, strict=True)]
+        resolution = self._model_resolution()
+        regions = [
+            EditRegion.around(source, mask, resolution, settings.crop_margin, settings.mask_blur, settings.zoom)
+            for source, mask in zip(sources, loaded, strict=True)
+        ]
         return sources, regions
 
     def _check_call(self, prompts: list[str], generator: Generators, callbacks: list, settings: CallSettings) -> None:
@@ -258,45 +261,38 @@ class BlendedPipelineMixin:
         target: Any,
         prompts: list[str],
         settings: CallSettings,
+        image: torch.Tensor,
+        mask: torch.Tensor,
         regions: list[EditRegion],
         sources: list[torch.Tensor],
         to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> Ranking | None:
         """The call's ranking: by ``guidance`` toward ``target`` (what it prepared of ``prompts``, one per result;
-        None: nothing to rank with), or by the ranking CLIP when the pipeline has one, with the prompts' rivals;
-        each edit's results seen in its region's view (``EditRegion.in_view``)."""
-        device, per_edit = self._execution_device, settings.results_made
+        None: nothing to rank with), or by the ranking CLIP when the pipeline has one, with the prompts' rivals.
+        ``image`` and ``mask`` are the rows' input and mask in pixels; where an edit's crop was zoomed into, its
+        results are ranked in its view (``region.ranking_views``)."""
         if self.ranking_clip_model is not None:
             guidance = self._clip_guidance(self.ranking_clip_model)
-            target = guidance.prepare(prompts, device)
+            target = guidance.prepare(prompts, image.device)
         if guidance is None:
             return None
         rounds, present = rival_rounds(prompts, rival_groups(settings.rank_rivals))
-        targets = tuple(guidance.prepare(r, device) for r in rounds)
+        targets = tuple(guidance.prepare(r, image.device) for r in rounds)
         rivals = Rivals(targets, torch.tensor(present)) if rounds else None
         pasted = settings.get("reconstruction") != "none"
-        views = [region.view or region for region in regions]
-        image = torch.cat([view.image for view in views]).repeat_interleave(per_edit, 0).to(device)
-        mask = torch.cat([view.mask for view in views]).repeat_interleave(per_edit, 0).to(device)
-
-        def to_view(pixels: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-            edits = ((torch.arange(pixels.shape[0]) if rows is None else rows.cpu()) // per_edit).tolist()
-            seen = [regions[e].in_view(row[None], sources[e]) for e, row in zip(edits, pixels, strict=True)]
-            return torch.cat(seen)
-
-        zoomed = any(region.view is not None for region in regions)
+        image, mask, to_view = ranking_views(regions, sources, settings.results_made, image, mask)
         return Ranking(
             guidance,
             target,
             settings.rank_by,
-            per_edit,
+            settings.results_made,
             settings.rank_border_weight,
             image,
             mask,
             to_pixels,
             pasted,
             rivals,
-            to_view if zoomed else None,
+            to_view,
         )
 
     def denoise(

@@ -197,11 +197,12 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 the soft mask, so there is no hard seam. Pixels where the feathered mask is 0 stay exact.
             crop_margin: an image larger than the UNet is edited on a square crop around the mask's bounding box,
                 grown by this fraction of the box's longer side on each side for context.
-            zoom: a mask whose bounding box spans less than this share of that crop's side is edited on the square
-                around it that it spans this share of, enlarged to the model's resolution, so that the model gives
-                the region more of its pixels (diffusers' ``padding_mask_crop`` does the like); the results are
-                ranked in the crop they would have had without zoom, where objects are the size the ranking knows.
-                0 = never. Default: the checkpoint's ``default_zoom``.
+            zoom: a mask whose (feathered) bounding box spans less than this share of that crop's side is edited on
+                the square around it that it spans this share of (keeping ``crop_margin``'s context), enlarged to
+                the model's resolution, so that the model gives the region more of its pixels (diffusers'
+                ``padding_mask_crop`` does the like); the results are ranked in the crop they would have had without
+                zoom, where objects are the size the ranking knows. 0 = never. Default: the checkpoint's
+                ``default_zoom``.
             rank_by: what the ranking scores: "masked" (the paper: the masked region alone), "whole" (the result
                 with its context) or "both" (the sum; see ``ranking.rank`` and docs/method.md for the measurement).
             rank_border_weight: marks each result down by this times the mean step of colour across the mask's
@@ -270,7 +271,9 @@ class BlendedDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
             source=model_image,
             generator=generator,
         )
-        self._ranking = self._ranking_for(guidance, loss.target, target_prompts, settings, regions, sources)
+        self._ranking = self._ranking_for(
+            guidance, loss.target, target_prompts, settings, model_image, model_mask, regions, sources
+        )
 
         # 2. The part of the schedule to run, from the input (its masked region filled from around it, if asked).
         timesteps = self._timesteps(settings.num_inference_steps, settings.strength, device)

@@ -262,7 +262,9 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         target_prompts = [p for p in prompts for _ in range(results_made)]
         guidance = self._clip_guidance()
         target = guidance.prepare(target_prompts, device) if guidance is not None else None
-        self._ranking = self._ranking_for(guidance, target, target_prompts, settings, regions, sources, self._decode)
+        self._ranking = self._ranking_for(
+            guidance, target, target_prompts, settings, model_image, model_mask, regions, sources, self._decode
+        )
 
         # 2. The part of the schedule to run; the guidance weight, which a step-end callback may change.
         self._guidance_scale = settings.guidance_scale

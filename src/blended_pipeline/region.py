@@ -9,6 +9,7 @@ more of its pixels or latent cells; its results are then ranked in the view the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,8 +45,8 @@ class EditRegion:
     ) -> EditRegion:
         """The region of ``source`` (1, 3, H, W), 8-bit or floats in [0, 1], that the (1, 1, H, W) bool ``mask``
         feathered by ``blur`` pixels (``feather``) asks to edit: on a square crop around it (``square_around``),
-        or, with ``zoom`` in (0, 1], on the square inside that crop that the mask's bounding box spans ``zoom`` of
-        the side of, where that square is the smaller (``zoomed_square``)."""
+        or, with ``zoom`` in (0, 1], on the square inside that crop that the feathered mask's bounding box spans
+        ``zoom`` of the side of (``zoomed_square``, keeping ``margin``'s context), where that square is smaller."""
         height, width = mask.shape[-2:]
         reach = math.ceil(blur) if blur > 0 else 0
         top, left, bottom, right = bounding_box(mask)
@@ -54,26 +55,28 @@ class EditRegion:
         inside = bounding_box(soft > 0)
         support = (window[0] + inside[0], window[1] + inside[1], window[0] + inside[2], window[1] + inside[3])
 
-        def on(box: tuple[int, int, int, int], view: EditRegion | None = None) -> EditRegion:
+        def region_on(box: tuple[int, int, int, int], view: EditRegion | None = None) -> EditRegion:
             crop_mask = torch.zeros(1, 1, box[2] - box[0], box[3] - box[1])
             crop_mask[_crop(_shifted(support, box))] = soft[_crop(inside)]
             image = as_unit_float(source[_crop(box)])
             return cls(_crop(box), crop_mask, *to_resolution(image, crop_mask, resolution), view)
 
         box = square_around(support, (height, width), max(resolution), margin)
-        zoomed = zoomed_square(support, box, zoom) if zoom > 0 else box
-        return on(box) if zoomed == box else on(zoomed, view=on(box))
+        zoomed = zoomed_square(support, box, zoom, margin) if zoom > 0 else box
+        return region_on(box) if zoomed == box else region_on(zoomed, view=region_on(box))
 
-    def in_view(self, results: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """(N, 3, h, w) results of this region's crop in [-1, 1], put into its ``view`` (of ``source``) over the
-        whole crop, at the model's resolution; the results themselves where there is no view."""
+    def in_view(self, results: torch.Tensor, view_input: torch.Tensor) -> torch.Tensor:
+        """(N, 3, h, w) results of this region's crop in [-1, 1], put over that crop into its ``view``, whose input
+        ``view_input`` (1, 3, H', W') in [0, 1] is, at the model's resolution; the results themselves where there
+        is no view."""
         if self.view is None:
             return results
-        inner = _shifted(_box(self.crop), _box(self.view.crop))
-        around = as_unit_float(source[self.view.crop]).to(results.device)
-        seen = around.expand(results.shape[0], -1, -1, -1).clone()
-        seen[_crop(inner)] = paste(results, around[_crop(inner)], torch.ones_like(self.crop_mask))
-        return to_resolution(seen, self.view.crop_mask, tuple(self.view.image.shape[-2:]))[0]
+        inner = _crop(_shifted(_box(self.crop), _box(self.view.crop)))
+        view_input = view_input.to(results.device)
+        seen = view_input.expand(results.shape[0], -1, -1, -1).clone()
+        seen[inner] = paste(results, view_input[inner], torch.ones_like(self.crop_mask))
+        size = tuple(self.view.image.shape[-2:])
+        return (seen if seen.shape[-2:] == size else _resized(seen, size)) * 2 - 1
 
     def paste(self, results: torch.Tensor, source: torch.Tensor, exact: bool = True) -> torch.Tensor:
         """(N, 3, h, w) results in [-1, 1] put into the input ``source`` (1, 3, H, W): (N, 3, H, W) of the
@@ -165,13 +168,15 @@ def square_around(
 
 
 def zoomed_square(
-    box: tuple[int, int, int, int], around: tuple[int, int, int, int], zoom: float
+    box: tuple[int, int, int, int], around: tuple[int, int, int, int], zoom: float, margin: float = 0.0
 ) -> tuple[int, int, int, int]:
-    """The square (top, left, bottom, right) whose side the region ``box``'s longer side is ``zoom`` of, centred on
-    it and moved inside the square ``around`` (the crop it would have been edited on); ``around`` itself where that
+    """The square (top, left, bottom, right) whose side the region ``box``'s longer side is ``zoom`` of, but grown
+    by at least ``margin`` of that side on every side (the context ``square_around`` keeps), centred on the box and
+    moved inside the square ``around`` (the crop it would have been edited on); ``around`` itself where that
     square would be no smaller."""
     top, left, bottom, right = box
-    side = math.ceil(max(bottom - top, right - left) / zoom)
+    longer = max(bottom - top, right - left)
+    side = max(math.ceil(longer / zoom), int(round(longer * (1 + 2 * margin))))
     if side >= min(around[2] - around[0], around[3] - around[1]):
         return around
     top = min(max(around[0], (top + bottom - side) // 2), around[2] - side)
@@ -186,9 +191,43 @@ def to_resolution(image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int]
     """
     mask = mask.float()
     if image.shape[-2:] != size:
-        image = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        image = _resized(image, size)
         mask = F.adaptive_max_pool2d(mask, size) if mask.shape[-2] >= size[0] else F.interpolate(mask, size=size)
     return image * 2 - 1, mask
+
+
+def _resized(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] at ``size``: bicubic, antialiased where it shrinks."""
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def ranking_views(
+    regions: list[EditRegion], sources: list[torch.Tensor], rows_per_edit: int, image: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None]:
+    """The rows' input and mask where their results are ranked, and what puts results there (``Ranking.to_view``):
+    for an edit whose crop was zoomed into, its view (``EditRegion.in_view``), so that the ranking sees objects at
+    the size it knows; else ``image`` and ``mask``, the rows' own at the model's resolution, and None where no
+    edit's crop was zoomed into. Of the inputs, only the views' crops are kept."""
+    zoomed = {edit: region for edit, region in enumerate(regions) if region.view is not None}
+    if not zoomed:
+        return image, mask, None
+    view_inputs = {edit: as_unit_float(sources[edit][region.view.crop]) for edit, region in zoomed.items()}
+    edit_of_row = torch.arange(image.shape[0]) // rows_per_edit
+    image, mask = image.clone(), mask.clone()
+    for edit, region in zoomed.items():
+        rows = (edit_of_row == edit).to(image.device)
+        image[rows], mask[rows] = region.view.image.to(image.device), region.view.mask.to(mask.device)
+
+    def to_view(pixels: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        edits = edit_of_row if rows is None else rows.cpu() // rows_per_edit
+        seen = pixels.clone()
+        for edit, region in zoomed.items():
+            picked = (edits == edit).to(pixels.device)
+            if picked.any():
+                seen[picked] = region.in_view(pixels[picked], view_inputs[edit])
+        return seen
+
+    return image, mask, to_view
 
 
 def fill_from_surround(image: torch.Tensor, mask: torch.Tensor, ring: float = 1 / 16) -> torch.Tensor:
@@ -215,7 +254,8 @@ def paste(edited: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torc
     """
     edited = (edited.float() + 1) / 2
     if edited.shape[-2:] != image.shape[-2:]:
-        edited = F.interpolate(edited, size=image.shape[-2:], mode="bicubic", align_corners=False)
+        shrinks = edited.shape[-2] > image.shape[-2]  # as results of a zoomed crop are
+        edited = F.interpolate(edited, size=image.shape[-2:], mode="bicubic", align_corners=False, antialias=shrinks)
     image, mask = image.to(edited.device), mask.to(edited.device).float()
     return torch.where(mask > 0, image + mask * (edited.clamp(0, 1) - image), image)
 

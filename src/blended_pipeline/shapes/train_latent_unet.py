@@ -166,11 +166,19 @@ def train(
     text_encoder, tokenizer = shapes_text_encoder()
     unet, noise_schedule = build_latent_unet(channels), DDPMScheduler.from_config(build_latent_scheduler().config)
     if init is not None and not saved.exists():
-        unet.load_state_dict(UNet2DConditionModel.from_pretrained(init).float().state_dict())
+        start = UNet2DConditionModel.from_pretrained(init)
+        if tuple(start.config.block_out_channels) != tuple(channels):
+            listed = " ".join(str(c) for c in start.config.block_out_channels)
+            raise ValueError(f"{init} holds a UNet with channels {listed}: start from it with --channels {listed}")
+        unet.load_state_dict(start.float().state_dict())
     ema = ExponentialMovingAverage(unet, decay=0.999)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     out.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(json.dumps({"one_shape_captions": one_shape_captions, "size_range": list(size_range)}) + "\n")
+    started_from = held.get("init") if saved.exists() else None if init is None else str(init)
+    recipe.write_text(
+        json.dumps({"one_shape_captions": one_shape_captions, "size_range": list(size_range), "init": started_from})
+        + "\n"
+    )
     state_path = out / "state.pt"
     start = resume(state_path, model=unet, ema=ema, optimizer=optimizer)
     log = ProgressLog(start)
@@ -216,7 +224,12 @@ def main() -> None:
         metavar=("LOW", "HIGH"),
         help="the training scenes' shape sizes, as fractions of the side (default the world's; a resumed run's own)",
     )
-    parser.add_argument("--init", type=Path, help="a unet directory whose weights a new run starts from")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="a unet directory whose weights a new run starts from (kept in the run's captions.json; a resumed run "
+        "goes on from its own state)",
+    )
     args = parse_training_arguments(parser)
     began = time.time()
     run = (args.out, args.vae / "vae", args.steps, args.batch_size, args.seed, args.lr, args.save_every)
