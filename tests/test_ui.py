@@ -91,6 +91,17 @@ def test_scheduler_choice_swaps_the_pipeline_scheduler(pipe, image):
     assert type(pipe.scheduler).__name__ == "DDIMScheduler"
 
 
+def test_zoom_edits_a_small_painted_region_on_a_tighter_crop(pipe, image):
+    small = painted_layer(image.size, (18, 10, 22, 14), (220, 30, 30))  # 4 pixels: a crop of 8, not the model's 16
+    ui.edit_image(pipe, image, small, "a red ball", **fast())
+    assert pipe.ranking.to_view is None
+    edit = ui.edit_image(pipe, image, small, "a red ball", **fast(), zoom=0.5)
+    assert pipe.ranking.to_view is not None and len(edit.images) == 2
+    keep = np.asarray(edit.mask) == 0
+    for picture in edit.images:
+        assert np.array_equal(np.asarray(picture)[keep], np.asarray(image)[keep])
+
+
 class NoWork:
     """A pipeline that fails the test if an edit starts: bad input must be refused before."""
 
@@ -117,6 +128,7 @@ class NoWork:
         (dict(samples=2.5), "samples must be an integer"),
         (dict(strength=1.5), r"strength must be in \(0, 1\]"),
         (dict(mask_blur=-1), "mask blur must be >= 0"),
+        (dict(zoom=1.5), r"zoom must be in \[0, 1\]"),
         (dict(scheduler="heun"), "scheduler must be one of"),
         (dict(application="paint"), "application 'paint'"),
         (dict(application="extend", extend="left"), "four whole numbers"),
@@ -220,7 +232,7 @@ def test_page_api_edits_and_refuses_through_gradio_client(page_url, image, tmp_p
         "layers": [handle_file(str(tmp_path / "strokes.png"))],
         "composite": None,
     }
-    options = ["edit the region", "0,0,64,0", 2, 4, 1.0, "ddpm", 0, 0]
+    options = ["edit the region", "0,0,64,0", 2, 4, 1.0, "ddpm", 0, 0, 0]
     gallery, mask, message = client.predict(editor, "a red ball", *options, api_name="/edit")
     assert len(gallery) == 2 and "best first" in message
     keep = np.asarray(PIL.Image.open(mask)) == 0

@@ -177,6 +177,7 @@ SETTINGS: tuple[Setting, ...] = (
         checkpoint="default_zoom",
         bounds="[0, 1]",
         meaning="(the share of the crop's side the mask spans; 0: no zoom)",
+        page="zoom",
     ),
     Setting(
         "rank_by",

@@ -100,6 +100,7 @@ def edit_image(
     scheduler: str | None = None,
     seed: int = 0,
     mask_blur: float = BY_NAME["mask_blur"].default,
+    zoom: float | None = None,
     on_step: Callable[[int, int], None] | None = None,
     max_pixels: int | None = None,
 ) -> PageEdit:
@@ -117,6 +118,7 @@ def edit_image(
         num_inference_steps=None if steps is None else _whole(steps),
         strength=strength,
         mask_blur=mask_blur,
+        zoom=zoom,
         scheduler=scheduler,
         seed=seed,
         max_pixels=max_pixels,
@@ -235,6 +237,7 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str, max_pixels: int |
         scheduler: str,
         seed: float,
         mask_blur: float,
+        zoom: float,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio finds where to report progress
     ):
         image, strokes = editor_inputs(editor)
@@ -252,6 +255,7 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str, max_pixels: int |
                 scheduler,
                 _whole(seed),
                 mask_blur,
+                zoom,
                 on_step=lambda done, total: progress((done, total)),
                 max_pixels=max_pixels,
             )
@@ -300,6 +304,7 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str, max_pixels: int |
                     scheduler = gr.Dropdown(schedulers_for(pipe), value=scheduler_name(pipe), label="scheduler")
                     seed = gr.Number(BY_NAME["seed"].default, label="seed", precision=0)
                     mask_blur = gr.Number(defaults["mask_blur"], label="mask blur (pixels)")
+                    zoom = gr.Number(defaults["zoom"], label="zoom (the small mask's share of its crop; 0: none)")
                 run_button = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column():
                 gallery = gr.Gallery(label="results, best first", format="png", columns=2, elem_id="results")
@@ -316,7 +321,7 @@ def build_app(pipe: BlendedDiffusionPipeline, model_name: str, max_pixels: int |
             changed(lambda: (gr.update(), gr.update(), gr.update()), outputs=[gallery, used_mask, status])
         run_button.click(
             run,
-            inputs=[editor, prompt, application, extend, samples, steps, strength, scheduler, seed, mask_blur],
+            inputs=[editor, prompt, application, extend, samples, steps, strength, scheduler, seed, mask_blur, zoom],
             outputs=[gallery, used_mask, status],
             api_name="edit",
         )
