@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -31,19 +31,27 @@ BLENDED_EDIT = (sys.executable, "-m", "blended_pipeline.cli")
 
 
 def load_for_edits(
-    model: str, smoke: bool = False, ranking_clip: str | None = None, device: str = "cpu"
+    model: str,
+    smoke: bool = False,
+    ranking_clip: str | None = None,
+    device: str = "cpu",
+    scheduler: str | None = None,
+    given: Mapping[str, Any] | None = None,
 ) -> tuple[Any, dict]:
-    """The pipeline as ``blended-edit`` loads it (``ranking_clip``, a CLIP directory, ranking if given; no progress
-    bar) and the settings it edits at when given no options: tiny ones (``tiny_settings``) with ``smoke``.
+    """The pipeline as ``blended-edit`` loads it (``ranking_clip``, a CLIP directory, ranking if given;
+    ``scheduler``, a name of ``SCHEDULERS``, swapped in; no progress bar) and the settings it edits at when given
+    ``given`` (by argument name) and no other options: tiny ones (``tiny_settings``) with ``smoke``.
 
-    Loaded and defaulted by the package's own application layer, so that every figure is measured at the shipped
-    defaults as ``blended-edit`` runs them."""
+    Loaded and resolved as ``blended-edit`` does, after the swap (a checkpoint's restart gives way under a sampler
+    that draws no noise), so that every figure is measured at the shipped defaults as the command runs them."""
     from blended_pipeline.loading import load_pipeline
-    from blended_pipeline.request import pipeline_defaults
+    from blended_pipeline.settings import scheduler_class
 
     pipe = load_pipeline(model, device, ranking_clip=ranking_clip)
     pipe.set_progress_bar_config(disable=True)
-    settings = pipeline_defaults(pipe)
+    if scheduler is not None:
+        pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
+    settings = pipe.resolved_settings(dict(given or {}))
     return pipe, tiny_settings(settings) if smoke else settings
 
 

@@ -43,7 +43,7 @@ from blended_pipeline import (
 )
 from blended_pipeline.augment import ProjectiveAugmentation
 from blended_pipeline.restart import RestartFromBestCallback
-from blended_pipeline.settings import SCHEDULERS, scheduler_class
+from blended_pipeline.settings import SCHEDULERS
 from blended_pipeline.shapes.edits import EDIT_SETS, HARD_KINDS, edit_cases, hard_edit_cases
 
 HARD_EDIT_SETS = tuple(name for name in EDIT_SETS if name != "judged")  # the judged set is the standard edits'
@@ -115,11 +115,11 @@ def main() -> None:
         augmentation = ProjectiveAugmentation(**dict(args.augment)) if args.augment else None
     except TypeError as error:
         parser.error(f"--augment: {error}")
-    pipe, settings = load_for_edits(args.model, args.smoke, args.ranking_clip)
+    pipe, settings = load_for_edits(
+        args.model, args.smoke, args.ranking_clip, scheduler=args.scheduler, given=dict(args.setting)
+    )
     if args.shrink_mask and getattr(pipe, "vae", None) is None:
         parser.error("--shrink-mask shrinks the mask in latent cells: it needs a latent model (--model latent)")
-    if args.scheduler:
-        pipe.scheduler = scheduler_class(args.scheduler).from_config(pipe.scheduler.config)
     settings.update(dict(args.setting))
     options = dict(settings)
     shrinking = ShrinkingMaskBlendCallback() if args.shrink_mask else None

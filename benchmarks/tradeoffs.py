@@ -119,14 +119,13 @@ def top1_by_ranking(
     return {rank_by: verdicts[int(rank(guidance, images, mask, target, rank_by)[0][0])] for rank_by in RANK_BY}
 
 
-def measure(
-    pipe: BlendedDiffusionPipeline, defaults: dict, config: Config, cases: list[EditCase], counter: EvaluationCounter
-) -> dict:
-    """Edit every case with ``config`` over the CLI's ``defaults``; the judge's verdicts, costs and fidelity,
-    averaged over the cases."""
+def measure(pipe: BlendedDiffusionPipeline, config: Config, cases: list[EditCase], counter: EvaluationCounter) -> dict:
+    """Edit every case with ``config``, the rest as ``blended-edit`` resolves it for that scheduler (a checkpoint's
+    restart gives way under one that draws no noise); the judge's verdicts, costs and fidelity, averaged over the
+    cases."""
     base_scheduler = pipe.scheduler
     pipe.scheduler = scheduler_class(config.scheduler).from_config(base_scheduler.config)
-    settings = {**defaults, **config.pipeline_arguments(), "background_loss": BACKGROUND_LOSS}
+    settings = pipe.resolved_settings({**config.pipeline_arguments(), "background_loss": BACKGROUND_LOSS})
     per_edit = []
     for index, case in enumerate(cases):
         probe = LastSampleProbe()
@@ -301,10 +300,8 @@ class Measurements:
     and so does a configuration already in one of the ``reuse`` results files, which are read again before every
     measurement (so two processes sharing a grid, one of them with ``--reverse``, meet in the middle)."""
 
-    def __init__(
-        self, pipe: BlendedDiffusionPipeline, defaults: dict, cases: list[EditCase], reuse: list[Path]
-    ) -> None:
-        self.pipe, self.defaults, self.cases, self.reuse = pipe, defaults, cases, reuse
+    def __init__(self, pipe: BlendedDiffusionPipeline, cases: list[EditCase], reuse: list[Path]) -> None:
+        self.pipe, self.cases, self.reuse = pipe, cases, reuse
         self.counter = EvaluationCounter(pipe)
         self.done: dict[Config, dict] = {}
 
@@ -313,7 +310,7 @@ class Measurements:
         if key not in self.done:
             self.done.update(measured_in(self.reuse, len(self.cases)))
         if key not in self.done:
-            self.done[key] = measure(self.pipe, self.defaults, key, self.cases, self.counter)
+            self.done[key] = measure(self.pipe, key, self.cases, self.counter)
             run = self.done[key]
             print(f"{name(run)}: top-1 {run['top1_success']:.0%}, {run['seconds_per_image']:.2f} s/image", flush=True)
         return {**self.done[key], "label": config.label}
@@ -416,7 +413,7 @@ def main() -> None:
     pipe, defaults = load_for_edits(args.model, device=args.device)
     loaded_memory_mb = process_memory_mb("VmRSS")
     cases = edit_cases(EDIT_SETS["judged"], count, 32)
-    measured = Measurements(pipe, defaults, cases, args.reuse)
+    measured = Measurements(pipe, cases, args.reuse)
     results = {
         **provenance("tradeoffs.py"),
         "mode": mode,

@@ -321,6 +321,8 @@ def counting_unet_calls(pipe) -> list:
         (dict(candidates_per_result=0), ValueError, "candidates_per_result must be an integer >= 1"),
         (dict(rank_rivals="ball"), ValueError, "rank_rivals 'ball': each group needs two or more distinct names"),
         (dict(candidates_per_result=2, output_type="latent"), ValueError, "output_type='latent' returns the samples"),
+        (dict(rank_rivals="ball,box", output_type="latent"), ValueError, "rank_rivals='ball,box' ranks results, and"),
+        (dict(rank_by="whole", output_type="latent"), ValueError, "pass rank_by='both'"),
     ],
 )
 def test_bad_inputs_are_refused_before_any_work(latent_pipe, image, mask, change, error, message):
@@ -390,23 +392,44 @@ class DecodedBest(PipelineCallback):
 def test_restart_from_best_copies_the_best_decoded_sample_at_its_step(latent_pipe, image, mask):
     if getattr(latent_pipe.scheduler, "init_noise_sigma", 1) != 1:  # SDXL's Euler gives no x0_hat
         latent_pipe.scheduler = DDIMScheduler.from_config(latent_pipe.scheduler.config)
+    noisy = dict(eta=1.0)  # DDIM draws noise where eta > 0, so that the copies part again
     before, after = DecodedBest(), DecodedBest()
     chain = MultiPipelineCallbacks([before, RestartFromBestCallback(at=0.5), after])
-    out = edit(latent_pipe, image, mask, num_images_per_prompt=3, callback_on_step_end=chain)
+    out = edit(latent_pipe, image, mask, num_images_per_prompt=3, callback_on_step_end=chain, **noisy)
     step = round(0.5 * latent_pipe.num_timesteps)
     restarted = after.seen[step]
     assert all(torch.equal(row, restarted[0]) for row in restarted)
     assert torch.equal(restarted[0], before.seen[step][before.best[step]])
     assert not torch.equal(before.seen[step][0], before.seen[step][1])
     assert torch.equal(before.seen[step - 1], after.seen[step - 1])  # no other step is touched
-    by_argument = edit(latent_pipe, image, mask, num_images_per_prompt=3, restart_at=0.5)
+    if latent_pipe.flow_matching:  # flow-matching Euler draws no noise: the copies would stay copies
+        with pytest.raises(ValueError, match="FlowMatchEulerDiscreteScheduler draws no noise"):
+            edit(latent_pipe, image, mask, restart_at=0.5)
+        return
+    by_argument = edit(latent_pipe, image, mask, num_images_per_prompt=3, restart_at=0.5, **noisy)
     assert [np.asarray(p).tobytes() for p in by_argument.images] == [np.asarray(p).tobytes() for p in out.images]
+    assert len({np.asarray(p).tobytes() for p in out.images}) == 3  # the copies parted again
     assert by_argument.settings["restart_at"] == 0.5 and edit(latent_pipe, image, mask).settings["restart_at"] == 0
+
+
+def test_a_restart_under_a_sampler_that_draws_no_noise_is_refused_and_a_checkpoints_gives_way(image, mask):
+    calls = []
+    pipe = tiny_latent_pipeline(default_restart_at=0.5)
+    pipe.denoiser.register_forward_pre_hook(lambda module, arguments: calls.append(1))
+    with pytest.raises(ValueError, match="DDIMScheduler at eta=0 draws no noise, so the copies would stay copies"):
+        edit(pipe, image, mask, restart_at=0.5)
+    assert calls == []
+    assert edit(pipe, image, mask).settings["restart_at"] == 0.0
+    assert edit(pipe, image, mask, eta=0.5).settings["restart_at"] == 0.5
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    assert edit(pipe, image, mask).settings["restart_at"] == 0.5
 
 
 def test_restart_needs_clip_parts_and_a_variance_preserving_scheduler(image, mask):
     with pytest.raises(ValueError, match="restart_at=0.3 ranks results, which needs CLIP parts"):
         edit(tiny_latent_pipeline(with_clip=False), image, mask, restart_at=0.3)
+    with pytest.raises(ValueError, match="rank_border_weight=0.2 ranks results, which needs CLIP parts"):
+        edit(tiny_latent_pipeline(with_clip=False), image, mask, rank_border_weight=0.2)
     pipe = tiny_latent_pipeline()
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     with pytest.raises(ValueError, match="sigma-scaled"):
@@ -513,6 +536,16 @@ def test_a_checkpoints_candidates_and_rivals_give_way_where_nothing_is_ranked(im
     assert tuple(out.settings[name] for name in names) == (1, "", 0.0)
     ranked = edit(pipe, image, mask)
     assert tuple(ranked.settings[name] for name in names) == (3, "ball,box", 1.0)
+
+
+def test_a_checkpoints_restart_gives_way_only_where_there_is_nothing_to_rank_with(image, mask):
+    """A restart ranks the run's samples, so it still acts when latents are returned (under DDIM with eta > 0, which
+    parts its copies); the border weight ranks the results returned, so it gives way there."""
+    defaults = dict(default_restart_at=0.5, default_rank_border_weight=0.2)
+    latents = edit(tiny_latent_pipeline(**defaults), image, mask, output_type="latent", eta=1.0)
+    assert (latents.settings["restart_at"], latents.settings["rank_border_weight"]) == (0.5, 0.0)
+    unranked = edit(tiny_latent_pipeline(with_clip=False, **defaults), image, mask)
+    assert (unranked.settings["restart_at"], unranked.settings["rank_border_weight"]) == (0.0, 0.0)
 
 
 def spy_on_votes(pipe) -> list:

@@ -3,13 +3,14 @@ checkpoint's ``default_restart_at``."""
 
 from __future__ import annotations
 
+import diffusers
 import numpy as np
 import pytest
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks
 from helpers import StepLatents, fast_call
 
-from blended_pipeline.restart import RestartFromBestCallback, copies_of_best
+from blended_pipeline.restart import RestartFromBestCallback, copies_of_best, draws_noise
 
 
 def test_copies_of_best_fill_each_group_from_its_best():
@@ -52,5 +53,29 @@ def test_restart_at_is_checked_and_defaults_to_the_checkpoints(pipe, image, mask
     by_default = fast_call(loaded, image, mask)
     np.testing.assert_array_equal(by_default.images, fast_call(loaded, image, mask, restart_at=0.5).images)
     assert not np.array_equal(by_default.images, fast_call(loaded, image, mask, restart_at=0).images)
+    loaded.scheduler = diffusers.DDIMScheduler.from_config(loaded.scheduler.config)  # draws no noise at eta 0
+    assert fast_call(loaded, image, mask).settings["restart_at"] == 0.0
+    with pytest.raises(ValueError, match="DDIMScheduler at eta=0 draws no noise"):
+        fast_call(loaded, image, mask, restart_at=0.5)
     with pytest.raises(ValueError, match="default_restart_at must be in"):
         BlendedDiffusionPipeline(**{**pipe.components, "default_restart_at": -0.1})
+
+
+@pytest.mark.parametrize(
+    "name, config, eta, expected",
+    [
+        ("DDPMScheduler", {}, 0.0, True),
+        ("DDIMScheduler", {}, 0.0, False),
+        ("DDIMScheduler", {}, 0.5, True),
+        ("DPMSolverMultistepScheduler", {}, 0.0, False),
+        ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, 0.0, True),
+        ("EulerDiscreteScheduler", {}, 0.0, False),
+        ("EulerAncestralDiscreteScheduler", {}, 0.0, True),
+        ("PNDMScheduler", {}, 0.0, False),
+        ("UniPCMultistepScheduler", {}, 0.0, False),
+        ("FlowMatchEulerDiscreteScheduler", {}, 0.0, False),
+        ("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}, 0.0, True),
+    ],
+)
+def test_draws_noise_says_which_samplers_can_part_a_restarts_copies(name, config, eta, expected):
+    assert draws_noise(getattr(diffusers, name)(**config), eta) is expected

@@ -10,7 +10,16 @@ import pytest
 
 from blended_pipeline import BlendedDiffusionPipeline, BlendedLatentDiffusionPipeline, batch, cli, manifest, ui
 from blended_pipeline.request import EditRequest
-from blended_pipeline.settings import BY_NAME, SETTINGS, EditSettings, UsageError, resolve_settings
+from blended_pipeline.settings import (
+    BY_NAME,
+    SETTINGS,
+    EditSettings,
+    UsageError,
+    idle_ranking_defaults,
+    idle_rankings,
+    idle_rankings_asked,
+    resolve_settings,
+)
 
 PIPELINES = {"pixel": BlendedDiffusionPipeline, "latent": BlendedLatentDiffusionPipeline}
 PAGE_PARAMETERS = {"samples": "samples", "steps": "steps", "strength": "strength", "scheduler": "scheduler"}
@@ -104,6 +113,28 @@ def test_settings_of_the_other_kind_are_refused_and_the_checkpoint_fills_the_res
     assert resolved["num_inference_steps"] == 30 and resolved["strength"] == 0.5
     assert resolved["clip_guidance_scale"] == BY_NAME["guidance_scale"].default_for("pixel")
     assert resolve_settings("latent", {}, {})["num_inference_steps"] == 50
+
+
+def test_the_table_says_which_ranking_settings_cannot_act_and_which_were_asked_for():
+    ranking = {s.name: s.ranks for s in SETTINGS if s.ranks}
+    assert ranking == {
+        "rank_by": "results",
+        "rank_border_weight": "results",
+        "rank_rivals": "results",
+        "candidates_per_result": "results",
+        "rank_denoiser_weight": "results",
+        "restart_at": "run",
+    }
+    assert idle_rankings(True, "pil") == () and idle_rankings(True, "latent") == ("results",)
+    assert idle_rankings(False, "pil") == idle_rankings(False, "latent") == ("results", "run")
+    checkpoint = {"default_rank_border_weight": 0.2, "default_restart_at": 0.3, "default_candidates_per_result": 3}
+    resolved = resolve_settings("latent", checkpoint, {"rank_rivals": "a,b"})
+    latents = idle_ranking_defaults("latent", resolved, {"rank_rivals": "a,b"}, idle_rankings(True, "latent"))
+    assert (latents["rank_border_weight"], latents["candidates_per_result"], latents["restart_at"]) == (0.0, 1, 0.3)
+    unranked = idle_ranking_defaults("latent", resolved, {"rank_rivals": "a,b"}, idle_rankings(False, "pil"))
+    assert (unranked["rank_border_weight"], unranked["restart_at"], unranked["rank_rivals"]) == (0.0, 0.0, "a,b")
+    assert [s.name for s in idle_rankings_asked("latent", unranked, ("results", "run"))] == ["rank_rivals"]
+    assert not BY_NAME["rank_rivals"].asks_for(" ", "latent") and BY_NAME["rank_rivals"].asks_for("a,b", "latent")
 
 
 def test_none_takes_the_default_and_the_output_says_what_was_used(pipe, image, mask):

@@ -30,21 +30,22 @@ from blended_pipeline.guidance import Guidance
 from blended_pipeline.image_io import ImageInput, load_mask, load_source, to_output
 from blended_pipeline.ranking import Ranking, Rivals
 from blended_pipeline.region import EditRegion, as_unit_float, ranking_views
-from blended_pipeline.restart import RestartFromBestCallback
+from blended_pipeline.restart import RestartFromBestCallback, draws_noise
 from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
     BY_ARGUMENT,
     BY_CHECKPOINT,
-    BY_NAME,
     MixedPrecision,
     OutputType,
     check_image_size,
     check_prompt,
     check_settings,
+    idle_ranking_defaults,
+    idle_rankings,
+    idle_rankings_asked,
     resolve_settings,
     results_made,
     steps_run,
-    unranked_settings,
 )
 
 Generators = torch.Generator | list[torch.Generator] | None
@@ -167,8 +168,8 @@ class BlendedPipelineMixin:
     def _settings(self, arguments: dict[str, Any]) -> CallSettings:
         """The call's settings, each not given taking the checkpoint's default (``model_index.json``) or the
         table's, mixed precision the pipeline's own (``prepare_with``); checked against the table. A checkpoint's
-        candidates, rivals and vote give way where nothing is ranked (no CLIP parts, or latents asked for): a
-        default must not make a plain call fail."""
+        ranking defaults give way where they cannot act (no CLIP parts, latents asked for, or a restart under a
+        sampler that draws no noise): a default must not make a plain call fail."""
         settings = CallSettings(self.resolved_settings(arguments))
         settings["mixed_precision"] = settings.mixed_precision or self.default_mixed_precision
         check_settings(**settings)
@@ -176,15 +177,15 @@ class BlendedPipelineMixin:
 
     def resolved_settings(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Every setting a call given ``arguments`` runs with, by argument name (``resolve_settings``), where a
-        checkpoint's ranking defaults give way if nothing is ranked (``unranked_settings``): what the front ends show
-        before a call and what the call runs with are the same."""
+        checkpoint's ranking defaults give way where they cannot act (``idle_ranking_defaults``): what the front
+        ends show before a call and what the call runs with are the same."""
         settings = resolve_settings(self.kind, self.config, arguments)
-        return settings if self.ranks(settings["output_type"]) else unranked_settings(self.kind, settings, arguments)
+        return idle_ranking_defaults(self.kind, settings, arguments, self._idle_rankings(settings))
 
-    def ranks(self, output_type: str = "pil") -> bool:
-        """Whether a call returning ``output_type`` ranks its results: it needs CLIP parts, and latents are returned
-        unranked."""
-        return self.clip_model is not None and output_type != "latent"
+    def _idle_rankings(self, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The ranking roles that cannot act in a call with ``settings`` (``settings.idle_rankings``)."""
+        noise = draws_noise(self.scheduler, settings["eta"])
+        return idle_rankings(self.clip_model is not None, settings["output_type"], noise)
 
     @staticmethod
     def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:
@@ -245,14 +246,22 @@ class BlendedPipelineMixin:
             raise ValueError(
                 f"callback tensor inputs {unknown} are not offered; choose from {self._callback_tensor_inputs}"
             )
-        choosing = {"candidates_per_result": "returns the best results", "rank_denoiser_weight": "re-ranks the results"}
-        for name, what in choosing.items() if settings.output_type == "latent" else ():
-            unranked = BY_NAME[name].default_for(self.kind)
-            if name in settings and settings[name] != unranked:
-                raise ValueError(
-                    f"{name}={settings[name]} {what}, and output_type='latent' returns the samples unranked; pass "
-                    f"{name}={unranked:g} for latents"
+        for setting in idle_rankings_asked(self.kind, settings, self._idle_rankings(settings)):
+            name, default = setting.argument_for(self.kind), setting.default_for(self.kind)
+            if self.clip_model is None:
+                why = "ranks results, which needs CLIP parts; load the pipeline with clip_model, clip_tokenizer and "
+                why += "feature_extractor, or"
+            elif setting.ranks == "results":
+                why = "ranks results, and output_type='latent' returns the samples unranked;"
+            else:
+                takes_eta = "eta" in inspect.signature(self.scheduler.step).parameters
+                sampler = type(self.scheduler).__name__ + (f" at eta={settings.eta:g}" if takes_eta else "")
+                why = (
+                    f"restarts results from copies of the best, and {sampler} draws no noise, so the copies would "
+                    f"stay copies; {'pass eta > 0, ' if takes_eta else ''}swap in a scheduler that draws noise "
+                    "(DDPM), or"
                 )
+            raise ValueError(f"{name}={settings[name]!r} {why} pass {name}={default!r}")
         self.check_scheduler(self.scheduler)
 
     def _ranking_for(

@@ -562,15 +562,6 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
                 f"negative_prompt needs classifier-free guidance, which a {self.family} model (guidance-distilled) "
                 "does not run; describe what the region should show in the prompt instead"
             )
-        ranking = ("rank_border_weight", "restart_at", "rank_rivals", "candidates_per_result", "rank_denoiser_weight")
-        for name in ranking:
-            value = getattr(LATENT_DEFAULTS, name)  # the table's: nothing ranked
-            asked = bool(rival_groups(settings[name])) if name == "rank_rivals" else settings[name] != value
-            if asked and self.clip_model is None:
-                raise ValueError(
-                    f"{name}={settings[name]!r} ranks results, which needs CLIP parts; load the pipeline with "
-                    f"clip_model, clip_tokenizer and feature_extractor, or pass {name}={value!r}"
-                )
         flow = (
             hasattr(self.scheduler, "scale_noise") or self.scheduler.config.get("prediction_type") == "flow_prediction"
         )

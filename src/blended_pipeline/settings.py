@@ -27,6 +27,7 @@ LatentMask = Literal["conservative", "nearest"]
 Reconstruction = Literal["paste", "decoder", "none"]
 BlendNoise = Literal["fresh", "initial"]
 Kind = Literal["pixel", "latent"]
+RankingRole = Literal["results", "run"]
 
 KINDS: tuple[str, ...] = get_args(Kind)
 SCHEDULERS: dict[str, str] = {
@@ -68,8 +69,10 @@ class Setting:
     overrides it, because what works depends on the model. ``pipelines`` are the kinds whose ``__call__`` takes it
     (empty: the application's, e.g. the seed); ``argument`` renames it there per kind; ``call`` False marks a
     preset that the request turns into other settings (``fast``). ``per_edit``: a manifest line may set it;
-    ``page``: the page offers it, under that label. ``bounds`` is an interval in the usual notation ("(0, 1]") or
-    ">= 0"/">= 1"; ``validate(value, name)`` raises ``ValueError`` for a value it refuses.
+    ``page``: the page offers it, under that label. ``ranks``: "results" for a setting that chooses or orders the
+    results returned, "run" for one that ranks the samples mid-run; either needs something to rank with
+    (``idle_rankings``). ``bounds`` is an interval in the usual notation ("(0, 1]") or ">= 0"/">= 1";
+    ``validate(value, name)`` raises ``ValueError`` for a value it refuses and returns its reading of the value.
     """
 
     name: str
@@ -87,12 +90,21 @@ class Setting:
     call: bool = True
     page: str | None = None
     accepts_callable: bool = False
+    ranks: RankingRole | None = None
     argument: Mapping[str, str] = field(default_factory=dict)
     validate: Callable[[Any, str], Any] | None = None
 
     def default_for(self, kind: str) -> Any:
         """This setting's default for a pipeline of ``kind`` when the checkpoint names none."""
         return self.default.get(kind) if isinstance(self.default, dict) else self.default
+
+    def asks_for(self, value: Any, kind: str) -> bool:
+        """Whether ``value`` asks for something other than the table's default for ``kind``, as the setting reads
+        it (a validator's reading, where it has one: "" and " " name no rivals alike)."""
+        default = self.default_for(kind)
+        if self.validate is not None:
+            return self.validate(value, self.name) != self.validate(default, self.name)
+        return value != default
 
     def argument_for(self, kind: str) -> str:
         """Its keyword in a ``kind`` pipeline's ``__call__``."""
@@ -186,6 +198,7 @@ SETTINGS: tuple[Setting, ...] = (
         "both",
         flag="--rank-by",
         choices=get_args(RankBy),
+        ranks="results",
     ),
     Setting(
         "eta",
@@ -204,6 +217,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--rank-border-weight",
         checkpoint="default_rank_border_weight",
         bounds=">= 0",
+        ranks="results",
     ),
     Setting(
         "rank_rivals",
@@ -214,6 +228,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--rank-rivals",
         checkpoint="default_rank_rivals",
         validate=rival_groups,
+        ranks="results",
     ),
     Setting(
         "candidates_per_result",
@@ -223,6 +238,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--candidates",
         checkpoint="default_candidates_per_result",
         bounds=">= 1",
+        ranks="results",
     ),
     Setting(
         "rank_denoiser_weight",
@@ -234,6 +250,7 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--rank-denoiser-weight",
         checkpoint="default_rank_denoiser_weight",
         bounds=">= 0",
+        ranks="results",
     ),
     Setting(
         "guidance_scale",
@@ -282,6 +299,7 @@ SETTINGS: tuple[Setting, ...] = (
         checkpoint="default_restart_at",
         bounds="[0, 1)",
         meaning="(the fraction of the run at which results restart from the best; 0: never)",
+        ranks="run",
     ),
     Setting(
         "clip_view",
@@ -585,18 +603,33 @@ def resolve_settings(kind: str, config: Mapping[str, Any], given: Mapping[str, A
     return resolved
 
 
-RANKING_ONLY = ("candidates_per_result", "rank_rivals", "rank_denoiser_weight")
-"""Settings that only choose among results: a checkpoint's default for them gives way where nothing is ranked."""
+def idle_rankings(has_clip: bool, output_type: str, sampler_draws_noise: bool = True) -> tuple[str, ...]:
+    """The ranking roles (``Setting.ranks``) that cannot act in a call: none without CLIP parts to rank with; not
+    "results" where latents are returned, unranked; not "run" where the sampler draws no noise, so that a restart's
+    copies of the best would stay copies (``restart.draws_noise``)."""
+    if not has_clip:
+        return get_args(RankingRole)
+    return (("results",) if output_type == "latent" else ()) + (() if sampler_draws_noise else ("run",))
 
 
-def unranked_settings(kind: str, resolved: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
-    """``resolved`` (``resolve_settings``'s) for a call that ranks nothing (no CLIP parts, or latents asked for):
-    each of ``RANKING_ONLY`` not ``given`` takes the table's default, so that a checkpoint's default does not make a
-    plain call fail. One asked for is kept, for the pipeline to refuse."""
+def idle_ranking_defaults(
+    kind: str, resolved: dict[str, Any], given: Mapping[str, Any], idle: tuple[str, ...]
+) -> dict[str, Any]:
+    """``resolved`` (``resolve_settings``'s) with each setting whose ranking role is ``idle`` and that was not
+    ``given`` at the table's default, so that a checkpoint's default does not make a plain call fail. One asked for
+    is kept, for the pipeline to refuse (``idle_rankings_asked``)."""
     return {
-        name: BY_NAME[name].default_for(kind) if name in RANKING_ONLY and given.get(name) is None else value
+        name: BY_ARGUMENT[name].default_for(kind)
+        if BY_ARGUMENT[name].ranks in idle and given.get(name) is None
+        else value
         for name, value in resolved.items()
     }
+
+
+def idle_rankings_asked(kind: str, settings: Mapping[str, Any], idle: tuple[str, ...]) -> list[Setting]:
+    """The settings of a call whose ranking role is ``idle`` and that ask for something all the same."""
+    named = {s.argument_for(kind): s for s in SETTINGS if s.ranks in idle}
+    return [s for name, s in named.items() if name in settings and s.asks_for(settings[name], kind)]
 
 
 def _check_number(name: str, value: Any) -> None:
