@@ -152,7 +152,7 @@ def measure(pipe: BlendedDiffusionPipeline, config: Config, cases: list[EditCase
             }
         )
     pipe.scheduler = base_scheduler
-    return summarise(config, per_edit, pipe.device)
+    return {**summarise(config, per_edit, pipe.device), "restart_at": settings["restart_at"]}
 
 
 def repaint(pipe: BlendedDiffusionPipeline, cases: list[EditCase], steps: int, jumps: int, samples: int) -> dict:
@@ -317,14 +317,15 @@ class Measurements:
 
 
 def measured_in(prefixes: list[Path], edits: int) -> dict[Config, dict]:
-    """Every sweep or ablation run in these results files (those that exist) made on ``edits`` edits, unlabelled."""
+    """Every sweep or ablation run in these results files (those that exist) made on ``edits`` edits, unlabelled;
+    not a run that does not record the restart it ran with (made before a restart gave way under DDIM at eta 0)."""
     found = {}
     for prefix in prefixes:
         path = Path(f"{prefix}.json")
         if path.exists():
             results = json.loads(path.read_text())
             for run in [*results.get("sweep", []), *results.get("ablations", [])]:
-                if run["edits"] == edits:
+                if run["edits"] == edits and "restart_at" in run:
                     found[replace(config_of(run), label="")] = {**run, "label": ""}
     return found
 

@@ -253,6 +253,10 @@ def tiny_latent_model(tmp_path):
         (["--scheduler", "euler"], "--scheduler euler works with latent models only"),
         (["--scheduler", "dpm++"], "--scheduler dpm++ works with latent models only"),
         (["--steps", "100000"], "--steps 100000 is more than the 100 timesteps"),
+        (
+            ["--scheduler", "ddim", "--restart-at", "0.3"],
+            "--restart-at 0.3 restarts results from copies of the best, and --scheduler ddim at --eta 0 draws no noise",
+        ),
     ],
 )
 def test_what_the_model_cannot_run_is_refused_before_it_loads(files, tiny_model, capsys, monkeypatch, options, message):

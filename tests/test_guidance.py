@@ -9,9 +9,10 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from helpers import fast_call, images, tiny_clip_parts
+from diffusers import DDPMScheduler
+from helpers import fast_call, images, tiny_clip_parts, tiny_unet
 
-from blended_pipeline import BackgroundPreservationLoss, CLIPGuidance
+from blended_pipeline import BackgroundPreservationLoss, BlendedDiffusionPipeline, CLIPGuidance
 from blended_pipeline.guidance import clip_pixel_values, range_loss, spherical_distance
 
 
@@ -106,23 +107,36 @@ def test_guidance_loss_weights_views_range_and_background():
     assert by_area(x0_hat, x0_hat, torch.tensor(0.5)).item() == pytest.approx(5 * 2 * 0.5 + 20 * 2 * 0.125)
 
 
+class Brightness:
+    """A guidance of the ``Guidance`` protocol with no CLIP: brighter is better."""
+
+    def prepare(self, prompts, device):
+        return None
+
+    def loss(self, views, target):
+        return -views.mean(dim=(1, 2, 3))
+
+    def score(self, x, target):
+        return x.mean(dim=(1, 2, 3))
+
+
 def test_custom_guidance_plugs_in_as_a_plain_attribute(pipe, image, mask):
-    class Brightness:
-        def prepare(self, prompts, device):
-            return None
-
-        def loss(self, views, target):
-            return -views.mean(dim=(1, 2, 3))
-
-        def score(self, x, target):
-            return x.mean(dim=(1, 2, 3))
-
     pipe.guidance = Brightness()
     out = fast_call(pipe, image, mask, num_images_per_prompt=3)
     assert out.scores == sorted(out.scores, reverse=True)
     inside = np.asarray(mask) > 0
     brighter = fast_call(pipe, image, mask, num_images_per_prompt=3, clip_guidance_scale=5000.0)
     assert brighter.images[:, inside].mean() > out.images[:, inside].mean()
+
+
+def test_a_pipeline_without_clip_parts_ranks_and_restarts_with_its_own_guidance(image, mask):
+    scheduler = DDPMScheduler(num_train_timesteps=100)
+    pipe = BlendedDiffusionPipeline(tiny_unet(3).eval(), scheduler, None, None, None, default_restart_at=0.5)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.guidance = Brightness()
+    out = fast_call(pipe, image, mask, num_images_per_prompt=3, rank_border_weight=0.2)
+    assert out.settings["restart_at"] == 0.5 and out.settings["rank_border_weight"] == 0.2
+    assert out.scores == sorted(out.scores, reverse=True)
 
 
 def lpips_with_random_backbone() -> BackgroundPreservationLoss:

@@ -402,10 +402,11 @@ def test_restart_from_best_copies_the_best_decoded_sample_at_its_step(latent_pip
     assert torch.equal(restarted[0], before.seen[step][before.best[step]])
     assert not torch.equal(before.seen[step][0], before.seen[step][1])
     assert torch.equal(before.seen[step - 1], after.seen[step - 1])  # no other step is touched
-    if latent_pipe.flow_matching:  # flow-matching Euler draws no noise: the copies would stay copies
-        with pytest.raises(ValueError, match="FlowMatchEulerDiscreteScheduler draws no noise"):
+    if latent_pipe.flow_matching:  # flow-matching Euler draws no noise unless configured to
+        with pytest.raises(ValueError, match="FlowMatchEulerDiscreteScheduler draws no noise.*stochastic_sampling"):
             edit(latent_pipe, image, mask, restart_at=0.5)
-        return
+        latent_pipe.scheduler.register_to_config(stochastic_sampling=True)
+        out = edit(latent_pipe, image, mask, num_images_per_prompt=3, callback_on_step_end=RestartFromBestCallback(0.5))
     by_argument = edit(latent_pipe, image, mask, num_images_per_prompt=3, restart_at=0.5, **noisy)
     assert [np.asarray(p).tobytes() for p in by_argument.images] == [np.asarray(p).tobytes() for p in out.images]
     assert len({np.asarray(p).tobytes() for p in out.images}) == 3  # the copies parted again
@@ -416,7 +417,8 @@ def test_a_restart_under_a_sampler_that_draws_no_noise_is_refused_and_a_checkpoi
     calls = []
     pipe = tiny_latent_pipeline(default_restart_at=0.5)
     pipe.denoiser.register_forward_pre_hook(lambda module, arguments: calls.append(1))
-    with pytest.raises(ValueError, match="DDIMScheduler at eta=0 draws no noise, so the copies would stay copies"):
+    refused = "DDIMScheduler at eta=0 draws no noise, so the copies would stay near-copies; pass eta > 0"
+    with pytest.raises(ValueError, match=refused):
         edit(pipe, image, mask, restart_at=0.5)
     assert calls == []
     assert edit(pipe, image, mask).settings["restart_at"] == 0.0

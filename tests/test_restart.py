@@ -10,7 +10,7 @@ import torch
 from diffusers.callbacks import MultiPipelineCallbacks
 from helpers import StepLatents, fast_call
 
-from blended_pipeline.restart import RestartFromBestCallback, copies_of_best, draws_noise
+from blended_pipeline.restart import RestartFromBestCallback, copies_of_best, draws_noise, to_draw_noise
 
 
 def test_copies_of_best_fill_each_group_from_its_best():
@@ -75,7 +75,18 @@ def test_restart_at_is_checked_and_defaults_to_the_checkpoints(pipe, image, mask
         ("UniPCMultistepScheduler", {}, 0.0, False),
         ("FlowMatchEulerDiscreteScheduler", {}, 0.0, False),
         ("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}, 0.0, True),
+        ("SASolverScheduler", {}, 0.0, True),
+        ("TCDScheduler", {}, 0.0, False),
+        ("TCDScheduler", {}, 0.3, True),
+        ("LCMScheduler", {}, 0.0, True),
     ],
 )
 def test_draws_noise_says_which_samplers_can_part_a_restarts_copies(name, config, eta, expected):
     assert draws_noise(getattr(diffusers, name)(**config), eta) is expected
+
+
+def test_to_draw_noise_advises_by_what_the_scheduler_takes():
+    assert to_draw_noise(diffusers.DDIMScheduler()) == "pass eta > 0"
+    assert "sde-dpmsolver++" in to_draw_noise(diffusers.DPMSolverMultistepScheduler())
+    assert "stochastic_sampling=True" in to_draw_noise(diffusers.FlowMatchEulerDiscreteScheduler())
+    assert "DDPM" in to_draw_noise(diffusers.PNDMScheduler())

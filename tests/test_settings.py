@@ -127,6 +127,7 @@ def test_the_table_says_which_ranking_settings_cannot_act_and_which_were_asked_f
     }
     assert idle_rankings(True, "pil") == () and idle_rankings(True, "latent") == ("results",)
     assert idle_rankings(False, "pil") == idle_rankings(False, "latent") == ("results", "run")
+    assert idle_rankings(True, "pil", False) == ("run",) and idle_rankings(True, "latent", False) == ("results", "run")
     checkpoint = {"default_rank_border_weight": 0.2, "default_restart_at": 0.3, "default_candidates_per_result": 3}
     resolved = resolve_settings("latent", checkpoint, {"rank_rivals": "a,b"})
     latents = idle_ranking_defaults("latent", resolved, {"rank_rivals": "a,b"}, idle_rankings(True, "latent"))

@@ -30,7 +30,7 @@ from blended_pipeline.guidance import Guidance
 from blended_pipeline.image_io import ImageInput, load_mask, load_source, to_output
 from blended_pipeline.ranking import Ranking, Rivals
 from blended_pipeline.region import EditRegion, as_unit_float, ranking_views
-from blended_pipeline.restart import RestartFromBestCallback, draws_noise
+from blended_pipeline.restart import RestartFromBestCallback, draws_noise, to_draw_noise
 from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
     BY_ARGUMENT,
@@ -185,7 +185,12 @@ class BlendedPipelineMixin:
     def _idle_rankings(self, settings: Mapping[str, Any]) -> tuple[str, ...]:
         """The ranking roles that cannot act in a call with ``settings`` (``settings.idle_rankings``)."""
         noise = draws_noise(self.scheduler, settings["eta"])
-        return idle_rankings(self.clip_model is not None, settings["output_type"], noise)
+        return idle_rankings(self._can_rank(), settings["output_type"], noise)
+
+    def _can_rank(self) -> bool:
+        """Whether the pipeline has something to rank results with: its CLIP parts, a ranking CLIP or (a pixel
+        pipeline's) ``guidance``."""
+        return any(getattr(self, name, None) is not None for name in ("clip_model", "ranking_clip_model", "guidance"))
 
     @staticmethod
     def _edits(prompt: Any, image: Any, mask_image: Any) -> tuple[list[str], list[ImageInput], list[ImageInput]]:
@@ -248,18 +253,15 @@ class BlendedPipelineMixin:
             )
         for setting in idle_rankings_asked(self.kind, settings, self._idle_rankings(settings)):
             name, default = setting.argument_for(self.kind), setting.default_for(self.kind)
-            if self.clip_model is None:
-                why = "ranks results, which needs CLIP parts; load the pipeline with clip_model, clip_tokenizer and "
-                why += "feature_extractor, or"
+            if not self._can_rank():
+                why = "ranks results, which needs CLIP parts to rank with; load the pipeline with them, or"
             elif setting.ranks == "results":
                 why = "ranks results, and output_type='latent' returns the samples unranked;"
             else:
-                takes_eta = "eta" in inspect.signature(self.scheduler.step).parameters
-                sampler = type(self.scheduler).__name__ + (f" at eta={settings.eta:g}" if takes_eta else "")
+                eta = f" at eta={settings.eta:g}" if "eta" in inspect.signature(self.scheduler.step).parameters else ""
                 why = (
-                    f"restarts results from copies of the best, and {sampler} draws no noise, so the copies would "
-                    f"stay copies; {'pass eta > 0, ' if takes_eta else ''}swap in a scheduler that draws noise "
-                    "(DDPM), or"
+                    f"restarts results from copies of the best, and {type(self.scheduler).__name__}{eta} draws no "
+                    f"noise, so the copies would stay near-copies; {to_draw_noise(self.scheduler)}, or"
                 )
             raise ValueError(f"{name}={settings[name]!r} {why} pass {name}={default!r}")
         self.check_scheduler(self.scheduler)

@@ -576,8 +576,8 @@ class BlendedLatentDiffusionPipeline(BlendedPipelineMixin, DiffusionPipeline):
         if settings["restart_at"] > 0 and float(getattr(self.scheduler, "init_noise_sigma", 1.0)) != 1.0:
             raise ValueError(
                 f"restart_at ranks each sample's x0_hat, which {type(self.scheduler).__name__}'s sigma-scaled samples "
-                "do not give here; use a variance-preserving (DDIM, DDPM, DPM-Solver++) or flow-matching scheduler, or "
-                "restart_at=0"
+                "do not give here; use a variance-preserving scheduler that draws noise (DDPM, or DDIM with eta > 0), "
+                "or restart_at=0"
             )
         self._check_call(prompts, generator, callbacks, settings)
 

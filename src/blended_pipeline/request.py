@@ -121,6 +121,18 @@ class EditRequest:
                 f"{self.name('negative_prompt')} needs classifier-free guidance, which a {family} model ({model}) "
                 "does not run; say what the region should show in the prompt"
             )
+        if scheduler and asked.get("restart_at"):
+            from blended_pipeline.restart import draws_noise  # diffusers and torch: only when both are asked
+
+            eta = asked.get("eta", BY_NAME["eta"].default)
+            if not draws_noise(scheduler_class(scheduler)(), eta):
+                at = f" at {self.name('eta')} {eta:g}" if scheduler == "ddim" else ""
+                raise UsageError(
+                    f"{self.name('restart_at')} {asked['restart_at']:g} restarts results from copies of the best, and "
+                    f"{self.name('scheduler')} {scheduler}{at} draws no noise, so the copies would stay near-copies; "
+                    f"use {self.name('scheduler')} ddpm, or ddim with {self.name('eta')} above 0, or leave "
+                    f"{self.name('restart_at')} out"
+                )
         steps = asked.get("num_inference_steps")
         if trained_steps is not None and steps is not None and steps > trained_steps:
             raise UsageError(
@@ -181,10 +193,12 @@ class EditRequest:
         return arguments
 
     def planned_settings(self, pipe: Any) -> dict[str, Any]:
-        """The settings ``pipe`` will run this request with (as the pipeline resolves them), to say before it runs;
+        """The settings ``pipe`` will run this request with (as the pipeline resolves them, once the scheduler asked
+        for is swapped in: ``use_scheduler``), to say before it runs;
         refused, naming the settings as the front end does, when no step would run (a strength too small for the
         checkpoint's steps is known only once its config is read)."""
         kind = pipeline_kind(pipe)
+        self.use_scheduler(pipe)
         planned = pipe.resolved_settings(self.pipeline_arguments(kind, pipe.config))
         names = {key: self.name(key) for key in ("strength", "num_inference_steps")}
         try:
@@ -192,6 +206,13 @@ class EditRequest:
         except ValueError as error:
             raise UsageError(str(error)) from error
         return planned
+
+    def use_scheduler(self, pipe: Any) -> None:
+        """Swap the scheduler asked for (by name) into ``pipe``, where it is not already there: before the settings
+        are planned, which depend on it (a restart gives way under a sampler that draws no noise)."""
+        scheduler = self.asked().get("scheduler")
+        if scheduler and type(pipe.scheduler).__name__ != SCHEDULERS[scheduler]:
+            pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
 
     def strength_source(self) -> str:
         """Where the strength comes from, in words."""
@@ -307,9 +328,7 @@ def run_edit(
 
     image, mask = inputs or request.inputs()
     kind, extra = pipeline_kind(pipe), {}
-    scheduler = request.asked().get("scheduler")
-    if scheduler and type(pipe.scheduler).__name__ != SCHEDULERS[scheduler]:
-        pipe.scheduler = scheduler_class(scheduler).from_config(pipe.scheduler.config)
+    request.use_scheduler(pipe)
     if on_step is not None:
 
         def report(pipeline: Any, step: int, timestep: Any, tensors: dict) -> dict:

@@ -4,8 +4,9 @@ A result's shape is settled early in the run and its details late, and most refu
 while one of an edit's results usually has the right one. So partway in, each edit's samples are ranked on their
 ``x0_hat`` pasted into the input, as the final results will be, and the others restart from copies of the best.
 Each copy draws its own noise from there on, so the copies part again into different results (less different
-than results that never met: docs/research-log.md, Hard edits, measures both). A sampler that draws no noise
-(DDIM at ``eta=0``) would keep them copies, so the pipelines restart only with one that does (``draws_noise``).
+than results that never met: docs/research-log.md, Hard edits, measures both). Under a sampler that draws no noise
+(DDIM at ``eta=0``) they would stay near-copies, so ``restart_at`` restarts only with one that does
+(``draws_noise``); the callback, passed by hand, runs under any.
 """
 
 from __future__ import annotations
@@ -57,19 +58,33 @@ def copies_of_best(samples: torch.Tensor, order: torch.Tensor, group_size: int, 
     return restarted
 
 
+DPM_SOLVER_ALGORITHMS = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
+
+
 def draws_noise(scheduler: Any, eta: float) -> bool:
     """Whether ``scheduler``'s step, as the pipelines call it (DDIM's ``eta`` given, Euler's ``s_churn`` left at 0),
-    adds noise of its own. A step that takes no generator adds none; DDIM and TCD add it where ``eta`` > 0;
-    DPM-Solver in its SDE forms; flow-matching Euler with ``stochastic_sampling``; DDPM and the ancestral and
-    consistency samplers always."""
+    adds noise of its own from the generator: DDIM and TCD where ``eta`` > 0, DPM-Solver in its SDE forms,
+    flow-matching Euler with ``stochastic_sampling``; DDPM and the ancestral, consistency and SA-Solver samplers
+    always; a step that takes no generator never."""
     parameters = inspect.signature(scheduler.step).parameters
     config = scheduler.config
     if "generator" not in parameters:
         return False
     if "eta" in parameters:
         return eta > 0
-    if "algorithm_type" in config:
-        return str(config["algorithm_type"]).startswith("sde")
+    if config.get("algorithm_type") in DPM_SOLVER_ALGORITHMS:
+        return config["algorithm_type"].startswith("sde")
     if "stochastic_sampling" in config:
         return bool(config["stochastic_sampling"])
     return "s_churn" not in parameters
+
+
+def to_draw_noise(scheduler: Any) -> str:
+    """What makes ``scheduler`` draw noise (``draws_noise``), said as advice."""
+    if "eta" in inspect.signature(scheduler.step).parameters:
+        return "pass eta > 0"
+    if scheduler.config.get("algorithm_type") in DPM_SOLVER_ALGORITHMS:
+        return "configure it with algorithm_type='sde-dpmsolver++'"
+    if "stochastic_sampling" in scheduler.config:
+        return "configure it with stochastic_sampling=True"
+    return "swap in a scheduler that draws noise (DDPM)"

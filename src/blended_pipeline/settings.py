@@ -604,9 +604,9 @@ def resolve_settings(kind: str, config: Mapping[str, Any], given: Mapping[str, A
 
 
 def idle_rankings(has_clip: bool, output_type: str, sampler_draws_noise: bool = True) -> tuple[str, ...]:
-    """The ranking roles (``Setting.ranks``) that cannot act in a call: none without CLIP parts to rank with; not
-    "results" where latents are returned, unranked; not "run" where the sampler draws no noise, so that a restart's
-    copies of the best would stay copies (``restart.draws_noise``)."""
+    """The ranking roles (``Setting.ranks``) that cannot act in a call: all of them without anything to rank with
+    (CLIP parts); "results" where latents are returned, unranked; "run" where the sampler draws no noise, so that
+    a restart's copies of the best would stay near-copies (``restart.draws_noise``)."""
     if not has_clip:
         return get_args(RankingRole)
     return (("results",) if output_type == "latent" else ()) + (() if sampler_draws_noise else ("run",))
