@@ -30,7 +30,7 @@ from blended_pipeline.guidance import Guidance
 from blended_pipeline.image_io import ImageInput, load_mask, load_source, to_output
 from blended_pipeline.ranking import Ranking, Rivals
 from blended_pipeline.region import EditRegion, as_unit_float, ranking_views
-from blended_pipeline.restart import RestartFromBestCallback, draws_noise, to_draw_noise
+from blended_pipeline.restart import RestartFromBestCallback, draws_noise, sampler_words, to_draw_noise
 from blended_pipeline.rivals import rival_groups, rival_rounds
 from blended_pipeline.settings import (
     BY_ARGUMENT,
@@ -258,10 +258,9 @@ class BlendedPipelineMixin:
             elif setting.ranks == "results":
                 why = "ranks results, and output_type='latent' returns the samples unranked;"
             else:
-                eta = f" at eta={settings.eta:g}" if "eta" in inspect.signature(self.scheduler.step).parameters else ""
                 why = (
-                    f"restarts results from copies of the best, and {type(self.scheduler).__name__}{eta} draws no "
-                    f"noise, so the copies would stay near-copies; {to_draw_noise(self.scheduler)}, or"
+                    f"restarts results from copies of the best, and {sampler_words(self.scheduler, settings.eta)} "
+                    f"draws no noise, so the copies would stay near-copies; {to_draw_noise(self.scheduler)}, or"
                 )
             raise ValueError(f"{name}={settings[name]!r} {why} pass {name}={default!r}")
         self.check_scheduler(self.scheduler)

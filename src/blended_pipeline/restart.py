@@ -70,7 +70,7 @@ def draws_noise(scheduler: Any, eta: float) -> bool:
     config = scheduler.config
     if "generator" not in parameters:
         return False
-    if "eta" in parameters:
+    if takes_eta(scheduler):
         return eta > 0
     if config.get("algorithm_type") in DPM_SOLVER_ALGORITHMS:
         return config["algorithm_type"].startswith("sde")
@@ -81,10 +81,20 @@ def draws_noise(scheduler: Any, eta: float) -> bool:
 
 def to_draw_noise(scheduler: Any) -> str:
     """What makes ``scheduler`` draw noise (``draws_noise``), said as advice."""
-    if "eta" in inspect.signature(scheduler.step).parameters:
+    if takes_eta(scheduler):
         return "pass eta > 0"
     if scheduler.config.get("algorithm_type") in DPM_SOLVER_ALGORITHMS:
         return "configure it with algorithm_type='sde-dpmsolver++'"
     if "stochastic_sampling" in scheduler.config:
         return "configure it with stochastic_sampling=True"
     return "swap in a scheduler that draws noise (DDPM)"
+
+
+def sampler_words(scheduler: Any, eta: float) -> str:
+    """The sampler named for a message: its class, and DDIM's ``eta`` where its step takes one."""
+    return type(scheduler).__name__ + (f" at eta={eta:g}" if takes_eta(scheduler) else "")
+
+
+def takes_eta(scheduler: Any) -> bool:
+    """Whether ``scheduler``'s step takes DDIM's ``eta`` (DDIM, TCD), which sets the noise it draws."""
+    return "eta" in inspect.signature(scheduler.step).parameters

@@ -603,11 +603,11 @@ def resolve_settings(kind: str, config: Mapping[str, Any], given: Mapping[str, A
     return resolved
 
 
-def idle_rankings(has_clip: bool, output_type: str, sampler_draws_noise: bool = True) -> tuple[str, ...]:
+def idle_rankings(can_rank: bool, output_type: str, sampler_draws_noise: bool = True) -> tuple[str, ...]:
     """The ranking roles (``Setting.ranks``) that cannot act in a call: all of them without anything to rank with
     (CLIP parts); "results" where latents are returned, unranked; "run" where the sampler draws no noise, so that
     a restart's copies of the best would stay near-copies (``restart.draws_noise``)."""
-    if not has_clip:
+    if not can_rank:
         return get_args(RankingRole)
     return (("results",) if output_type == "latent" else ()) + (() if sampler_draws_noise else ("run",))
 
