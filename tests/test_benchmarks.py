@@ -525,3 +525,42 @@ def test_a_lossless_round_trip_keeps_every_ideal_edit():
     row = judged_kind(Lossless(), cases, np.random.default_rng(0))
     assert row["ideal_accepted"] == row["round_trip_accepted"] == row["round_trip_any_accepted"] == 1.0
     assert row["psnr_in_mask_db"] == PSNR_CAP and sum(row["refused_results"].values()) == 0
+
+
+def test_candidates_cost_pools_the_sets_and_scales_the_speed_by_the_latent_time(tmp_path):
+    def run(edit_set, count, top1, seconds, edits=2):
+        row = {"edits": edits, "top1_success": top1, "any_success": 1.0, "batch_precision": top1, "diversity": 30.0}
+        kinds = {kind: row | {"seconds_per_edit": seconds} for kind in ("small", "wide", "ellipse", "replace")}
+        kinds["standard"] = row | {"seconds_per_edit": seconds, "top1_success": 1.0, "batch_precision": 1.0}
+        kinds["all hard"] = row | {"edits": 4 * edits, "seconds_per_edit": seconds}
+        path = tmp_path / f"{edit_set}-{count}.json"
+        settings = {"candidates_per_result": count, "num_images_per_prompt": 4}
+        fields = {"set": edit_set, "edits_per_kind": edits, "commit": "abc", "machine": "m", "date": "d"}
+        path.write_text(json.dumps(fields | {"settings": settings, "rows": kinds}))
+        return str(path)
+
+    speed = tmp_path / "speed.json"
+    speed.write_text(
+        json.dumps({"settings": {"latent": {"candidates_per_result": 4}}, "latent_speedup_per_image": 6.0})
+    )
+    runs = [run("a", 4, 0.5, 1.0), run("b", 4, 1.0, 1.0, edits=6), run("a", 8, 1.0, 2.0), run("b", 8, 1.0, 2.0)]
+    command = [sys.executable, "benchmarks/candidates_cost.py", "--speed", str(speed), "--out", str(tmp_path / "out")]
+    subprocess.run([*command, "--runs", *runs], check=True, capture_output=True)
+    rows = json.loads((tmp_path / "out.json").read_text())["rows"]
+    assert [(row["candidates"], row["made"]) for row in rows] == [(4, 16), (8, 32)]
+    assert rows[0]["kinds"]["small"] == pytest.approx(
+        {
+            "edits": 8,
+            "top1_success": 0.875,
+            "any_success": 1.0,
+            "batch_precision": 0.875,
+            "diversity": 30.0,
+            "seconds_per_edit": 1.0,
+        }
+    )
+    assert rows[0]["precision_mean_of_kinds"] == pytest.approx((4 * 0.875 + 1.0) / 5)
+    assert [row["faster_than_pixel"] for row in rows] == pytest.approx([6.0, 3.0])
+    assert "| 8 (32) | 100.0% |" in (tmp_path / "out.md").read_text()
+
+    unmatched = subprocess.run([*command, "--runs", *runs[:3]], capture_output=True, text=True)
+    assert unmatched.returncode != 0 and "the same edit sets" in unmatched.stderr
