@@ -46,6 +46,20 @@ def by_count(runs: list[dict]) -> dict[int, list[dict]]:
     return dict(sorted(groups.items()))
 
 
+def refuse_mixed(runs: list[dict], speed: dict) -> None:
+    """Refuses runs that differ in more than the candidate count, or were timed on another machine than
+    ``speed``: their seconds and figures would not compare."""
+    settings = [
+        {key: value for key, value in run["settings"].items() if key != "candidates_per_result"} for run in runs
+    ]
+    differing = sorted({key for each in settings for key in each if each.get(key) != settings[0].get(key)})
+    if differing:
+        raise SystemExit(f"--runs: the runs must differ only in candidates_per_result, they also differ in {differing}")
+    machines = {run["machine"] for run in runs} | {speed["machine"]}
+    if len(machines) > 1:
+        raise SystemExit(f"--runs and --speed: every run must be timed on one machine, got {sorted(machines)}")
+
+
 def markdown(results: dict) -> str:
     lines = [
         f"Machine: {results['machine']}; commit {results['commit']}; date: {results['date']}; "
@@ -80,6 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = [json.loads(path.read_text()) | {"file": str(path)} for path in args.runs]
     speed = json.loads(args.speed.read_text())
+    refuse_mixed(runs, speed)
     groups = by_count(runs)
     default = speed["settings"]["latent"]["candidates_per_result"]
     if default not in groups:

@@ -528,20 +528,22 @@ def test_a_lossless_round_trip_keeps_every_ideal_edit():
 
 
 def test_candidates_cost_pools_the_sets_and_scales_the_speed_by_the_latent_time(tmp_path):
-    def run(edit_set, count, top1, seconds, edits=2):
+    def run(edit_set, count, top1, seconds, edits=2, machine="m", steps=25):
         row = {"edits": edits, "top1_success": top1, "any_success": 1.0, "batch_precision": top1, "diversity": 30.0}
         kinds = {kind: row | {"seconds_per_edit": seconds} for kind in ("small", "wide", "ellipse", "replace")}
         kinds["standard"] = row | {"seconds_per_edit": seconds, "top1_success": 1.0, "batch_precision": 1.0}
         kinds["all hard"] = row | {"edits": 4 * edits, "seconds_per_edit": seconds}
         path = tmp_path / f"{edit_set}-{count}.json"
-        settings = {"candidates_per_result": count, "num_images_per_prompt": 4}
-        fields = {"set": edit_set, "edits_per_kind": edits, "commit": "abc", "machine": "m", "date": "d"}
+        settings = {"candidates_per_result": count, "num_images_per_prompt": 4, "num_inference_steps": steps}
+        fields = {"set": edit_set, "edits_per_kind": edits, "commit": "abc", "machine": machine, "date": "d"}
         path.write_text(json.dumps(fields | {"settings": settings, "rows": kinds}))
         return str(path)
 
     speed = tmp_path / "speed.json"
     speed.write_text(
-        json.dumps({"settings": {"latent": {"candidates_per_result": 4}}, "latent_speedup_per_image": 6.0})
+        json.dumps(
+            {"machine": "m", "settings": {"latent": {"candidates_per_result": 4}}, "latent_speedup_per_image": 6.0}
+        )
     )
     runs = [run("a", 4, 0.5, 1.0), run("b", 4, 1.0, 1.0, edits=6), run("a", 8, 1.0, 2.0), run("b", 8, 1.0, 2.0)]
     command = [sys.executable, "benchmarks/candidates_cost.py", "--speed", str(speed), "--out", str(tmp_path / "out")]
@@ -564,3 +566,7 @@ def test_candidates_cost_pools_the_sets_and_scales_the_speed_by_the_latent_time(
 
     unmatched = subprocess.run([*command, "--runs", *runs[:3]], capture_output=True, text=True)
     assert unmatched.returncode != 0 and "the same edit sets" in unmatched.stderr
+    elsewhere = subprocess.run([*command, "--runs", *runs[:3], run("b", 8, 1.0, 2.0, machine="x")], capture_output=True)
+    assert elsewhere.returncode != 0 and b"one machine" in elsewhere.stderr
+    other_steps = subprocess.run([*command, "--runs", *runs[:3], run("b", 8, 1.0, 2.0, steps=50)], capture_output=True)
+    assert other_steps.returncode != 0 and b"num_inference_steps" in other_steps.stderr
