@@ -60,6 +60,26 @@ def copies_of_best(samples: torch.Tensor, order: torch.Tensor, group_size: int, 
 
 DPM_SOLVER_ALGORITHMS = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
 
+NOISE_ADVICE = {
+    "eta": "pass eta > 0",
+    "algorithm_type": "configure it with algorithm_type='sde-dpmsolver++'",
+    "stochastic_sampling": "configure it with stochastic_sampling=True",
+    None: "swap in a scheduler that draws noise (DDPM)",
+}
+"""What makes a scheduler draw noise, said as advice, by the knob that sets it (``noise_knob``)."""
+
+
+def noise_knob(scheduler: Any) -> str | None:
+    """What sets whether ``scheduler``'s step draws noise: DDIM's ``eta`` (DDIM, TCD), DPM-Solver's
+    ``algorithm_type``, flow-matching Euler's ``stochastic_sampling``; None where the sampler alone decides."""
+    if takes_eta(scheduler):
+        return "eta"
+    if scheduler.config.get("algorithm_type") in DPM_SOLVER_ALGORITHMS:
+        return "algorithm_type"
+    if "stochastic_sampling" in scheduler.config:
+        return "stochastic_sampling"
+    return None
+
 
 def draws_noise(scheduler: Any, eta: float) -> bool:
     """Whether ``scheduler``'s step, as the pipelines call it (DDIM's ``eta`` given, Euler's ``s_churn`` left at 0),
@@ -67,27 +87,21 @@ def draws_noise(scheduler: Any, eta: float) -> bool:
     flow-matching Euler with ``stochastic_sampling``; DDPM and the ancestral, consistency and SA-Solver samplers
     always; a step that takes no generator never."""
     parameters = inspect.signature(scheduler.step).parameters
-    config = scheduler.config
     if "generator" not in parameters:
         return False
-    if takes_eta(scheduler):
+    knob = noise_knob(scheduler)
+    if knob == "eta":
         return eta > 0
-    if config.get("algorithm_type") in DPM_SOLVER_ALGORITHMS:
-        return config["algorithm_type"].startswith("sde")
-    if "stochastic_sampling" in config:
-        return bool(config["stochastic_sampling"])
+    if knob == "algorithm_type":
+        return scheduler.config["algorithm_type"].startswith("sde")
+    if knob == "stochastic_sampling":
+        return bool(scheduler.config["stochastic_sampling"])
     return "s_churn" not in parameters
 
 
 def to_draw_noise(scheduler: Any) -> str:
     """What makes ``scheduler`` draw noise (``draws_noise``), said as advice."""
-    if takes_eta(scheduler):
-        return "pass eta > 0"
-    if scheduler.config.get("algorithm_type") in DPM_SOLVER_ALGORITHMS:
-        return "configure it with algorithm_type='sde-dpmsolver++'"
-    if "stochastic_sampling" in scheduler.config:
-        return "configure it with stochastic_sampling=True"
-    return "swap in a scheduler that draws noise (DDPM)"
+    return NOISE_ADVICE[noise_knob(scheduler)]
 
 
 def sampler_words(scheduler: Any, eta: float) -> str:
